@@ -1,0 +1,67 @@
+"""The one entry point: ``streamproc <command>``.
+
+Subcommands live next to the code they drive and are registered here lazily, so
+``streamproc broker start`` does not pay for importing torch or faust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from streamproc.errors import StreamprocError
+
+__all__ = ["cli", "main"]
+
+# command name -> ("module:attribute" of a click.Command, one-line help shown by --help)
+_COMMANDS = {
+    "broker": ("streamproc.broker:broker_command", "Start, stop or inspect the local Kafka broker."),
+    "demo": ("streamproc.tools.demo:demo", "Run the whole pipeline end to end on a local broker."),
+    "distill": ("streamproc.compress.command:distill", "Offline job: distil, prune, quantize."),
+    "worker": ("streamproc.stream.command:worker", "Run a streaming inference worker."),
+    "produce": ("streamproc.tools.produce:produce", "Produce text events to the input topic."),
+    "tail": ("streamproc.tools.tail:tail", "Consume and pretty-print predictions."),
+    "bench": ("streamproc.tools.bench:bench", "End-to-end latency/throughput benchmark."),
+    "model": ("streamproc.model.command:model", "Inspect, verify and publish model artifacts."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, _, attr = entry[0].partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing must not import every subcommand (torch, faust): use the static help lines.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """streamproc: streaming NLP inference on Kafka."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; streamproc's own errors print one line and exit 2, never a traceback."""
+    try:
+        return cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except StreamprocError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

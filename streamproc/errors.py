@@ -1,0 +1,65 @@
+"""The one exception tree of streamproc.
+
+Every error streamproc raises on purpose derives from :class:`StreamprocError`, so callers
+can catch the whole family with one ``except``::
+
+    StreamprocError
+    ├── ConfigError          a STREAMPROC_* setting or CLI option is invalid
+    ├── BrokerError          the local Kafka broker could not be fetched, started or reached
+    ├── DataError            a labelled data set is missing, malformed or unusable
+    ├── ModelError           a model could not be built, trained or run
+    │   └── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
+    └── EventError           an input event is invalid (carries a machine-readable reason)
+
+Bad *events* are values, not crashes: the stream path turns an :class:`EventError` into a
+dead-letter record with ``reason`` as a header, and carries on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "BrokerError",
+    "ConfigError",
+    "DataError",
+    "EventError",
+    "ModelError",
+    "StreamprocError",
+]
+
+
+class StreamprocError(Exception):
+    """Root of every error streamproc raises on purpose."""
+
+
+class ConfigError(StreamprocError):
+    """A setting is invalid; the message names the setting."""
+
+
+class BrokerError(StreamprocError):
+    """The local broker could not be fetched, started, reached or stopped."""
+
+
+class DataError(StreamprocError):
+    """A labelled data set is missing, malformed or unusable."""
+
+
+class ModelError(StreamprocError):
+    """A model could not be built, trained or run."""
+
+
+class ArtifactError(ModelError):
+    """A model artifact is missing, of an unknown version, corrupted or tampered with."""
+
+
+class EventError(StreamprocError):
+    """An input event is invalid.
+
+    ``reason`` is a short machine-readable code (``malformed_json``, ``invalid_utf8``, …) that
+    becomes the ``reason`` header of the dead-letter record.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

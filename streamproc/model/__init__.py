@@ -1,0 +1,1 @@
+"""Models shared by the offline job and the stream: network, artifact, runtime."""

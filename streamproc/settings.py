@@ -1,0 +1,164 @@
+"""One typed, frozen settings object, read from ``STREAMPROC_*`` environment variables.
+
+Build it with :func:`load_settings` (the only place the environment is read); every other module
+receives a :class:`Settings` instance. Invalid values raise :class:`ConfigError` with a one-line
+message naming the variable, e.g. ``STREAMPROC_LATENCY_TARGET_MS: must be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamproc.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "STREAMPROC_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything a streamproc process can be configured with.
+
+    Each field maps to ``STREAMPROC_<FIELD_NAME_UPPERCASE>``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # --- Kafka connection -------------------------------------------------------------------
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1, description="host:port[,host:port]")
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None  # SecretStr: never printed in logs, reprs or errors
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    # --- Topics -----------------------------------------------------------------------------
+    app_id: str = Field("streamproc", min_length=1, description="Faust app id = consumer group")
+    input_topic: str = Field("streamproc-input", min_length=1)
+    output_topic: str = Field("streamproc-predictions", min_length=1)
+    dead_letter_topic: str = Field("streamproc-dead-letter", min_length=1)
+    input_partitions: int = Field(4, ge=1, description="partitions when streamproc creates topics")
+
+    # --- Delivery ---------------------------------------------------------------------------
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    commit_interval_s: float = Field(1.0, gt=0)
+
+    # --- Adaptive batching ------------------------------------------------------------------
+    latency_target_ms: float = Field(100.0, gt=0, description="event-to-prediction p99 goal")
+    min_batch_size: int = Field(1, ge=1)
+    max_batch_size: int = Field(256, ge=1)
+    max_buffered_events: int = Field(4096, ge=1, description="backpressure bound on the buffer")
+
+    # --- Events -----------------------------------------------------------------------------
+    max_event_bytes: int = Field(256 * 1024, ge=64, description="larger payloads are dead-lettered")
+
+    # --- Model ------------------------------------------------------------------------------
+    model_dir: Path = Field(Path("models"), description="versioned artifacts + a CURRENT file")
+    model_poll_interval_s: float = Field(2.0, gt=0, description="hot-reload check period")
+    torch_threads: int = Field(0, ge=0, description="0 = torch's default")
+
+    # --- Web / metrics ----------------------------------------------------------------------
+    web_host: str = "127.0.0.1"  # loopback unless configured otherwise
+    web_port: int = Field(6066, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError(
+                f"STREAMPROC_MIN_BATCH_SIZE ({self.min_batch_size}) exceeds "
+                f"STREAMPROC_MAX_BATCH_SIZE ({self.max_batch_size})"
+            )
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError(
+                    "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
+                    "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
+                )
+        for name in ("bootstrap_servers",):
+            for server in getattr(self, name).split(","):
+                host, _, port = server.strip().rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"STREAMPROC_{name.upper()}: {server!r} is not host:port")
+        return self
+
+    # --- Client configurations ----------------------------------------------------------------
+    def confluent_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = str(self.ssl_keyfile)
+        conf.update(extra)
+        return conf
+
+    def faust_broker_credentials(self) -> Any:
+        """Credentials object for Faust (aiokafka), or None for PLAINTEXT."""
+        import faust  # local import: faust is heavy and only the worker needs it
+
+        context = None
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(
+                purpose=ssl.Purpose.SERVER_AUTH,
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            )
+            if self.ssl_certfile:
+                context.load_cert_chain(
+                    str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+                )
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked by the validator
+            kind = "SASL_SSL" if self.security_protocol == "SASL_SSL" else "SASL_PLAINTEXT"
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value(),
+                ssl_context=context,
+                mechanism=self.sasl_mechanism,
+                security_protocol=kind,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read ``STREAMPROC_*`` from the environment (overrides win). The only place env is read.
+
+    Raises :class:`ConfigError` with one line per invalid setting, naming the variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in err["loc"]]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{ENV_PREFIX}{loc[0].upper()}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)
