@@ -1,0 +1,532 @@
+"""A real, local Apache Kafka broker for development, tests and the demo — no Docker needed.
+
+Apache publishes the broker to Maven Central (``org.apache.kafka:kafka_2.13``). We resolve those
+jars with Maven once into a cache, format KRaft storage and run a single-node combined
+broker+controller on 127.0.0.1 with the machine's JDK::
+
+    broker = LocalBroker()            # free ports, a temporary data directory
+    broker.start()                    # returns once a client's metadata request succeeds
+    broker.bootstrap_servers          # '127.0.0.1:PORT'
+    broker.stop()                     # SIGTERM, then SIGKILL after a grace period
+
+Where a Docker engine answers, :func:`kafka_for_tests` prefers testcontainers' ``KafkaContainer``.
+From the shell: ``streamproc broker start|stop|status|fetch`` (see ``deploy/kafka/README.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from streamproc.errors import BrokerError
+
+__all__ = [
+    "DEFAULT_KAFKA_VERSION",
+    "LocalBroker",
+    "ensure_kafka_jars",
+    "free_port",
+    "kafka_for_tests",
+]
+
+DEFAULT_KAFKA_VERSION = "3.9.2"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+_STARTUP_TIMEOUT_S = 90.0
+_STOP_GRACE_S = 20.0
+
+
+def default_cache_dir() -> Path:
+    """``$STREAMPROC_CACHE_DIR`` or ``~/.cache/streamproc``: where jars and data sets are kept."""
+    return Path(os.environ.get("STREAMPROC_CACHE_DIR", Path.home() / ".cache" / "streamproc"))
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".", 1)[0])
+    except ValueError:
+        raise BrokerError(f"not a Kafka version: {version!r}") from None
+
+
+def _pom(version: str) -> str:
+    # The broker's POM deliberately leaves out a logging backend: without one it prints nothing
+    # and 3.x fails on missing log4j classes. 3.x logs through reload4j, 4.x through log4j2.
+    if _major(version) >= 4:
+        logging_deps = [
+            ("org.apache.logging.log4j", "log4j-api", "2.24.3"),
+            ("org.apache.logging.log4j", "log4j-core", "2.24.3"),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3"),
+        ]
+    else:
+        logging_deps = [("org.slf4j", "slf4j-reload4j", "1.7.36")]
+    deps = [("org.apache.kafka", "kafka_2.13", version), *logging_deps]
+    dep_xml = "\n".join(
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></dependency>"
+        for g, a, v in deps
+    )
+    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>streamproc.local</groupId>
+  <artifactId>kafka-broker-{version}</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+{dep_xml}
+  </dependencies>
+</project>
+"""
+
+
+def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
+    """Resolve the broker jars with Maven into ``<cache>/kafka/<version>/libs`` (once) and return it."""
+    root = (cache_dir or default_cache_dir()) / "kafka" / version
+    libs = root / "libs"
+    done_marker = root / ".complete"
+    if done_marker.exists() and any(libs.glob(f"kafka_2.13-{version}.jar")):
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError("Maven (mvn) is not on PATH: it is needed to fetch the Kafka broker jars")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pom.xml").write_text(_pom(version))
+    staging = root / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(root / "pom.xml"),
+        f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise BrokerError(f"Maven could not fetch Kafka {version}: " + " | ".join(tail))
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    done_marker.write_text(version)
+    return libs
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: the JVM gets SIGTERM if the Python process that started it dies, so a crashed test
+    # run leaves no orphaned broker behind.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_LOG4J_3 = """log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+"""
+
+_LOG4J_4 = """status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+"""
+
+
+@dataclass
+class LocalBroker:
+    """One single-node KRaft Kafka broker (broker + controller) on loopback.
+
+    ``sasl_users`` (name -> password) adds a SASL_PLAINTEXT listener with SCRAM-SHA-256 and
+    SCRAM-SHA-512 credentials created at format time; ``bootstrap_servers`` then points at it.
+    Keeping ``data_dir`` and the ports across :meth:`stop`/:meth:`start` restarts the same broker
+    with its data (used by the broker-restart reliability test).
+    """
+
+    version: str = DEFAULT_KAFKA_VERSION
+    port: int = 0
+    controller_port: int = 0
+    data_dir: Path | None = None
+    heap: str = "768m"
+    sasl_users: dict[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    detach: bool = False  # True: the JVM outlives this Python process (``streamproc broker start``)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _owns_data_dir: bool = field(default=False, init=False, repr=False)
+    _cluster_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / "logs" / "server.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings that reach this broker (SASL included when configured)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        if self.sasl_users:
+            name, password = next(iter(self.sasl_users.items()))
+            conf.update({
+                "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": name, "sasl.password": password,
+            })  # fmt: skip
+        return conf
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout_s: float = _STARTUP_TIMEOUT_S) -> LocalBroker:
+        if self._process and self._process.poll() is None:
+            return self
+        if shutil.which("java") is None:
+            raise BrokerError("java is not on PATH: the local Kafka broker needs a JDK (17+)")
+        libs = ensure_kafka_jars(self.version, self.cache_dir)
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="streamproc-kafka-"))
+            self._owns_data_dir = True
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        # One extra listener (PLAINTEXT, internal) is kept for inter-broker and admin traffic.
+        self._internal_port = getattr(self, "_internal_port", 0) or free_port()
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        props = self._write_configs()
+        java = [shutil.which("java") or "java", *self._jvm_options(), "-cp", f"{libs}/*"]
+
+        meta = self.data_dir / "kraft" / "meta.properties"
+        if not meta.exists():
+            cluster_id = self._cluster_id or uuid.uuid4().hex[:22]
+            fmt = [*java, "kafka.tools.StorageTool", "format", "-t", _kafka_uuid(cluster_id),
+                   "-c", str(props), "--ignore-formatted"]  # fmt: skip
+            for name, password in self.sasl_users.items():
+                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                    fmt += ["--add-scram", f"{mech}=[name={name},password={password}]"]
+            proc = subprocess.run(fmt, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BrokerError(f"formatting KRaft storage failed: {_tail(proc.stdout + proc.stderr)}")
+
+        stdout = open(self.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - child owns it
+        self._process = subprocess.Popen(
+            [*java, "kafka.Kafka", str(props)],
+            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=None if self.detach or sys.platform != "linux" else _die_with_parent,
+            start_new_session=self.detach,
+        )  # fmt: skip
+        stdout.close()
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, *, remove_data: bool | None = None) -> None:
+        """Stop the JVM (SIGTERM, SIGKILL after a grace period); remove a temporary data dir."""
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if remove_data if remove_data is not None else self._owns_data_dir:
+            if self.data_dir is not None:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash, for fault tests); data stays."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(10)
+        self._process = None
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------------------
+    def _jvm_options(self) -> list[str]:
+        assert self.data_dir is not None
+        logs = self.data_dir / "logs"
+        opts = [f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                "-XX:TieredStopAtLevel=1",  # C1 only: faster start, less CPU on 2 cores
+                "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}"]  # fmt: skip
+        if _major(self.version) >= 4:
+            opts.append(f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}")
+        else:
+            opts.append(f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}")
+        return opts
+
+    def _write_configs(self) -> Path:
+        assert self.data_dir is not None
+        (self.data_dir / "log4j.properties").write_text(_LOG4J_3.format(log=self.log_file))
+        (self.data_dir / "log4j2.properties").write_text(_LOG4J_4.format(log=self.log_file))
+        listeners = [f"INTERNAL://127.0.0.1:{self._internal_port}",
+                     f"CONTROLLER://127.0.0.1:{self.controller_port}"]  # fmt: skip
+        protocol_map = ["INTERNAL:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        external = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+        listeners.insert(0, f"EXTERNAL://127.0.0.1:{self.port}")
+        protocol_map.append(f"EXTERNAL:{external}")
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": ",".join(listeners),
+            "advertised.listeners": f"EXTERNAL://127.0.0.1:{self.port},"
+            f"INTERNAL://127.0.0.1:{self._internal_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": ",".join(protocol_map),
+            "log.dirs": str(self.data_dir / "kraft"),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.flush.interval.messages": "9223372036854775807",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+        }
+        if self.sasl_users:
+            lines["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
+            jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            for mech in ("scram-sha-256", "scram-sha-512"):
+                lines[f"listener.name.external.{mech}.sasl.jaas.config"] = jaas
+        props = self.data_dir / "server.properties"
+        props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        return props
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout_s
+        admin = AdminClient({**self.client_config(), "log_level": 0, "logger": _QuietLogger()})
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {self._process.returncode} while starting; "
+                    f"last log lines: {_tail(_read_tail(self.log_file))}"
+                )
+            try:
+                metadata = admin.list_topics(timeout=2)
+                if metadata.brokers:
+                    return
+            except Exception as exc:  # KafkaException until the listener is up
+                last_error = exc
+            time.sleep(0.3)
+        raise BrokerError(f"Kafka did not answer metadata requests in {timeout_s:.0f}s ({last_error})")
+
+
+class _QuietLogger:
+    """librdkafka logs connection refusals while the broker boots; those are expected."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> object:
+        return self.log
+
+
+def _kafka_uuid(seed_hex: str) -> str:
+    # Kafka cluster ids are 16 bytes, base64url without padding (what StorageTool random-uuid prints).
+    import base64
+
+    raw = bytes.fromhex(seed_hex.ljust(32, "0")[:32])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_tail(path: Path, max_bytes: int = 4000) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - max_bytes))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tail(text: str, lines: int = 4) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------------
+# Tests: a broker from the environment, Docker, or the jars — in that order.
+# --------------------------------------------------------------------------------------------
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def kafka_for_tests() -> Iterator[str]:
+    """Yield bootstrap servers of a real broker for a test session.
+
+    ``KAFKA_BOOTSTRAP_SERVERS`` if set → testcontainers ``KafkaContainer`` if a Docker engine
+    answers → the Maven-fetched jar broker → :class:`BrokerError`. Never a mock, never a skip.
+    """
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if os.environ.get("STREAMPROC_TEST_DOCKER", "1") != "0" and _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    try:
+        broker = LocalBroker(version=os.environ.get("STREAMPROC_KAFKA_VERSION", DEFAULT_KAFKA_VERSION))
+        broker.start()
+    except BrokerError as exc:
+        raise BrokerError(
+            f"no Kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS is unset, no Docker engine "
+            f"answers, and the local jar broker failed: {exc}"
+        ) from exc
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: streamproc broker start|stop|status|fetch — a detached broker for development.
+# --------------------------------------------------------------------------------------------
+def _state_dir() -> Path:
+    return Path(os.environ.get("STREAMPROC_BROKER_DIR", ".streamproc/broker")).resolve()
+
+
+def _read_state() -> dict[str, object] | None:
+    path = _state_dir() / "state.json"
+    if not path.exists():
+        return None
+    state: dict[str, object] = json.loads(path.read_text())
+    return state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); check /proc where available.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+@click.group("broker")
+def broker_command() -> None:
+    """Start, stop or inspect the local Kafka broker (KRaft, jars from Maven Central)."""
+
+
+@broker_command.command("fetch")
+@click.option("--version", "version", default=DEFAULT_KAFKA_VERSION, show_default=True)
+def fetch_command(version: str) -> None:
+    """Download the broker jars into the cache (CI does this once)."""
+    click.echo(ensure_kafka_jars(version))
+
+
+@broker_command.command("start")
+@click.option("--version", "version", default=DEFAULT_KAFKA_VERSION, show_default=True)
+@click.option("--port", type=int, default=9092, show_default=True, help="0 = any free port")
+def start_command(version: str, port: int) -> None:
+    """Start a detached broker on 127.0.0.1 and print its bootstrap servers."""
+    state = _read_state()
+    if state and _alive(int(str(state["pid"]))):
+        click.echo(f"already running: {state['bootstrap_servers']} (pid {state['pid']})")
+        return
+    state_dir = _state_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if port and not _port_free(port):
+        raise BrokerError(f"port {port} on 127.0.0.1 is taken; pass --port 0 for any free port")
+    broker = LocalBroker(version=version, port=port, data_dir=state_dir / "data", detach=True)
+    broker.start()
+    assert broker.pid is not None
+    state = {"pid": broker.pid, "bootstrap_servers": broker.bootstrap_servers,
+             "version": version, "data_dir": str(broker.data_dir), "log": str(broker.log_file)}  # fmt: skip
+    (state_dir / "state.json").write_text(json.dumps(state, indent=2))
+    broker._process = None  # forget it: `broker stop` stops it by pid
+    click.echo(broker.bootstrap_servers)
+
+
+@broker_command.command("stop")
+def stop_command() -> None:
+    """Stop the detached broker and wait until its JVM is gone."""
+    state = _read_state()
+    if not state or not _alive(int(str(state["pid"]))):
+        click.echo("not running")
+        (_state_dir() / "state.json").unlink(missing_ok=True)
+        return
+    pid = int(str(state["pid"]))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
+    (_state_dir() / "state.json").unlink(missing_ok=True)
+    click.echo(f"stopped (pid {pid})")
+
+
+@broker_command.command("status")
+def status_command() -> None:
+    """Print the detached broker's address, or 'not running' (exit 1)."""
+    state = _read_state()
+    if state and _alive(int(str(state["pid"]))):
+        click.echo(json.dumps(state, indent=2))
+        return
+    click.echo("not running")
+    sys.exit(1)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

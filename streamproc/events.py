@@ -1,0 +1,160 @@
+"""Input and output records: decoding, validation and the orjson codec.
+
+Input value (JSON object, UTF-8)::
+
+    {"id": "<non-empty string>", "text": "<non-empty string>", "ts": <epoch ms, optional>, ...}
+
+Unknown fields are allowed and ignored. Anything else is an :class:`EventError` whose ``reason``
+(one of :data:`DEAD_LETTER_REASONS`) goes to the dead-letter topic as a header, with the original
+bytes untouched. The full schemas are in ``streamproc/resources/schemas/``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamproc.errors import EventError
+from streamproc.model.base import Prediction
+
+__all__ = [
+    "DEAD_LETTER_REASONS",
+    "MAX_ID_CHARS",
+    "TextEvent",
+    "dead_letter_headers",
+    "decode_event",
+    "encode_prediction",
+]
+
+MAX_ID_CHARS = 512
+
+#: Every reason a record can be dead-lettered for (the ``streamproc-reason`` header).
+DEAD_LETTER_REASONS = (
+    "empty_payload",  # null or zero-length value
+    "oversized",  # value larger than STREAMPROC_MAX_EVENT_BYTES
+    "invalid_utf8",  # value is not UTF-8
+    "malformed_json",  # not JSON (or nested deeper than the parser allows)
+    "not_an_object",  # JSON, but not an object
+    "missing_id",
+    "invalid_id",  # id not a non-empty string of at most MAX_ID_CHARS characters
+    "missing_text",
+    "invalid_text",  # text is not a string
+    "empty_text",  # text is empty or only whitespace
+    "invalid_ts",  # ts present but not a finite, non-negative number
+    "inference_error",  # the model raised on this very event (see stream/pipeline.py)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvent:
+    """A validated input event."""
+
+    id: str
+    text: str
+    ts_ms: float | None  # producer time, epoch milliseconds, when the producer stamped it
+
+
+def decode_event(raw: bytes | None, *, max_bytes: int) -> TextEvent:
+    """Validate one raw input value; raise :class:`EventError` with a reason when it is bad."""
+    if not raw:
+        raise EventError("empty_payload")
+    if len(raw) > max_bytes:
+        raise EventError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson rejects invalid UTF-8 too; tell the two apart only on this (rare) error path.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as utf_exc:
+            raise EventError("invalid_utf8", str(utf_exc)[:200]) from None
+        raise EventError("malformed_json", str(exc)[:200]) from None
+    if not isinstance(doc, dict):
+        raise EventError("not_an_object", f"got {type(doc).__name__}")
+    return _validate(doc)
+
+
+def _validate(doc: Mapping[str, Any]) -> TextEvent:
+    if "id" not in doc:
+        raise EventError("missing_id")
+    event_id = doc["id"]
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_CHARS:
+        raise EventError("invalid_id", f"id must be a string of 1..{MAX_ID_CHARS} characters")
+    if "text" not in doc:
+        raise EventError("missing_text")
+    text = doc["text"]
+    if not isinstance(text, str):
+        raise EventError("invalid_text", f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise EventError("empty_text")
+    ts = doc.get("ts")
+    if ts is not None:
+        # bool is an int subclass: reject it explicitly.
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
+            raise EventError("invalid_ts", "ts must be a non-negative number of epoch milliseconds")
+        ts = float(ts)
+    return TextEvent(id=event_id, text=text, ts_ms=ts)
+
+
+def encode_prediction(
+    event: TextEvent,
+    prediction: Prediction,
+    *,
+    model_version: str,
+    batch_size: int,
+    now_ms: float | None = None,
+) -> bytes:
+    """The output record (orjson). ``latency_ms`` is event-to-prediction, when ``ts`` was given."""
+    now_ms = time.time() * 1000.0 if now_ms is None else now_ms
+    return orjson.dumps(
+        {
+            "id": event.id,
+            "label": prediction.label,
+            "score": prediction.score,
+            "probabilities": prediction.probabilities,
+            "model_version": model_version,
+            "batch_size": batch_size,
+            "ts": event.ts_ms,
+            "predicted_at": now_ms,
+            "latency_ms": None if event.ts_ms is None else max(0.0, now_ms - event.ts_ms),
+        }
+    )
+
+
+def dead_letter_headers(
+    error: EventError,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    original: Any = None,
+) -> list[tuple[str, bytes]]:
+    """Headers of a dead-letter record: the reason, where it came from, and the original headers."""
+    headers: list[tuple[str, bytes]] = []
+    for key, value in _header_items(original):
+        headers.append((key, value))
+    headers += [
+        ("streamproc-reason", error.reason.encode()),
+        ("streamproc-detail", error.detail.encode("utf-8", "replace")[:1024]),
+        ("streamproc-source-topic", topic.encode()),
+        ("streamproc-source-partition", str(partition).encode()),
+        ("streamproc-source-offset", str(offset).encode()),
+    ]
+    return headers
+
+
+def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out = []
+    for key, value in items:
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        out.append((str(key), value if isinstance(value, bytes) else str(value).encode()))
+    return out

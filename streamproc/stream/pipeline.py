@@ -1,0 +1,352 @@
+"""The online path between the Faust agent and the model: buffer → batch → infer → publish → ack.
+
+Three stages run concurrently on the event loop, so consuming, computing and producing overlap:
+
+1. :meth:`BatchingPipeline.submit` (called by the agent per record) decodes and validates; a bad
+   record is dead-lettered at once, a good one joins the buffer (bounded: a full buffer blocks the
+   agent, which is Kafka back-pressure).
+2. :meth:`BatchingPipeline._batch_loop` asks the :class:`~streamproc.stream.batching.BatchPolicy`
+   how many buffered events to run and how long to wait for more, then runs ``predict_batch`` in
+   the inference thread (off the event loop).
+3. :meth:`BatchingPipeline._delivery_loop` publishes each batch's predictions in order, waits for
+   the broker to acknowledge every one (retrying with backoff), and only then acks the source
+   records — Faust commits an offset only when every record below it is acked. At-least-once.
+
+A batch whose inference raises is split in halves and retried, down to single events; an event
+that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streamproc.errors import EventError
+from streamproc.events import TextEvent, dead_letter_headers, decode_event, encode_prediction
+from streamproc.model.base import Prediction, TextClassifier
+from streamproc.stream.batching import BatchPolicy
+from streamproc.stream.inference import InferenceThread
+from streamproc.stream.metrics import StreamMetrics
+
+__all__ = ["BatchingPipeline", "Publisher", "SourceRecord"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 5.0
+
+
+class SourceRecord(Protocol):
+    """What the pipeline needs of a consumed record (a Faust ``Event`` adapts to it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_s: float  # the broker/producer timestamp, epoch seconds
+    headers: Any
+
+    def ack(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """Sends records; each call returns an awaitable resolved once the broker acknowledged it."""
+
+    async def send_prediction(
+        self, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any]: ...
+
+    async def send_dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]: ...
+
+
+@dataclass(slots=True)
+class _Buffered:
+    record: SourceRecord
+    event: TextEvent
+    arrived: float  # monotonic clock when it entered the buffer
+    origin_s: float  # wall-clock time the event was produced (payload ts, else record timestamp)
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A record to publish and the source records it settles."""
+
+    kind: str  # "prediction" | "dead_letter"
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    settles: Sequence[SourceRecord] = ()
+    latency_s: float | None = None
+
+
+class BatchingPipeline:
+    """Adaptive micro-batching between a consumer and a model, with at-least-once delivery."""
+
+    def __init__(
+        self,
+        *,
+        model: Callable[[], TextClassifier],
+        policy: BatchPolicy,
+        publisher: Publisher,
+        metrics: StreamMetrics,
+        inference: InferenceThread,
+        max_event_bytes: int,
+        max_buffered: int,
+        backlog: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        max_batches_in_flight: int = 4,
+    ) -> None:
+        self._model = model  # read once per batch: a hot reload switches between batches
+        self._policy = policy
+        self._publisher = publisher
+        self._metrics = metrics
+        self._inference = inference
+        self._max_event_bytes = max_event_bytes
+        self._max_buffered = max_buffered
+        self._backlog = backlog
+        self._clock = clock
+        self._wall = wall_clock
+        self._buffer: deque[_Buffered] = deque()
+        self._grew = asyncio.Event()
+        self._has_space = asyncio.Event()
+        self._has_space.set()
+        # Bounded: if delivery stalls (broker away), inference stops and then the agent blocks.
+        self._outbox: asyncio.Queue[list[_Outgoing] | None] = asyncio.Queue(max_batches_in_flight)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
+        self.next_offsets: dict[tuple[str, int], int] = {}  # per partition: next offset to read
+        self.settled_offsets: dict[tuple[str, int], int] = {}  # per partition: last acked offset
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._batch_loop(), name="streamproc-batch-loop"),
+                asyncio.create_task(self._delivery_loop(), name="streamproc-delivery-loop"),
+            ]
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Finish what is buffered and in flight (graceful shutdown), then stop the loops."""
+        self._stopping = True
+        self._grew.set()
+        deadline = self._clock() + timeout_s
+        while self._unsettled and self._clock() < deadline:
+            await asyncio.sleep(0.02)
+        await self.stop()
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def unsettled(self) -> int:
+        """Records taken from the consumer whose outcome the broker has not acknowledged yet."""
+        return self._unsettled
+
+    # -- stage 1: decode and buffer ----------------------------------------------------------
+    async def submit(self, record: SourceRecord) -> None:
+        """Take one consumed record; blocks while the buffer is full (back-pressure)."""
+        tp = (record.topic, record.partition)
+        self.next_offsets[tp] = record.offset + 1
+        self._unsettled += 1
+        self._metrics.record_consumed()
+        try:
+            event = decode_event(record.value, max_bytes=self._max_event_bytes)
+        except EventError as error:
+            await self._dead_letter([record], error)
+            return
+        origin_s = event.ts_ms / 1000.0 if event.ts_ms is not None else record.timestamp_s
+        while len(self._buffer) >= self._max_buffered:
+            self._has_space.clear()
+            await self._has_space.wait()
+        self._buffer.append(_Buffered(record, event, self._clock(), origin_s))
+        self._policy.record_arrivals(count=1, now=self._clock())
+        self._grew.set()
+
+    async def _dead_letter(self, records: Sequence[SourceRecord], error: EventError) -> None:
+        outgoing = []
+        for record in records:
+            self._metrics.record_dead_letter(error.reason)
+            headers = dead_letter_headers(
+                error,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                original=record.headers,
+            )
+            outgoing.append(
+                _Outgoing("dead_letter", record.key, record.value, headers=headers, settles=[record])
+            )
+        # Through the same ordered outbox as predictions: acks stay in offset order per batch.
+        await self._outbox.put(outgoing)
+
+    # -- stage 2: batch and infer ------------------------------------------------------------
+    async def _batch_loop(self) -> None:
+        while True:
+            while not self._buffer:
+                self._grew.clear()
+                await self._grew.wait()
+            now = self._clock()
+            oldest_age = max(0.0, self._wall() - self._buffer[0].origin_s)
+            decision = self._policy.decide(
+                now=now, buffered=len(self._buffer), lag=self._backlog(), oldest_age_s=oldest_age
+            )
+            waited = await self._wait_for(decision.size, decision.wait_s)
+            batch = [self._buffer.popleft() for _ in range(min(decision.size, len(self._buffer)))]
+            self._metrics.set_buffered(len(self._buffer))
+            self._has_space.set()
+            model = self._model()
+            started = self._clock()
+            predictions, failed = await self._predict(model, batch)
+            inference_s = self._clock() - started
+            if predictions:
+                self._policy.record_batch(size=len(batch), duration_s=inference_s, now=self._clock())
+            self._metrics.record_batch(
+                size=len(batch), wait_s=waited, inference_s=inference_s, target_size=decision.size
+            )
+            await self._outbox.put(self._encode(batch, predictions, failed, model.version))
+
+    async def _wait_for(self, size: int, wait_s: float) -> float:
+        """Wait until ``size`` events are buffered or ``wait_s`` passed; return the time waited."""
+        if wait_s <= 0 or len(self._buffer) >= size or self._stopping:
+            return 0.0
+        start = self._clock()
+        deadline = start + wait_s
+        while len(self._buffer) < size and not self._stopping:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            self._grew.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._grew.wait(), remaining)
+        return self._clock() - start
+
+    async def _predict(
+        self, model: TextClassifier, batch: list[_Buffered]
+    ) -> tuple[dict[int, Prediction], dict[int, str]]:
+        """Predictions by batch index; events that failed alone map to an error detail."""
+        predictions: dict[int, Prediction] = {}
+        failed: dict[int, str] = {}
+        pending = [list(range(len(batch)))]
+        while pending:
+            indices = pending.pop()
+            texts = [batch[i].event.text for i in indices]
+            try:
+                result = await self._inference.run(model.predict_batch, texts)
+                if len(result) != len(texts):
+                    raise RuntimeError(f"model returned {len(result)} predictions for {len(texts)}")
+            except Exception as exc:  # a model failure must never kill the worker
+                self._metrics.record_inference_error()
+                log.warning("inference failed on %d events: %r", len(indices), exc)
+                if len(indices) == 1:
+                    failed[indices[0]] = f"{type(exc).__name__}: {exc}"[:500]
+                else:  # bisect: a poison event only takes itself down
+                    middle = len(indices) // 2
+                    pending += [indices[middle:], indices[:middle]]
+                continue
+            predictions.update(zip(indices, result, strict=True))
+        return predictions, failed
+
+    def _encode(
+        self,
+        batch: list[_Buffered],
+        predictions: dict[int, Prediction],
+        failed: dict[int, str],
+        version: str,
+    ) -> list[_Outgoing]:
+        now_wall = self._wall()
+        outgoing = []
+        for index, item in enumerate(batch):
+            record = item.record
+            if index in failed:
+                error = EventError("inference_error", failed[index])
+                self._metrics.record_dead_letter(error.reason)
+                headers = dead_letter_headers(
+                    error, topic=record.topic, partition=record.partition,
+                    offset=record.offset, original=record.headers,
+                )  # fmt: skip
+                outgoing.append(
+                    _Outgoing("dead_letter", record.key, record.value, headers=headers,
+                              settles=[record])  # fmt: skip
+                )
+                continue
+            value = encode_prediction(
+                item.event, predictions[index], model_version=version,
+                batch_size=len(batch), now_ms=now_wall * 1000.0,
+            )  # fmt: skip
+            # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
+            partition = None if record.key else record.partition
+            latency = max(0.0, now_wall - item.origin_s) if item.event.ts_ms is not None else None
+            outgoing.append(
+                _Outgoing("prediction", record.key, value, partition=partition,
+                          settles=[record], latency_s=latency)  # fmt: skip
+            )
+        return outgoing
+
+    # -- stage 3: publish, confirm, ack --------------------------------------------------------
+    async def _delivery_loop(self) -> None:
+        while True:
+            outgoing = await self._outbox.get()
+            if outgoing is None:
+                return
+            await self._deliver(outgoing)
+            latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]
+            if latencies:
+                self._metrics.record_predictions(latencies)
+            for item in outgoing:
+                for record in item.settles:
+                    record.ack()
+                    self._unsettled -= 1
+                    self.settled_offsets[(record.topic, record.partition)] = record.offset
+
+    async def _deliver(self, outgoing: list[_Outgoing]) -> None:
+        """Publish every record and wait for the broker's acknowledgement; retry what failed."""
+        pending = outgoing
+        delay = _RETRY_FIRST_S
+        while pending:
+            futures = [await self._send(item) for item in pending]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [
+                item for item, result in zip(pending, results, strict=True)
+                if isinstance(result, BaseException)
+            ]  # fmt: skip
+            if failed:
+                error = next(r for r in results if isinstance(r, BaseException))
+                log.warning(
+                    "%d of %d records not acknowledged by the broker (%r); retrying in %.1fs",
+                    len(failed), len(pending), error, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+            pending = failed
+
+    async def _send(self, item: _Outgoing) -> Awaitable[Any]:
+        try:
+            if item.kind == "prediction":
+                assert item.value is not None
+                return await self._publisher.send_prediction(item.key, item.value, item.partition)
+            return await self._publisher.send_dead_letter(item.key, item.value, item.headers)
+        except Exception as exc:  # e.g. the producer refused the send outright: retry it later
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
