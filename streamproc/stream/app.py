@@ -1,0 +1,233 @@
+"""The Faust app: one agent per worker process, wired to the batching pipeline.
+
+input topic ──agent──▶ BatchingPipeline ──▶ output topic (predictions, orjson)
+                              └──────────▶ dead-letter topic (original bytes + reason headers)
+
+Faust owns the consumer group, partition assignment, rebalances and offset commits; the pipeline
+acks a source record only after the broker acknowledged its prediction (or dead-letter record),
+so a commit never passes an event whose outcome could still be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from streamproc.errors import ArtifactError
+from streamproc.model.base import TextClassifier
+from streamproc.settings import Settings
+from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
+from streamproc.stream.inference import InferenceThread
+from streamproc.stream.lag import backlog, lag_by_partition
+from streamproc.stream.metrics import StreamMetrics
+from streamproc.stream.models import ArtifactWatcher, ModelSlot
+from streamproc.stream.pipeline import BatchingPipeline
+
+__all__ = ["Worker", "create_worker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Record:
+    """A Faust event seen through the pipeline's :class:`SourceRecord` protocol."""
+
+    event: Any  # faust.types.EventT
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_s: float
+    headers: Any
+
+    @classmethod
+    def from_event(cls, event: Any) -> _Record:
+        message = event.message
+        return cls(event, message.topic, message.partition, message.offset, message.key,
+                   message.value, message.timestamp, message.headers)  # fmt: skip
+
+    def ack(self) -> None:
+        self.event.ack()
+
+
+class _FaustPublisher:
+    def __init__(self, output: Any, dead_letter: Any) -> None:
+        self._output = output
+        self._dead_letter = dead_letter
+
+    async def send_prediction(
+        self, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any]:
+        fut: Awaitable[Any] = await self._output.send(key=key, value=value, partition=partition)
+        return fut
+
+    async def send_dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        fut: Awaitable[Any] = await self._dead_letter.send(key=key, value=value, headers=headers)
+        return fut
+
+
+@dataclass
+class Worker:
+    """Everything one worker process runs, exposed for the CLI and tests."""
+
+    app: faust.App
+    settings: Settings
+    metrics: StreamMetrics
+    slot: ModelSlot
+    pipeline: BatchingPipeline
+    policy: BatchPolicy
+    input_topic: Any
+    output_topic: Any
+    dead_letter_topic: Any
+    agent: Any
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    model: TextClassifier | None = None,
+    policy: BatchPolicy | None = None,
+    metrics: StreamMetrics | None = None,
+    web_enabled: bool = True,
+) -> Worker:
+    """Build the Faust app and its pipeline.
+
+    ``model`` given: serve it (tests, fakes). Otherwise load ``<model_dir>/CURRENT`` and watch it
+    for hot reloads; an unknown or invalid artifact fails fast with :class:`ArtifactError`.
+    """
+    metrics = metrics or StreamMetrics()
+    watcher: ArtifactWatcher | None = None
+    if model is None:
+        watcher = ArtifactWatcher(settings.model_dir, num_threads=settings.torch_threads or None)
+        model = watcher.load_current()
+    slot = ModelSlot(model)
+    metrics.set_model_version(model.version)
+    policy = policy or AdaptiveBatchController.from_settings(settings)
+
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=settings.faust_broker_credentials(),
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval_s,
+        topic_partitions=settings.input_partitions,
+        topic_disable_leader=True,  # we have no tables: no leader topic needed
+        consumer_auto_offset_reset="earliest",
+        web_enabled=web_enabled,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        producer_linger_ms=1,
+        stream_buffer_maxsize=max(1024, settings.max_buffered_events),
+        broker_max_poll_records=max(500, settings.max_batch_size * 2),
+        loghandlers=[],
+    )
+    input_topic = app.topic(
+        settings.input_topic, key_type=bytes, value_type=bytes,
+        partitions=settings.input_partitions,
+    )  # fmt: skip
+    output_topic = app.topic(
+        settings.output_topic, key_type=bytes, value_type=bytes,
+        partitions=settings.input_partitions,
+    )  # fmt: skip
+    dead_letter_topic = app.topic(
+        settings.dead_letter_topic, key_type=bytes, value_type=bytes, partitions=1
+    )
+    inference = InferenceThread(settings.torch_threads)
+
+    def current_backlog() -> int:
+        consumer = app.consumer
+        return backlog(
+            ((tp.topic, tp.partition) for tp in consumer.assignment()),
+            lambda tp: _highwater(consumer, tp),
+            pipeline.next_offsets,
+        )
+
+    pipeline = BatchingPipeline(
+        model=slot,
+        policy=policy,
+        publisher=_FaustPublisher(output_topic, dead_letter_topic),
+        metrics=metrics,
+        inference=inference,
+        max_event_bytes=settings.max_event_bytes,
+        max_buffered=settings.max_buffered_events,
+        backlog=current_backlog,
+    )
+
+    @app.agent(input_topic, name="predict")
+    async def predict(stream: Any) -> None:
+        pipeline.start()
+        try:
+            async for event in stream.noack().events():
+                await pipeline.submit(_Record.from_event(event))
+        finally:
+            await pipeline.drain()
+
+    @app.timer(interval=1.0)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
+        lags = lag_by_partition(
+            assigned, lambda tp: _highwater(consumer, tp),
+            pipeline.settled_offsets, pipeline.next_offsets,
+        )  # fmt: skip
+        for (topic, partition), lag in lags.items():
+            metrics.set_lag(topic, partition, lag)
+        metrics.set_buffered(pipeline.buffered)
+
+    if watcher is not None:
+        reload_watcher = watcher
+
+        @app.timer(interval=settings.model_poll_interval_s)
+        async def hot_reload() -> None:
+            loop = asyncio.get_running_loop()
+            serving = slot().version
+            try:
+                new_model = await loop.run_in_executor(None, reload_watcher.poll, serving)
+            except ArtifactError as exc:
+                metrics.record_model_reload(ok=False)
+                log.error("refused new model artifact, still serving %s: %s", serving, exc)
+                return
+            if new_model is not None:
+                slot.swap(new_model)  # on the loop: takes effect at the next batch
+                metrics.set_model_version(new_model.version)
+                metrics.record_model_reload(ok=True)
+                log.info("hot reload: now serving model %s (was %s)", new_model.version, serving)
+
+    @app.on_rebalance_complete.connect
+    async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
+        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        for tp in list(pipeline.next_offsets):
+            if tp not in assigned:
+                pipeline.next_offsets.pop(tp, None)
+                pipeline.settled_offsets.pop(tp, None)
+                metrics.forget_partition(*tp)
+
+    if web_enabled:
+        from streamproc.stream.dashboard import register_web
+
+        register_web(app, metrics)
+
+    return Worker(app, settings, metrics, slot, pipeline, policy, input_topic, output_topic,
+                  dead_letter_topic, predict)  # fmt: skip
+
+
+def _highwater(consumer: Any, tp: tuple[str, int]) -> int | None:
+    from faust.types import TP
+
+    try:
+        high = consumer.highwater(TP(*tp))
+    except Exception:  # not assigned any more, or no fetch yet
+        return None
+    return int(high) if high is not None else None

@@ -1,0 +1,41 @@
+"""Shared fixtures: one real Kafka broker per session, unique names per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streamproc.broker import kafka_for_tests
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real broker: KAFKA_BOOTSTRAP_SERVERS → Docker (testcontainers) → Maven jar broker.
+
+    Never skipped: without a broker the tests that need one fail with the reason.
+    """
+    with kafka_for_tests() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def kafka_conf(kafka_bootstrap: str) -> dict[str, str]:
+    return {"bootstrap.servers": kafka_bootstrap}
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for this test's topics and consumer groups."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests build settings explicitly; a developer's STREAMPROC_* must not leak into them.
+    for name in list(os.environ):
+        if name.startswith("STREAMPROC_") and name not in ("STREAMPROC_CACHE_DIR",
+                                                          "STREAMPROC_KAFKA_VERSION"):
+            monkeypatch.delenv(name, raising=False)
