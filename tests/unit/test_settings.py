@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from streamproc.errors import ConfigError
+from streamproc.settings import load_settings
+
+
+def test_defaults_are_valid() -> None:
+    settings = load_settings()
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.web_host == "127.0.0.1"  # loopback unless configured otherwise
+
+
+def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMPROC_LATENCY_TARGET_MS", "25")
+    monkeypatch.setenv("STREAMPROC_INPUT_TOPIC", "texts")
+    settings = load_settings()
+    assert settings.latency_target_ms == 25.0
+    assert settings.input_topic == "texts"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STREAMPROC_LATENCY_TARGET_MS", "fast"),
+        ("STREAMPROC_LATENCY_TARGET_MS", "-1"),
+        ("STREAMPROC_WEB_PORT", "70000"),
+        ("STREAMPROC_PROCESSING_GUARANTEE", "maybe_once"),
+        ("STREAMPROC_BOOTSTRAP_SERVERS", "no-port-here"),
+    ],
+)
+def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str,
+                                         value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert name in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_batch_bounds_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="STREAMPROC_MIN_BATCH_SIZE"):
+        load_settings(min_batch_size=64, max_batch_size=8)
+
+
+def test_sasl_needs_credentials_and_never_prints_the_password() -> None:
+    with pytest.raises(ConfigError, match="STREAMPROC_SASL_USERNAME"):
+        load_settings(security_protocol="SASL_PLAINTEXT")
+    settings = load_settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                             sasl_username="alice", sasl_password="s3cret-pw")  # fmt: skip
+    assert "s3cret-pw" not in repr(settings)
+    assert "s3cret-pw" not in str(settings.model_dump())
+    conf = settings.confluent_config()
+    assert conf["sasl.password"] == "s3cret-pw"
+    assert conf["security.protocol"] == "SASL_PLAINTEXT"
+
+
+def test_cli_reports_a_bad_setting_in_one_line() -> None:
+    env = {"STREAMPROC_LATENCY_TARGET_MS": "soon", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "streamproc", "tail", "--count", "1"],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: STREAMPROC_LATENCY_TARGET_MS")
+    assert "Traceback" not in proc.stderr
