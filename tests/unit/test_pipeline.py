@@ -1,0 +1,167 @@
+"""The batching pipeline without Kafka: a fake publisher that acknowledges (or fails) sends."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
+from streamproc.stream.inference import InferenceThread
+from streamproc.stream.metrics import StreamMetrics
+from streamproc.stream.pipeline import BatchingPipeline
+from streamproc.testing import FakeClassifier
+
+
+@dataclass
+class Record:
+    offset: int
+    value: bytes | None
+    partition: int = 0
+    topic: str = "in"
+    key: bytes | None = None
+    timestamp_s: float = 0.0
+    headers: Any = None
+    acked: bool = False
+    log: list[str] = field(default_factory=list)
+
+    def ack(self) -> None:
+        self.acked = True
+        self.log.append(f"ack {self.offset}")
+
+
+class FakePublisher:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.predictions: list[dict[str, Any]] = []
+        self.dead_letters: list[tuple[bytes | None, dict[str, bytes]]] = []
+        self.fail_first = fail_first
+        self.attempts = 0
+        self.log: list[str] = []
+
+    async def _settle(self, on_success: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.attempts += 1
+        if self.attempts <= self.fail_first:
+            fut.set_exception(ConnectionError("broker unreachable"))
+        else:
+            on_success()
+            fut.set_result(None)
+        return fut
+
+    async def send_prediction(self, key: bytes | None, value: bytes, partition: int | None) -> Any:
+        out = orjson.loads(value)
+        return await self._settle(lambda: (self.predictions.append(out),
+                                           self.log.append(f"sent {out['id']}")))  # fmt: skip
+
+    async def send_dead_letter(self, key: bytes | None, value: bytes | None,
+                               headers: list[tuple[str, bytes]]) -> Any:  # fmt: skip
+        return await self._settle(lambda: self.dead_letters.append((value, dict(headers))))
+
+
+def event(i: int, text: str | None = None) -> bytes:
+    return orjson.dumps({"id": f"id-{i}", "text": text or f"text {i}", "ts": 1.0})
+
+
+async def run_pipeline(records: list[Record], *, model: FakeClassifier, publisher: FakePublisher,
+                       policy: Any = None, max_buffered: int = 1000) -> BatchingPipeline:  # fmt: skip
+    inference = InferenceThread()
+    pipeline = BatchingPipeline(
+        model=lambda: model,
+        policy=policy or AdaptiveBatchController(latency_target_s=0.1, max_size=32),
+        publisher=publisher, metrics=StreamMetrics(), inference=inference,
+        max_event_bytes=10_000, max_buffered=max_buffered,
+    )  # fmt: skip
+    pipeline.start()
+    for record in records:
+        await pipeline.submit(record)
+    await pipeline.drain(timeout_s=20)
+    inference.close()
+    return pipeline
+
+
+def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
+    log: list[str] = []
+    records = [Record(i, event(i), log=log) for i in range(300)]
+    publisher = FakePublisher()
+    publisher.log = log
+    model = FakeClassifier()
+    pipeline = asyncio.run(run_pipeline(records, model=model, publisher=publisher))
+    assert sorted(p["id"] for p in publisher.predictions) == sorted(f"id-{i}" for i in range(300))
+    assert all(r.acked for r in records)
+    assert pipeline.unsettled == 0
+    for i in range(300):  # the ack of a record always follows the send of its prediction
+        assert log.index(f"sent id-{i}") < log.index(f"ack {i}")
+    for p in publisher.predictions:
+        assert p["label"] == model.expected_label(f"text {p['id'].split('-')[1]}")
+    assert max(model.batch_sizes) > 1, "a burst of 300 events should be batched"
+
+
+def test_a_poison_event_is_dead_lettered_alone() -> None:
+    records = [Record(i, event(i, "poison" if i == 7 else None)) for i in range(40)]
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(fail_on="poison"), publisher=publisher,
+                             policy=FixedBatchPolicy(size=16, window_s=0.05)))  # fmt: skip
+    assert len(publisher.predictions) == 39
+    assert len(publisher.dead_letters) == 1
+    value, headers = publisher.dead_letters[0]
+    assert value == records[7].value
+    assert headers["streamproc-reason"] == b"inference_error"
+    assert headers["streamproc-source-offset"] == b"7"
+    assert all(r.acked for r in records)
+
+
+def test_bad_events_go_to_the_dead_letter_topic_with_their_reason() -> None:
+    records = [Record(0, event(0)), Record(1, b"{nope"), Record(2, b'{"id": "x", "text": ""}'),
+               Record(3, event(3))]  # fmt: skip
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    reasons = sorted(h["streamproc-reason"] for _, h in publisher.dead_letters)
+    assert reasons == [b"empty_text", b"malformed_json"]
+    assert [p["id"] for p in publisher.predictions] == ["id-0", "id-3"]
+    assert all(r.acked for r in records)
+
+
+def test_failed_sends_are_retried_and_nothing_is_acked_before_success() -> None:
+    records = [Record(i, event(i)) for i in range(10)]
+    publisher = FakePublisher(fail_first=15)
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    assert sorted(p["id"] for p in publisher.predictions) == sorted(f"id-{i}" for i in range(10))
+    assert publisher.attempts > 15
+    assert all(r.acked for r in records)
+
+
+@pytest.mark.parametrize("max_buffered", [1, 4])
+def test_a_full_buffer_applies_back_pressure(max_buffered: int) -> None:
+    records = [Record(i, event(i)) for i in range(50)]
+    publisher = FakePublisher()
+    model = FakeClassifier(cost_s=0.001)
+    asyncio.run(run_pipeline(records, model=model, publisher=publisher, max_buffered=max_buffered))
+    assert len(publisher.predictions) == 50
+    assert max(model.batch_sizes) <= max_buffered
+
+
+def test_a_lone_event_is_not_delayed() -> None:
+    async def scenario() -> float:
+        inference = InferenceThread()
+        publisher = FakePublisher()
+        pipeline = BatchingPipeline(
+            model=lambda: FakeClassifier(), publisher=publisher, metrics=StreamMetrics(),
+            policy=AdaptiveBatchController(latency_target_s=0.5, max_size=64),
+            inference=inference, max_event_bytes=10_000, max_buffered=100,
+        )  # fmt: skip
+        pipeline.start()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await pipeline.submit(Record(0, event(0)))
+        while not publisher.predictions:
+            await asyncio.sleep(0.001)
+        elapsed = loop.time() - start
+        await pipeline.drain()
+        inference.close()
+        return elapsed
+
+    # With no lag the controller must not wait to fill a batch (target 0.5 s would be visible).
+    assert asyncio.run(scenario()) < 0.1
