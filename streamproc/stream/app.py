@@ -148,11 +148,8 @@ def create_worker(
 
     def current_backlog() -> int:
         consumer = app.consumer
-        return backlog(
-            ((tp.topic, tp.partition) for tp in consumer.assignment()),
-            lambda tp: _highwater(consumer, tp),
-            pipeline.next_offsets,
-        )
+        return backlog(_assigned(consumer), lambda tp: _highwater(consumer, tp),
+                       pipeline.next_offsets)  # fmt: skip
 
     pipeline = BatchingPipeline(
         model=slot,
@@ -177,7 +174,7 @@ def create_worker(
     @app.timer(interval=1.0)
     async def report_lag() -> None:
         consumer = app.consumer
-        assigned = [(tp.topic, tp.partition) for tp in consumer.assignment()]
+        assigned = _assigned(consumer)
         lags = lag_by_partition(
             assigned, lambda tp: _highwater(consumer, tp),
             pipeline.settled_offsets, pipeline.next_offsets,
@@ -207,7 +204,7 @@ def create_worker(
 
     @app.on_rebalance_complete.connect
     async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
-        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        assigned = set(_assigned(app.consumer))
         for tp in list(pipeline.next_offsets):
             if tp not in assigned:
                 pipeline.next_offsets.pop(tp, None)
@@ -221,6 +218,13 @@ def create_worker(
 
     return Worker(app, settings, metrics, slot, pipeline, policy, input_topic, output_topic,
                   dead_letter_topic, predict)  # fmt: skip
+
+
+def _assigned(consumer: Any) -> list[tuple[str, int]]:
+    try:
+        return [(tp.topic, tp.partition) for tp in consumer.assignment()]
+    except Exception:  # consumer not started yet (or in Faust's in-memory test mode)
+        return []
 
 
 def _highwater(consumer: Any, tp: tuple[str, int]) -> int | None:

@@ -126,6 +126,7 @@ class BatchingPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
+        self._failure: BaseException | None = None  # a loop that died: surfaced to the agent
         self.next_offsets: dict[tuple[str, int], int] = {}  # per partition: next offset to read
         self.settled_offsets: dict[tuple[str, int], int] = {}  # per partition: last acked offset
 
@@ -136,13 +137,24 @@ class BatchingPipeline:
                 asyncio.create_task(self._batch_loop(), name="streamproc-batch-loop"),
                 asyncio.create_task(self._delivery_loop(), name="streamproc-delivery-loop"),
             ]
+            for task in self._tasks:
+                task.add_done_callback(self._on_loop_done)
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        # A dead loop would stall the worker silently: record it so submit() raises it into the
+        # agent, whose supervisor then crashes the worker (restart, resume from the last commit).
+        if not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+            log.error("pipeline loop %s died", task.get_name(), exc_info=self._failure)
+            self._grew.set()
+            self._has_space.set()
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Finish what is buffered and in flight (graceful shutdown), then stop the loops."""
         self._stopping = True
         self._grew.set()
         deadline = self._clock() + timeout_s
-        while self._unsettled and self._clock() < deadline:
+        while self._unsettled and self._failure is None and self._clock() < deadline:
             await asyncio.sleep(0.02)
         await self.stop()
 
@@ -166,6 +178,8 @@ class BatchingPipeline:
     # -- stage 1: decode and buffer ----------------------------------------------------------
     async def submit(self, record: SourceRecord) -> None:
         """Take one consumed record; blocks while the buffer is full (back-pressure)."""
+        if self._failure is not None:
+            raise RuntimeError("the batching pipeline failed") from self._failure
         tp = (record.topic, record.partition)
         self.next_offsets[tp] = record.offset + 1
         self._unsettled += 1
@@ -176,7 +190,7 @@ class BatchingPipeline:
             await self._dead_letter([record], error)
             return
         origin_s = event.ts_ms / 1000.0 if event.ts_ms is not None else record.timestamp_s
-        while len(self._buffer) >= self._max_buffered:
+        while len(self._buffer) >= self._max_buffered and self._failure is None:
             self._has_space.clear()
             await self._has_space.wait()
         self._buffer.append(_Buffered(record, event, self._clock(), origin_s))

@@ -165,3 +165,25 @@ def test_a_lone_event_is_not_delayed() -> None:
 
     # With no lag the controller must not wait to fill a batch (target 0.5 s would be visible).
     assert asyncio.run(scenario()) < 0.1
+
+
+def test_a_dead_loop_is_raised_into_the_agent_not_swallowed() -> None:
+    async def scenario() -> None:
+        def broken_backlog() -> int:
+            raise ValueError("lag source exploded")
+
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: FakeClassifier(), publisher=FakePublisher(), metrics=StreamMetrics(),
+            policy=FixedBatchPolicy(size=1, window_s=0.0), inference=inference,
+            max_event_bytes=10_000, max_buffered=10, backlog=broken_backlog,
+        )  # fmt: skip
+        pipeline.start()
+        await pipeline.submit(Record(0, event(0)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="pipeline failed"):
+            await pipeline.submit(Record(1, event(1)))
+        await pipeline.stop()
+        inference.close()
+
+    asyncio.run(scenario())
