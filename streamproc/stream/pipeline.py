@@ -163,7 +163,7 @@ class BatchingPipeline:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # failures were logged
                 await task
 
     @property
