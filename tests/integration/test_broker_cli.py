@@ -1,0 +1,39 @@
+"""The documented local-broker commands: start and stop twice in a row, no JVM left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from streamproc.broker import _alive
+
+pytestmark = pytest.mark.kafka
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamproc", "broker", *args], env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def test_start_stop_twice_leaves_no_jvm(tmp_path: Path) -> None:
+    env = {**os.environ, "STREAMPROC_BROKER_DIR": str(tmp_path / "broker")}
+    for _ in range(2):
+        started = _cli("start", "--port", "0", env=env)
+        assert started.returncode == 0, started.stderr
+        status = _cli("status", env=env)
+        assert status.returncode == 0
+        state = json.loads(status.stdout)
+        assert state["bootstrap_servers"] == started.stdout.strip()
+        metadata = AdminClient({"bootstrap.servers": state["bootstrap_servers"]}).list_topics(timeout=10)
+        assert metadata.brokers, "a client's metadata request succeeds"
+        stopped = _cli("stop", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not _alive(int(state["pid"])), "the JVM is gone after stop"
+        assert _cli("status", env=env).returncode == 1
+    assert "not running" in _cli("stop", env=env).stdout
