@@ -116,7 +116,12 @@ class FixedBatchPolicy:
 
 
 class BatchCostModel:
-    """Batch duration ≈ ``a + b·size``, fitted over a window of recent batches.
+    """Batch duration ≈ ``a + b·size``, fitted over recent batches of every size class.
+
+    Why per size class: the slope ``b`` is only identifiable from batches of different sizes, and a
+    quiet hour of single events must not erase what the last burst taught about big batches. So the
+    last ``window`` batches are kept per power-of-two size class (1, 2–3, 4–7, …), which also keeps
+    the fit balanced across sizes instead of dominated by whichever size ran most.
 
     Why robust least squares: one GC pause or a noisy neighbour must not double the predicted cost
     of every later batch, so residuals beyond ``huber_k`` robust standard deviations (relative to
@@ -134,7 +139,7 @@ class BatchCostModel:
         prior_a_s: float,
         prior_b_s: float,
         reference_size: int,
-        window: int = 64,
+        window: int = 16,
         prior_weight: float = 1.0,
         huber_k: float = 1.345,
         irls_iterations: int = 1,
@@ -158,7 +163,8 @@ class BatchCostModel:
         self._prior_weight = prior_weight
         self._huber_k = huber_k
         self._irls_iterations = irls_iterations
-        self._batches: deque[tuple[int, float]] = deque(maxlen=window)
+        self._window = window
+        self._by_size_class: dict[int, deque[tuple[int, float]]] = {}
         self._a, self._b = prior_a_s, prior_b_s
         self._largest_recent = 0
 
@@ -169,12 +175,12 @@ class BatchCostModel:
 
     @property
     def observed(self) -> int:
-        """How many batches are in the fitting window."""
-        return len(self._batches)
+        """How many batches the fit currently uses."""
+        return sum(len(batches) for batches in self._by_size_class.values())
 
     @property
     def largest_recent_size(self) -> int:
-        """The largest batch in the window (0 before any): how far the fit has been tested."""
+        """The largest batch the fit uses (0 before any): how far the fit has been tested."""
         return self._largest_recent
 
     def predict(self, size: int) -> float:
@@ -182,13 +188,14 @@ class BatchCostModel:
         return self._a + self._b * size
 
     def observe(self, size: int, duration_s: float) -> None:
-        """Add one batch to the window and refit."""
-        evicted = self._batches[0][0] if len(self._batches) == self._batches.maxlen else 0
-        self._batches.append((size, duration_s))
-        if size >= self._largest_recent:
-            self._largest_recent = size
-        elif evicted == self._largest_recent:
-            self._largest_recent = max(size for size, _ in self._batches)
+        """Add one batch to its size class's window and refit."""
+        size_class = size.bit_length() - 1
+        batches = self._by_size_class.get(size_class)
+        if batches is None:
+            batches = self._by_size_class[size_class] = deque(maxlen=self._window)
+        batches.append((size, duration_s))
+        top_class = self._by_size_class[max(self._by_size_class)]
+        self._largest_recent = max(size for size, _ in top_class)
         self._a, self._b = self._fit()
 
     def _fit(self) -> tuple[float, float]:
@@ -198,8 +205,9 @@ class BatchCostModel:
         one or two per batch converge like a full IRLS while keeping the worker's hot path cheap.
         """
         prior_a, prior_b = self._prior
-        sizes = [float(size) for size, _ in self._batches]
-        durations = [duration for _, duration in self._batches]
+        batches = [batch for group in self._by_size_class.values() for batch in group]
+        sizes = [float(size) for size, _ in batches]
+        durations = [duration for _, duration in batches]
         if self._prior_weight > 0.0:  # two pseudo-batches that pin the slope before real ones do
             sizes += [1.0, float(self._reference_size)]
             durations += [prior_a + prior_b, prior_a + prior_b * self._reference_size]
@@ -259,17 +267,21 @@ class AdaptiveBatchController:
 
     Per decision (``a, b`` from the cost fit, ``λ`` the arrival rate, ``d`` the latency target)::
 
-        backlog      L      = buffered + lag
-        drain rate   r      = λ + L / d
-        target size  n*     = ceil(headroom · r·a / (1 − r·b))      (max_size if r·b >= 1)
-        latency cap  n_lat  = min(floor((share·d − a) / b), AIMD ceiling)
-        size limit   n_max  = min(max(n*, n_lat), 2 · largest recent batch, max_size)
+        backlog       L      = buffered + lag
+        drain rate    r      = λ + L / d
+        sustain size  n_s    = r·a / (1 − r·b)            (inf if r·b >= 1: nothing keeps up)
+        target size   n*     = ceil(headroom · n_s)
+        latency cap   n_lat  = min(floor((share·d − a) / b), AIMD ceiling)
+        size limit    n_max  = min(max(n*, n_lat), max(start_size, 2 · largest recent batch))
 
-    ``n*`` and ``n_max`` are clamped to ``[min_size, max_size]``. With no lag the decision is
-    ``(n_max, 0)``: run what is buffered now. With lag and fewer than ``n*`` buffered — more events
-    are already in Kafka — it waits for ``n*``, at most ``max_wait_fraction · d`` and never so long
-    that the oldest buffered event would finish past ``d``:
-    ``wait ≤ d − oldest_age − (a + b·n*)``.
+    all clamped to ``[min_size, max_size]``. The limit lets a batch grow past its latency share only
+    when the backlog needs the throughput (the biggest batch is the most efficient one).
+
+    * No lag, or nothing worth waiting for: ``(min(n_max, buffered), 0.0)`` — run what is there.
+    * Lag and fewer than ``ceil(n_s)`` buffered: events are already in Kafka, so wait for
+      ``ceil(n_s)`` — but only if, at rate λ, they should arrive within ``a`` (the cost a separate
+      small batch would add), for at most ``min(a, max_wait_fraction · d)``, and never beyond
+      ``d − oldest_age − (a + b·ceil(n_s))``, so the oldest buffered event still finishes in time.
     """
 
     def __init__(
@@ -280,11 +292,11 @@ class AdaptiveBatchController:
         max_size: int = 256,
         batch_share: float = 0.5,
         headroom: float = 1.5,
-        max_wait_fraction: float = 0.1,
+        max_wait_fraction: float = 0.02,
         aimd_cut: float = 0.25,
         aimd_step: int = 4,
         start_size: int = 16,
-        fit_window: int = 64,
+        fit_window: int = 16,
         rate_time_constant_s: float = 1.0,
         prior_a_s: float | None = None,
         prior_b_s: float | None = None,
@@ -378,21 +390,30 @@ class AdaptiveBatchController:
         self._now = max(self._now, now)
         a, b = self._cost.coefficients
         drain_rate = self._rate.rate(now) + (buffered + lag) / self.latency_target_s
-        target = self._clamp(self.headroom * _size_to_sustain(drain_rate, a, b))
+        sustain_size = _size_to_sustain(drain_rate, a, b)
+        target = self._clamp(self.headroom * sustain_size)
         # Beam: never trust the fit more than 2x beyond the largest batch it has seen.
         trusted = max(self.start_size, 2 * self._cost.largest_recent_size)
         limit = max(self.min_size, min(max(target, self._latency_limit(a, b)), trusted))
         target = min(target, limit)
         self._target_size, self._size_limit = target, limit
 
+        # More events already sit in Kafka and fewer than needed to keep up are buffered: a short
+        # wait may buy a batch that keeps up. Worth it only if the buffer is expected to fill
+        # within the fixed cost ``a`` that a separate, smaller batch would add; so wait at most
+        # ``a`` (and max_wait_s), and never so long that the oldest event finishes past the target.
+        wait_for = min(self._clamp(sustain_size), limit)
         wait_s = 0.0
-        if lag > 0 and buffered < target:
-            # More events already sit in Kafka: a short wait buys a fuller batch, but never one
-            # that pushes the oldest buffered event past the target.
-            slack_s = self.latency_target_s - oldest_age_s - self._cost.predict(target)
-            wait_s = max(0.0, min(self.max_wait_s, slack_s))
+        if lag > 0 and buffered < wait_for:
+            rate = self._rate.rate(now)
+            fill_s = (wait_for - buffered) / rate if rate > 0.0 else math.inf
+            slack_s = self.latency_target_s - oldest_age_s - self._cost.predict(wait_for)
+            if fill_s <= a:
+                wait_s = max(0.0, min(a, self.max_wait_s, slack_s))
         self._last_wait_s = wait_s
-        return BatchDecision(size=target if wait_s > 0.0 else limit, wait_s=wait_s)
+        if wait_s > 0.0:
+            return BatchDecision(size=wait_for, wait_s=wait_s)
+        return BatchDecision(size=min(limit, max(1, buffered)), wait_s=0.0)  # what runs now
 
     def record_batch(self, *, size: int, duration_s: float, now: float) -> None:
         _check_batch_arguments(size=size, duration_s=duration_s)
