@@ -126,21 +126,20 @@ class BatchCostModel:
     Why robust least squares: one GC pause or a noisy neighbour must not double the predicted cost
     of every later batch, so residuals beyond ``huber_k`` robust standard deviations (relative to
     the prediction, as the noise of model calls is roughly multiplicative) are down-weighted
-    (Huber IRLS). Why a prior: with no batches, or only batches of one size, the slope is unknown;
-    the prior enters as ``prior_weight`` pseudo-batches at sizes 1 and ``reference_size`` and is
-    swamped as soon as real batches of several sizes are seen.
+    (Huber IRLS). Why a prior: before any batch both coefficients are unknown, and while every
+    batch seen has (about) one size the slope is; the prior fills in exactly what the data cannot
+    identify — both coefficients before data, the slope until sizes at least 2x apart are seen.
     """
 
     _MIN_SLOPE_S = 1e-9  # a batch must cost *something* per event, or sizes grow without bound
+    _MIN_RELATIVE_NOISE = 0.02  # floor of the robust scale of relative residuals
 
     def __init__(
         self,
         *,
         prior_a_s: float,
         prior_b_s: float,
-        reference_size: int,
         window: int = 16,
-        prior_weight: float = 1.0,
         huber_k: float = 1.345,
         irls_iterations: int = 1,
     ) -> None:
@@ -148,19 +147,13 @@ class BatchCostModel:
             raise ValueError(f"prior_a_s must be finite and >= 0, got {prior_a_s}")
         if not (prior_b_s > 0.0 and math.isfinite(prior_b_s)):
             raise ValueError(f"prior_b_s must be finite and > 0, got {prior_b_s}")
-        if reference_size < 1:
-            raise ValueError(f"reference_size must be >= 1, got {reference_size}")
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
-        if prior_weight < 0.0:
-            raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
         if huber_k <= 0.0:
             raise ValueError(f"huber_k must be > 0, got {huber_k}")
         if irls_iterations < 1:
             raise ValueError(f"irls_iterations must be >= 1, got {irls_iterations}")
         self._prior = (prior_a_s, prior_b_s)
-        self._reference_size = max(2, reference_size)  # two distinct prior sizes pin the slope
-        self._prior_weight = prior_weight
         self._huber_k = huber_k
         self._irls_iterations = irls_iterations
         self._window = window
@@ -206,17 +199,17 @@ class BatchCostModel:
         """
         prior_a, prior_b = self._prior
         batches = [batch for group in self._by_size_class.values() for batch in group]
+        if not batches:
+            return prior_a, prior_b
         sizes = [float(size) for size, _ in batches]
         durations = [duration for _, duration in batches]
-        if self._prior_weight > 0.0:  # two pseudo-batches that pin the slope before real ones do
-            sizes += [1.0, float(self._reference_size)]
-            durations += [prior_a + prior_b, prior_a + prior_b * self._reference_size]
+        slope_known = max(sizes) >= 2.0 * min(sizes)
         a, b = self._a, self._b
         for _ in range(self._irls_iterations):
             weights = self._huber_weights(sizes, durations, a, b)
-            if self._prior_weight > 0.0:
-                weights[-2:] = [self._prior_weight, self._prior_weight]
-            a, b = _weighted_line_fit(sizes, durations, weights, fallback_slope=prior_b)
+            a, b = _weighted_line_fit(
+                sizes, durations, weights, fixed_slope=None if slope_known else prior_b
+            )
             b = max(b, self._MIN_SLOPE_S)
         return a, b
 
@@ -225,9 +218,9 @@ class BatchCostModel:
     ) -> list[float]:
         # a >= 0, b > 0 and x >= 1, so the prediction a + b·x is positive
         relative = [y / (a + b * x) - 1.0 for x, y in zip(sizes, durations, strict=True)]
-        scale = 1.4826 * _median([abs(r) for r in relative])  # MAD → standard deviation
-        if scale <= 1e-12:
-            return [1.0] * len(relative)
+        # MAD → standard deviation, floored: timings are never exact to better than a few percent,
+        # and a zero scale (a perfect fit so far) would let the next outlier through at full weight
+        scale = max(1.4826 * _median([abs(r) for r in relative]), self._MIN_RELATIVE_NOISE)
         limit = self._huber_k * scale
         return [1.0 if -limit <= r <= limit else limit / abs(r) for r in relative]
 
@@ -335,7 +328,6 @@ class AdaptiveBatchController:
         self._cost = BatchCostModel(
             prior_a_s=latency_target_s / 20 if prior_a_s is None else prior_a_s,
             prior_b_s=latency_target_s / 2000 if prior_b_s is None else prior_b_s,
-            reference_size=max_size,
             window=fit_window,
         )
         self._rate = _ArrivalRate(rate_time_constant_s)
@@ -465,9 +457,9 @@ def _size_to_sustain(rate_per_s: float, a: float, b: float) -> float:
 
 
 def _weighted_line_fit(
-    xs: list[float], ys: list[float], weights: list[float], *, fallback_slope: float
+    xs: list[float], ys: list[float], weights: list[float], *, fixed_slope: float | None
 ) -> tuple[float, float]:
-    """Weighted least squares ``y ≈ a + b·x``, ``a >= 0``; ``fallback_slope`` if x is constant."""
+    """Weighted least squares ``y ≈ a + b·x`` with ``a >= 0`` (``b = fixed_slope`` if given)."""
     s0 = s1 = s2 = t0 = t1 = 0.0
     for x, y, w in zip(xs, ys, weights, strict=True):
         wx = w * x
@@ -476,13 +468,16 @@ def _weighted_line_fit(
         s2 += wx * x
         t0 += w * y
         t1 += wx * y
-    if s0 <= 0.0:
-        return 0.0, fallback_slope
     det = s0 * s2 - s1 * s1
-    b = (s0 * t1 - s1 * t0) / det if det > 1e-12 * s0 * s2 else fallback_slope
+    if fixed_slope is not None or det <= 1e-12 * s0 * s2:
+        b = fixed_slope if fixed_slope is not None else t1 / s2
+    else:
+        b = (s0 * t1 - s1 * t0) / det
     a = (t0 - b * s1) / s0
     if a < 0.0:  # a negative fixed cost is noise: refit through the origin
-        a, b = 0.0, (t1 / s2 if s2 > 0.0 else fallback_slope)
+        a = 0.0
+        if fixed_slope is None:
+            b = t1 / s2
     return a, b
 
 
