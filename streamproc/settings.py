@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # --- Delivery ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     commit_interval_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(
+        30.0, ge=6, le=300, description="a silent worker's partitions move after this long"
+    )
 
     # --- Adaptive batching ------------------------------------------------------------------
     latency_target_ms: float = Field(100.0, gt=0, description="event-to-prediction p99 goal")
@@ -69,7 +72,7 @@ class Settings(BaseSettings):
 
     # --- Web / metrics ----------------------------------------------------------------------
     web_host: str = "127.0.0.1"  # loopback unless configured otherwise
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

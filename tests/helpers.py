@@ -75,3 +75,59 @@ def per_key_sequences(records: Sequence[ConsumedRecord], seq_of: dict[str, int])
         out = orjson.loads(record.value or b"")
         sequences[record.key or b""].append(seq_of[out["id"]])
     return sequences
+
+
+class WorkerProcess:
+    """A worker in its own process (``tests.worker_proc`` or ``streamproc worker``)."""
+
+    def __init__(self, settings: Settings, *, name: str, log_dir: Any, real_model: bool = False,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        import os
+        import subprocess
+        import sys
+
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        full_env = {**os.environ, **_settings_env(settings), **(env or {})}
+        module = ["-m", "streamproc", "worker"] if real_model else ["-m", "tests.worker_proc"]
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, *module], env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=str(_ROOT))  # fmt: skip
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._log.close()
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        self.signal(signal.SIGTERM)
+        try:
+            self.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"STREAMPROC_{name.upper()}"] = str(value)
+    return env

@@ -121,6 +121,8 @@ def create_worker(
         key_serializer="raw",
         processing_guarantee=settings.processing_guarantee,
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 10,
         topic_partitions=settings.input_partitions,
         topic_disable_leader=True,  # we have no tables: no leader topic needed
         consumer_auto_offset_reset="earliest",
