@@ -91,7 +91,7 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == on_disk
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Service", "ConfigMap"])
+@pytest.mark.parametrize("kind", ["Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"])
 def test_core_resources_match_the_kubernetes_schema(
     manifests: dict[str, dict[str, Any]], kind: str
 ) -> None:
@@ -186,6 +186,14 @@ def test_deployment_wiring(manifests: dict[str, dict[str, Any]], config: dict[st
     secret_ref = env["STREAMPROC_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert secret_ref["name"] and secret_ref["key"]
     assert "STREAMPROC_SASL_PASSWORD" not in config
+
+    # the model directory is the shared, read-only artifacts volume
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    models = mounts[config["STREAMPROC_MODEL_DIR"]]
+    assert models.get("readOnly") is True
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    claim = volumes[models["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim == manifests["PersistentVolumeClaim"]["metadata"]["name"]
 
     resources = container["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"])
