@@ -16,14 +16,16 @@ and ``policy.record_arrivals(count=..., now=...)`` whenever events enter the in-
 :class:`AdaptiveBatchController` combines four ideas (see ``docs/anchors.md``):
 
 * **Triton's default**: with nothing left in Kafka it never waits; it runs what is buffered, so a
-  lone event at low load costs one model call and nothing more.
+  lone event at low load costs one model call and nothing more. With lag it waits only when the
+  events it needs should arrive within the fixed cost ``a`` that a separate batch would cost, and
+  never so long that the oldest buffered event would finish past the target.
 * **Little's law**: to keep up with arrivals at rate λ *and* finish a backlog ``L`` within the
   latency target ``d``, the server must process ``r = λ + L/d`` events/s. A batch of ``n`` takes
   ``a + b·n`` seconds, so ``n ≥ r·(a + b·n)``, i.e. ``n ≥ r·a / (1 − r·b)``. That ``n`` (times a
   headroom factor) is the *target size*; it grows with lag and shrinks when the backlog is gone.
-* **Beam BatchElements**: ``a`` and ``b`` are fitted by (Huber-robust) least squares over a window
-  of recent batches, and the size never grows past twice the largest recently observed batch —
-  the fit is not trusted far beyond the sizes it has seen.
+* **Beam BatchElements**: ``a`` and ``b`` are fitted by (Huber-robust) least squares over the
+  recent batches of each power-of-two size class, and the size never grows past twice the largest
+  batch observed — the fit is not trusted far beyond the sizes it has seen.
 * **Clipper AIMD**: a batch may take ``share · d`` of the target (default half: an event typically
   waits for the batch in progress, then runs in the next). If a batch the controller believed would
   fit its share took longer, the latency ceiling is cut multiplicatively; batches that ran at the
