@@ -156,6 +156,29 @@ def test_a_wait_never_pushes_the_oldest_event_past_the_target(oldest_age_s: floa
         assert decision.wait_s == 0.0
 
 
+def test_decisions_keep_their_invariants_on_random_inputs() -> None:
+    rng = random.Random(11)
+    controller = AdaptiveBatchController(latency_target_s=0.1, min_size=2, max_size=200)
+    now = 0.0
+    for _ in range(3000):
+        now += rng.expovariate(100.0)
+        controller.record_arrivals(count=rng.randint(0, 50), now=now)
+        buffered, lag = rng.randint(0, 5000), rng.choice([0, rng.randint(0, 10**6)])
+        age = rng.uniform(0.0, 0.2)
+        decision = controller.decide(now=now, buffered=buffered, lag=lag, oldest_age_s=age)
+        assert 1 <= decision.size <= 200
+        if decision.wait_s > 0.0:
+            a_s, b_s = controller.cost_model
+            assert lag > 0 and buffered < decision.size
+            assert age + decision.wait_s + a_s + b_s * decision.size <= 0.1 + 1e-9
+        else:
+            assert decision.size == min(max(buffered, 1), controller.stats()["size_limit"])
+        size = min(decision.size, max(buffered, 1))
+        duration = (0.004 + 0.0003 * size) * rng.uniform(0.8, 1.5)
+        now += duration
+        controller.record_batch(size=size, duration_s=duration, now=now)
+
+
 def test_no_wait_when_arrivals_are_too_slow_to_fill_the_batch() -> None:
     controller, now = warmed_controller(rate_per_s=20.0, max_wait_fraction=0.5)
     decision = controller.decide(now=now, buffered=1, lag=3_000, oldest_age_s=0.0)
