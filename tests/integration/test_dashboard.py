@@ -77,7 +77,7 @@ def _synthetic_metrics() -> StreamMetrics:
         m.set_lag(INPUT_TOPIC, partition, lag)
     m.set_lag(INPUT_TOPIC, 9, 5)
     m.forget_partition(INPUT_TOPIC, 9)  # revoked: must not show up
-    m.record_consumed(2000 + sum(DEAD.values()))
+    m.record_consumed(2010 + sum(DEAD.values()))
     for reason, n in DEAD.items():
         for _ in range(n):
             m.record_dead_letter(reason)
