@@ -13,6 +13,7 @@ screenshot is kept at ``test-artifacts/dashboard.png``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -90,19 +91,14 @@ def _synthetic_metrics() -> StreamMetrics:
     return m
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    external = os.environ.get("DASHBOARD_URL")
-    if external:
-        yield Server(external.rstrip("/"), None)
-        return
-
-    metrics = _synthetic_metrics()
+@contextlib.contextmanager
+def serve(metrics: StreamMetrics) -> Iterator[str]:
+    """Faust's web service (only it: no broker) serving ``metrics`` in a thread; yields the URL."""
     port = _free_port()
     started = threading.Event()
     state: dict[str, Any] = {}
 
-    def serve() -> None:
+    def run() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -131,17 +127,28 @@ def server() -> Iterator[Server]:
         finally:
             loop.close()
 
-    thread = threading.Thread(target=serve, name="dashboard-test-web", daemon=True)
+    thread = threading.Thread(target=run, name="dashboard-test-web", daemon=True)
     thread.start()
     assert started.wait(30), "Faust web server did not start within 30 s"
     if "error" in state:
         raise state["error"]
     try:
-        yield Server(f"http://127.0.0.1:{port}", metrics)
+        yield f"http://127.0.0.1:{port}"
     finally:
         state["loop"].call_soon_threadsafe(state["stop"].set)
         thread.join(30)
         assert not thread.is_alive(), "Faust web server thread did not stop"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    external = os.environ.get("DASHBOARD_URL")
+    if external:
+        yield Server(external.rstrip("/"), None)
+        return
+    metrics = _synthetic_metrics()
+    with serve(metrics) as url:
+        yield Server(url, metrics)
 
 
 def _get(url: str, method: str = "GET") -> tuple[int, str, bytes]:
@@ -316,3 +323,17 @@ def test_dashboard_renders_live_values_in_chromium(server: Server) -> None:
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n"), "screenshot is not a PNG"
     assert len(png) > 10_000, "screenshot is suspiciously small (blank page?)"
+
+
+def test_dashboard_of_a_worker_that_has_seen_nothing_yet(tmp_path: Path) -> None:
+    """A fresh worker (no events, no partitions, no model yet): the page renders, no JS error."""
+    chromium = find_chromium()
+    with serve(StreamMetrics()) as url:
+        dom = _render(chromium, f"{url}/dashboard/", tmp_path / "empty.png")
+    # render() throwing would turn the status into "offline: <error>"
+    assert dom.text["status"].strip() == "live", dom.text["status"]
+    assert dom.text["model-version"].strip() == "–"
+    assert dom.text["lag-total"].strip() == "0"
+    assert dom.text["lat-p99"].strip() == "–"
+    assert "no partitions assigned" in dom.text["lag-table"]
+    assert "none" in dom.text["dead-table"]
