@@ -131,3 +131,25 @@ def _settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"STREAMPROC_{name.upper()}"] = str(value)
     return env
+
+
+def collect_ids(settings: Settings, expected: set[str], *, unique: str, timeout_s: float = 180.0,
+                settle_s: float = 3.0) -> list[ConsumedRecord]:  # fmt: skip
+    """Read the output topic until every expected id arrived (duplicates included), then keep
+    reading ``settle_s`` more seconds so late duplicates are counted too."""
+    seen: set[str] = set()
+    records: list[ConsumedRecord] = []
+    deadline = None
+
+    def done(_: list[ConsumedRecord]) -> bool:
+        nonlocal deadline
+        if deadline is None and expected <= seen:
+            deadline = time.monotonic() + settle_s
+        return deadline is not None and time.monotonic() >= deadline
+
+    for record in consume(settings.confluent_config(), [settings.output_topic],
+                          group_id=f"ids-{unique}-{time.monotonic_ns()}", stop=done,
+                          timeout_s=timeout_s):  # fmt: skip
+        records.append(record)
+        seen.add(orjson.loads(record.value or b"{}").get("id", ""))
+    return records

@@ -11,6 +11,7 @@ so a commit never passes an event whose outcome could still be lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -74,6 +75,30 @@ class _FaustPublisher:
         return fut
 
 
+class _App(faust.App):
+    """Faust's App, plus a graceful stop that drains the pipeline before offsets are committed.
+
+    Faust's own stop waits for unacked messages only while the consumer is not yet stopping; by
+    then our buffered events would be abandoned (and re-processed after a restart). So on stop we
+    pause fetching, let the pipeline finish and acknowledge what it holds, commit, then hand over
+    to Faust.
+    """
+
+    pipeline: BatchingPipeline | None = None
+    drain_timeout_s: float = 30.0
+
+    async def on_stop(self) -> None:
+        if self.pipeline is not None and self._consumer is not None:
+            with contextlib.suppress(Exception):  # consumer may never have started
+                assignment = self.consumer.assignment()
+                self.consumer.stop_flow()
+                self.consumer.pause_partitions(assignment)
+            await self.pipeline.drain(self.drain_timeout_s)
+            with contextlib.suppress(Exception):
+                await self.consumer.commit()
+        await super().on_stop()
+
+
 @dataclass
 class Worker:
     """Everything one worker process runs, exposed for the CLI and tests."""
@@ -112,7 +137,7 @@ def create_worker(
     metrics.set_model_version(model.version)
     policy = policy or AdaptiveBatchController.from_settings(settings)
 
-    app = faust.App(
+    app = _App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=settings.faust_broker_credentials(),
@@ -163,6 +188,8 @@ def create_worker(
         max_buffered=settings.max_buffered_events,
         backlog=current_backlog,
     )
+
+    app.pipeline = pipeline
 
     @app.agent(input_topic, name="predict")
     async def predict(stream: Any) -> None:
