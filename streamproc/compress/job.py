@@ -1,0 +1,638 @@
+"""The offline job, stage by stage: data → teacher → transfer set → student → prune → quantize →
+artifact → report. Each stage shows a tqdm bar; ``quick=True`` runs the very same code on a tiny
+stratified slice with tiny epochs (for tests and CI, well under a minute once the teacher package
+is installed).
+
+:func:`build_test_artifact` makes a small but real artifact through the same student, pruning,
+quantization and artifact code without a teacher, in seconds, for the streaming worker's tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamproc.compress import distill as distill_mod
+from streamproc.compress.data import LabelledData, default_cache_dir, load_dataset
+from streamproc.compress.prune import PruneConfig, prune_network, score_importance
+from streamproc.compress.quantize import quantize_int8
+from streamproc.compress.report import (
+    ModelUnderTest,
+    Targets,
+    accuracy,
+    evaluate_targets,
+    machine_description,
+    macro_f1,
+    measure_latency,
+    predict,
+    write_report,
+)
+from streamproc.errors import ModelError
+from streamproc.model.artifact import WEIGHTS, save_artifact
+from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
+from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
+
+__all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job"]
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    dataset: str = "trec"
+    out_dir: Path = Path("models/trec")
+    version: str | None = None  # default: <dataset>-<yyyymmdd-hhmmss>
+    report_dir: Path | None = None
+    quick: bool = False
+    seed: int = 0
+    threads: int = 2
+    cache_dir: Path | None = None  # default: default_cache_dir()
+    teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
+    distill: distill_mod.DistillConfig = field(default_factory=distill_mod.DistillConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    rebuild_command: str = ""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    artifact_dir: Path
+    report_paths: dict[str, Path]
+    summary: dict[str, Any]
+
+
+QUICK_DISTILL = dict(vocab_size=1500, epochs=2, augment_per_text=1, layers=2)
+QUICK_PRUNE = dict(score_batches=4, finetune_epochs=1)
+
+
+class _Stages:
+    """One tqdm bar per stage, and wall time per stage."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.quiet = quiet
+
+    @contextmanager
+    def stage(self, name: str, total: int | None = None, unit: str = "step") -> Iterator[tqdm]:
+        start = time.perf_counter()
+        bar = tqdm(
+            total=total,
+            desc=f"{name:<10}",
+            unit=unit,
+            disable=self.quiet,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        try:
+            yield bar
+        finally:
+            bar.close()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _bar_factory(bar: tqdm) -> Callable[..., Callable[[int], None]]:
+    def factory(total: int, *_: Any) -> Callable[[int], None]:
+        bar.reset(total=total)
+        return bar.update
+
+    return factory
+
+
+def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
+    """Run the whole pipeline; returns the artifact directory, report files and summary."""
+    from streamproc.compress.teacher import (
+        TeacherConfig,
+        load_or_train_teacher,
+        teacher_dir,
+        teacher_logits,
+    )
+
+    job_start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    cache_dir = config.cache_dir or default_cache_dir()
+    dcfg = config.distill
+    pcfg = config.prune
+    tcfg = config.teacher or TeacherConfig(seed=config.seed)
+    if config.quick:
+        dcfg = dataclasses.replace(dcfg, **QUICK_DISTILL)
+        pcfg = dataclasses.replace(pcfg, **QUICK_PRUNE)
+        if config.teacher is None:
+            tcfg = TeacherConfig(seed=config.seed, epochs=1, max_train_rows=96)
+    stages = _Stages(quiet)
+    try:
+        # 1. data ---------------------------------------------------------------------------
+        with stages.stage("data", 1) as bar:
+            data = load_dataset(config.dataset, cache_dir=cache_dir, seed=config.seed)
+            if config.quick:
+                data = data.subset(160, 48, seed=config.seed)
+            bar.update(1)
+        version = (
+            config.version or f"{_slug(data.name)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        )
+
+        # 2. teacher ------------------------------------------------------------------------
+        with stages.stage("teacher") as bar:
+            teacher, teacher_meta = load_or_train_teacher(
+                data, tcfg, cache_dir=cache_dir, progress=_bar_factory(bar)
+            )
+        teacher_folder = cache_dir / "teachers" / teacher_meta["key"]
+
+        # 3. transfer set: train rows + teacher-labelled augmentations ----------------------
+        with stages.stage("transfer", unit="text") as bar:
+            teacher_vocab = teacher.tokenizer.get_vocab()
+            word_emb = teacher.encoder.embeddings.word_embeddings.weight.detach()
+            words = {w.lower() for t in data.train_texts for w in t.split()}
+            neighbours = distill_mod.embedding_neighbours(
+                sorted(words), teacher_vocab, word_emb, dcfg.neighbours
+            )
+            augmented = distill_mod.augment_texts(
+                data.train_texts,
+                neighbours,
+                per_text=dcfg.augment_per_text,
+                replace_prob=dcfg.replace_prob,
+                drop_prob=dcfg.drop_prob,
+                seed=config.seed,
+            )
+            transfer = list(data.train_texts) + augmented
+            hard = list(data.train_labels) + [-1] * len(augmented)
+            bar.reset(total=len(transfer) + len(data.test_texts))
+            soft = teacher_logits(
+                teacher,
+                transfer,
+                max_tokens=tcfg.max_tokens,
+                cache_file=teacher_folder / "transfer.npy",
+                progress=bar.update,
+            )
+            test_teacher = teacher_logits(
+                teacher,
+                data.test_texts,
+                max_tokens=tcfg.max_tokens,
+                cache_file=teacher_folder / "test.npy",
+                progress=bar.update,
+            )
+
+        # 4. student: tokenizer + distillation ----------------------------------------------
+        with stages.stage("distill") as bar:
+            raw_tok, student_vocab = build_subset_tokenizer(
+                (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8"),
+                transfer,
+                dcfg.vocab_size,
+            )
+            tokenizer = StudentTokenizer(raw_tok, dcfg.max_tokens)
+            student_config = dcfg.student_config(tokenizer.vocab_size, data.num_labels)
+            torch.manual_seed(config.seed)
+            student = StudentNetwork(student_config)
+            distill_mod.init_from_teacher_embeddings(
+                student,
+                student_vocab,
+                teacher_vocab,
+                word_emb,
+                teacher.encoder.embeddings.position_embeddings.weight.detach(),
+            )
+            distill_history = distill_mod.distill(
+                student, tokenizer, transfer, soft, hard, dcfg, progress=_bar_factory(bar)
+            )
+
+        # 5. structured pruning + brief recovery ----------------------------------------------
+        with stages.stage("prune") as bar:
+            bar.reset(total=pcfg.score_batches)
+            importance = score_importance(
+                student,
+                tokenizer,
+                transfer,
+                soft,
+                temperature=dcfg.temperature,
+                batch_size=dcfg.batch_size,
+                max_batches=pcfg.score_batches,
+                seed=config.seed,
+                progress=bar.update,
+            )
+            pruned = prune_network(student, importance, pcfg)
+            prune_history = distill_mod.distill(
+                pruned,
+                tokenizer,
+                transfer,
+                soft,
+                hard,
+                dcfg,
+                epochs=pcfg.finetune_epochs,
+                lr=pcfg.finetune_lr,
+                progress=_bar_factory(bar),
+            )
+
+        # 6. quantization ---------------------------------------------------------------------
+        with stages.stage("quantize", 1) as bar:
+            quantized = quantize_int8(pruned)
+            bar.update(1)
+
+        # 7. artifact -------------------------------------------------------------------------
+        with stages.stage("artifact", 1) as bar:
+            test_lengths = [int(m.sum()) for m in tokenizer.encode_batch(data.test_texts)[1]] or [1]
+            avg_tokens = statistics.fmean(test_lengths)
+            metadata = {
+                "dataset": {
+                    "name": data.name,
+                    "labels": list(data.labels),
+                    "train_rows": len(data.train_texts),
+                    "test_rows": len(data.test_texts),
+                    **data.meta,
+                },
+                "training": {
+                    "seed": config.seed,
+                    "quick": config.quick,
+                    "teacher": {k: v for k, v in teacher_meta.items() if k != "cached"},
+                    "distill": dataclasses.asdict(dcfg),
+                    "prune": dataclasses.asdict(pcfg),
+                    "transfer_texts": len(transfer),
+                    "distill_loss": [round(x, 4) for x in distill_history],
+                    "prune_finetune_loss": [round(x, 4) for x in prune_history],
+                },
+            }
+            out_dir = Path(config.out_dir)
+            if out_dir.exists() and (out_dir / "manifest.json").is_file():
+                shutil.rmtree(out_dir)  # rebuilding the same output directory replaces it
+            artifact_dir = save_artifact(
+                out_dir,
+                model=quantized,
+                config=pruned.config,
+                tokenizer=tokenizer,
+                labels=data.labels,
+                version=version,
+                metadata=metadata,
+            )
+            bar.update(1)
+
+        # 8. report ---------------------------------------------------------------------------
+        with stages.stage("report", unit="call") as bar:
+            summary = _evaluate(
+                data=data,
+                teacher=teacher,
+                teacher_meta=teacher_meta,
+                teacher_folder=teacher_folder,
+                tcfg=tcfg,
+                test_teacher=test_teacher,
+                tokenizer=tokenizer,
+                student=student,
+                pruned=pruned,
+                quantized=quantized,
+                artifact_dir=artifact_dir,
+                avg_tokens=avg_tokens,
+                quick=config.quick,
+                bar=bar,
+            )
+        total = time.perf_counter() - job_start
+        summary["job"] = {
+            "total_seconds": round(total, 1),
+            "stage_seconds": {k: round(v, 1) for k, v in stages.seconds.items()},
+            "teacher_cached": bool(teacher_meta.get("cached")),
+            "teacher_note": (
+                "; the teacher came from the cache — its fine-tuning took "
+                f"{teacher_meta['train_seconds']:.0f} s "
+                "when it was trained, which is added to the total"
+                if teacher_meta.get("cached")
+                else ""
+            ),
+            "quick": config.quick,
+        }
+        if teacher_meta.get("cached"):
+            summary["job"]["total_seconds"] = round(total + float(teacher_meta["train_seconds"]), 1)
+        summary["transfer"] = {"texts": len(transfer), "augmented": len(augmented)}
+        summary["artifact"] = {
+            "version": version,
+            "path": str(artifact_dir),
+            "files_summary": f"{_fmt_size(artifact_dir)} on disk (weights + tokenizer + manifest)",
+        }
+        summary["rebuild_command"] = config.rebuild_command or _default_rebuild(config)
+        summary["targets"] = evaluate_targets(summary, Targets())
+        report_dir = config.report_dir or (artifact_dir.parent / f"{artifact_dir.name}-report")
+        paths = write_report(summary, report_dir)
+        return JobResult(artifact_dir, paths, summary)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _default_rebuild(config: JobConfig) -> str:
+    parts = ["streamproc distill", f"--dataset {config.dataset}", f"--out {config.out_dir}"]
+    if config.report_dir:
+        parts.append(f"--report-dir {config.report_dir}")
+    if config.version:
+        parts.append(f"--version {config.version}")
+    if config.seed:
+        parts.append(f"--seed {config.seed}")
+    if config.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-.") or "model"
+
+
+def _fmt_size(path: Path) -> str:
+    total = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return f"{total / 1e6:.2f} MB"
+
+
+def _weights_size(
+    model: torch.nn.Module, cfg: StudentConfig, tokenizer: StudentTokenizer, labels: tuple[str, ...]
+) -> int:
+    """Bytes of the weights file this model would have as an artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = save_artifact(
+            Path(tmp) / "a",
+            model=model,
+            config=cfg,
+            tokenizer=tokenizer,
+            labels=labels,
+            version="size-probe",
+        )
+        return (out / WEIGHTS).stat().st_size
+
+
+def _evaluate(
+    *,
+    data: LabelledData,
+    teacher: Any,
+    teacher_meta: dict[str, Any],
+    teacher_folder: Path,
+    tcfg: Any,
+    test_teacher: np.ndarray,
+    tokenizer: StudentTokenizer,
+    student: StudentNetwork,
+    pruned: StudentNetwork,
+    quantized: torch.nn.Module,
+    artifact_dir: Path,
+    avg_tokens: float,
+    quick: bool,
+    bar: tqdm,
+) -> dict[str, Any]:
+    from streamproc.compress.teacher import teacher_dir
+    from streamproc.model.runtime import load_classifier
+
+    teacher_pred = test_teacher.argmax(1)
+    teacher_file = teacher_folder / "teacher.safetensors"
+    teacher_size = (
+        (teacher_file if teacher_file.is_file() else teacher_dir() / "model.safetensors")
+        .stat()
+        .st_size
+    )
+
+    def t_encode(texts: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return teacher.encode(texts, tcfg.max_tokens)
+
+    models = [
+        ModelUnderTest("teacher", "", teacher, t_encode, count_params(teacher), teacher_size),
+        ModelUnderTest(
+            "distilled",
+            "",
+            student,
+            tokenizer.encode_batch,
+            count_params(student),
+            _weights_size(student, student.config, tokenizer, data.labels),
+            count_flops(student.config, avg_tokens).total,
+        ),
+        ModelUnderTest(
+            "pruned",
+            "",
+            pruned,
+            tokenizer.encode_batch,
+            count_params(pruned),
+            _weights_size(pruned, pruned.config, tokenizer, data.labels),
+            count_flops(pruned.config, avg_tokens).total,
+        ),
+        ModelUnderTest(
+            "quantized",
+            "",
+            quantized,
+            tokenizer.encode_batch,
+            count_params(quantized),
+            (artifact_dir / WEIGHTS).stat().st_size,
+            count_flops(pruned.config, avg_tokens).total,
+        ),
+    ]
+    # The artifact as a worker loads it must compute exactly what the in-memory model does.
+    loaded = load_classifier(artifact_dir)
+    with torch.inference_mode():
+        ids, mask = tokenizer.encode_batch(data.test_texts[:64])
+        if not torch.equal(loaded.model(ids, mask), quantized(ids, mask)):
+            raise ModelError("the saved artifact does not reproduce the quantized model's outputs")
+
+    rows: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    for m in models:
+        pred = teacher_pred if m.name == "teacher" else predict(m, data.test_texts, 64)
+        preds[m.name] = pred
+        rows[m.name] = {
+            "accuracy": round(accuracy(pred, data.test_labels), 4),
+            "macro_f1": round(macro_f1(pred, data.test_labels, data.num_labels), 4),
+            "agreement": round(float((pred == teacher_pred).mean()), 4),
+            "params": m.params,
+            "size_bytes": m.size_bytes,
+            "flops": m.flops,
+        }
+    disagreement = {}
+    for m in models[2:]:
+        single = predict(m, data.test_texts, 1)
+        disagreement[m.name] = round(float((single != preds[m.name]).mean()), 4)
+
+    repeats = {1: 10, 64: 2} if quick else {1: 300, 64: 60}
+    bar.reset(total=3 * sum(repeats.values()))
+    latency = measure_latency(models, data.test_texts, repeats=repeats, progress=bar.update)
+    # End to end (tokenize + forward + softmax) for the artifact as the worker runs it.
+    e2e = measure_latency(
+        [ModelUnderTest("quantized", "", _PredictAll(loaded), _raw_texts, 0, 0)],
+        data.test_texts,
+        threads=(2,),
+        repeats=repeats,
+        progress=bar.update,
+    )["quantized"]
+    pc, dc = pruned.config, student.config
+    arch = {
+        "teacher": (
+            "all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, vocab 30,522) + mean pool + "
+            "linear head, "
+            f"fine-tuned {tcfg.epochs} epochs on {teacher_meta['train_rows']} train rows "
+            f"(lr {tcfg.lr}, batch {tcfg.batch_size}, max {tcfg.max_tokens} tokens)."
+        ),
+        "distilled": (
+            f"{dc.num_layers}-layer pre-LN transformer, dim {dc.dim}, "
+            f"{dc.layer_heads[0]} heads × {dc.head_dim}, "
+            f"FFN {dc.layer_ffn[0]}, vocab {dc.vocab_size} (teacher WordPiece pieces, "
+            "embeddings from the "
+            f"teacher's by PCA), window {dc.max_tokens}; trained on teacher soft targets (T="
+            f"{teacher_meta.get('distill_T', '')}) + hard labels."
+        ).replace(" (T=)", ""),
+        "pruned": (
+            f"heads per layer {list(dc.layer_heads)} → {list(pc.layer_heads)}, FFN neurons "
+            f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)} (gradient-of-gate importance), then "
+            f"distillation fine-tune; FLOPs/seq {rows['distilled']['flops'] / 1e6:.2f} M → "
+            f"{rows['pruned']['flops'] / 1e6:.2f} M at {avg_tokens:.1f} tokens."
+        ),
+        "quantized": "torch.ao quantize_dynamic: every nn.Linear to int8 weights (per tensor), "
+        "activations quantized per call; embeddings and LayerNorm stay fp32.",
+    }
+    return {
+        "data": {
+            "name": data.name,
+            "description": data.meta.get("description", data.meta.get("path", data.name)),
+            "train": len(data.train_texts),
+            "test": len(data.test_texts),
+            "split": data.meta.get("split", ""),
+            "labels": list(data.labels),
+        },
+        "models": rows,
+        "latency": latency,
+        "latency_calls": f"{repeats[1]} (batch 1) / {repeats[64]} (batch 64)",
+        "end_to_end": e2e,
+        "batch_disagreement": disagreement,
+        "avg_test_tokens": round(avg_tokens, 2),
+        "architecture": arch,
+        "machine": machine_description(),
+    }
+
+
+class _PredictAll:
+    """Adapter so measure_latency can time Classifier.predict_batch on raw texts."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+    def __call__(self, texts: Any, _mask: Any) -> torch.Tensor:
+        self.classifier.predict_batch(texts)
+        return torch.zeros(1)
+
+
+def _raw_texts(texts: Any) -> tuple[Any, Any]:
+    return list(texts), None
+
+
+# --- a fast, real artifact for the worker's tests ---------------------------------------------
+
+_TEST_SUBJECTS = [
+    "the movie",
+    "this phone",
+    "the service",
+    "our hotel",
+    "the book",
+    "that song",
+    "the food",
+    "this game",
+    "the class",
+    "my flight",
+]
+_TEST_POSITIVE = [
+    "was great",
+    "is wonderful",
+    "felt amazing",
+    "was excellent",
+    "is lovely",
+    "was fantastic",
+    "is really good",
+    "made me happy",
+]
+_TEST_NEGATIVE = [
+    "was terrible",
+    "is awful",
+    "felt boring",
+    "was horrible",
+    "is really bad",
+    "was disappointing",
+    "made me angry",
+    "is a waste of time",
+]
+
+
+def _test_corpus(seed: int) -> tuple[list[str], list[int]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for subject in _TEST_SUBJECTS:
+        for label, phrases in ((1, _TEST_POSITIVE), (0, _TEST_NEGATIVE)):
+            for phrase in phrases:
+                tail = rng.choice(["", " today", " overall", " honestly", " again"])
+                texts.append(f"{subject} {phrase}{tail}")
+                labels.append(label)
+    return texts, labels
+
+
+def build_test_artifact(out_dir: Path, version: str, *, seed: int = 0) -> Path:
+    """A small real artifact (labels ``negative`` / ``positive``) in a few seconds, no teacher.
+
+    Trains a 2-layer student on a templated sentiment corpus with the same tokenizer, distillation
+    loop (hard labels as targets), structured pruning, int8 quantization and artifact code as the
+    full job. Returns ``out_dir``.
+    """
+    from streamproc.compress.teacher import teacher_dir
+
+    prev = torch.get_num_threads()
+    torch.manual_seed(seed)
+    try:
+        texts, labels = _test_corpus(seed)
+        cfg = distill_mod.DistillConfig(
+            vocab_size=400,
+            max_tokens=32,
+            dim=64,
+            head_dim=16,
+            heads=4,
+            layers=2,
+            ffn=128,
+            epochs=6,
+            batch_size=32,
+            lr=3e-3,
+            augment_per_text=0,
+            seed=seed,
+            dropout=0.0,
+        )
+        try:
+            teacher_json = (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8")
+            raw_tok, _vocab = build_subset_tokenizer(teacher_json, texts, cfg.vocab_size)
+        except ModelError:  # the teacher package is not installed: train a WordPiece instead
+            raw_tok = train_wordpiece(texts, cfg.vocab_size)
+        tokenizer = StudentTokenizer(raw_tok, cfg.max_tokens)
+        model = StudentNetwork(cfg.student_config(tokenizer.vocab_size, 2))
+        soft = np.eye(2, dtype=np.float32)[labels] * 4.0 - 2.0  # confident one-hot "teacher" logits
+        distill_mod.distill(model, tokenizer, texts, soft, labels, cfg)
+        importance = score_importance(
+            model,
+            tokenizer,
+            texts,
+            soft,
+            temperature=cfg.temperature,
+            batch_size=32,
+            max_batches=4,
+            seed=seed,
+        )
+        pruned = prune_network(
+            model, importance, PruneConfig(head_fraction=0.25, ffn_fraction=0.25, min_ffn=16)
+        )
+        distill_mod.distill(pruned, tokenizer, texts, soft, labels, cfg, epochs=2)
+        quantized = quantize_int8(pruned)
+        metadata = {
+            "dataset": {"name": "templated-sentiment", "train_rows": len(texts), "test_rows": 0},
+            "training": {"purpose": "test fixture (build_test_artifact)", "seed": seed},
+        }
+        return save_artifact(
+            Path(out_dir),
+            model=quantized,
+            config=pruned.config,
+            tokenizer=tokenizer,
+            labels=("negative", "positive"),
+            version=version,
+            metadata=metadata,
+        )
+    finally:
+        torch.set_num_threads(prev)

@@ -1,0 +1,142 @@
+"""Structured pruning: remove whole attention heads and FFN neurons, so the matrices really shrink.
+
+``torch.nn.utils.prune`` only masks weights inside dense matrices and makes nothing faster. Here a
+pruned head loses its rows in the fused QKV projection (its q, k and v slices) and its columns in
+the output projection; a pruned FFN neuron loses its row in ``fc1`` and its column in ``fc2``. The
+result is a new, smaller :class:`StudentNetwork` whose config records the sizes per layer.
+
+Importance (Michel et al., 2019, "Are Sixteen Heads Really Better than One?"): a gate of ones is
+multiplied into each head's output and each FFN neuron's activation; the importance of a unit is
+the accumulated |∂loss/∂gate| over training batches (a first-order estimate of the loss change
+if the unit were removed). Scores are normalised per layer (L2) so layers compare, and the lowest
+are removed globally, keeping at least one head and ``min_ffn`` neurons in every layer.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from streamproc.model.network import StudentNetwork
+from streamproc.model.tokenizer import StudentTokenizer
+
+__all__ = ["Importance", "PruneConfig", "prune_network", "score_importance"]
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How much to remove and how long to recover."""
+
+    head_fraction: float = 0.5  # of all heads
+    ffn_fraction: float = 0.5  # of all FFN neurons
+    min_ffn: int = 32  # neurons every layer keeps
+    score_batches: int = 40  # batches of the transfer set used to score importance
+    finetune_epochs: int = 4
+    finetune_lr: float = 5e-4
+
+
+@dataclass(frozen=True)
+class Importance:
+    heads: list[torch.Tensor]  # per layer: (H,)
+    neurons: list[torch.Tensor]  # per layer: (F,)
+
+
+def score_importance(
+    model: StudentNetwork,
+    tokenizer: StudentTokenizer,
+    texts: Sequence[str],
+    soft_logits: np.ndarray,
+    *,
+    temperature: float,
+    batch_size: int = 64,
+    max_batches: int = 40,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Importance:
+    """Accumulated |gradient| of the distillation loss w.r.t. per-head and per-neuron gates."""
+    model.eval()  # no dropout while scoring
+    gates_h = [torch.ones(b.attn.heads, requires_grad=True) for b in model.layers()]
+    gates_f = [torch.ones(b.ffn.fc1.out_features, requires_grad=True) for b in model.layers()]
+    for block, gh, gf in zip(model.layers(), gates_h, gates_f, strict=True):
+        block.attn.head_gate, block.ffn.neuron_gate = gh, gf
+    score_h = [torch.zeros_like(g) for g in gates_h]
+    score_f = [torch.zeros_like(g) for g in gates_f]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))[: batch_size * max_batches]
+    soft = torch.from_numpy(soft_logits.astype(np.float32))
+    try:
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            ids, mask = tokenizer.encode_batch([texts[i] for i in index])  # (B, T)
+            logits = model(ids, mask)  # (B, L)
+            loss = F.kl_div(
+                F.log_softmax(logits / temperature, -1),
+                F.softmax(soft[torch.from_numpy(index)] / temperature, -1),
+                reduction="batchmean",
+            )
+            model.zero_grad(set_to_none=True)
+            grads = torch.autograd.grad(loss, [*gates_h, *gates_f])
+            for acc, g in zip([*score_h, *score_f], grads, strict=True):
+                acc += g.abs()
+            if progress:
+                progress(1)
+    finally:
+        for block in model.layers():
+            block.attn.head_gate, block.ffn.neuron_gate = None, None
+    return Importance([s.detach() for s in score_h], [s.detach() for s in score_f])
+
+
+def _select(scores: list[torch.Tensor], fraction: float, minimum: int) -> list[list[int]]:
+    """Indices to keep per layer: drop the globally lowest (per-layer-normalised) scores."""
+    normed = [s / s.norm().clamp(min=1e-12) for s in scores]
+    total = sum(len(s) for s in normed)
+    to_drop = round(total * fraction)
+    flat = sorted(
+        ((float(v), layer, i) for layer, s in enumerate(normed) for i, v in enumerate(s.tolist())),
+        key=lambda item: item[0],
+    )
+    remaining = [len(s) for s in normed]
+    dropped: set[tuple[int, int]] = set()
+    for _score, layer, i in flat:
+        if len(dropped) >= to_drop:
+            break
+        if remaining[layer] > minimum:
+            dropped.add((layer, i))
+            remaining[layer] -= 1
+    return [
+        [i for i in range(len(s)) if (layer, i) not in dropped] for layer, s in enumerate(normed)
+    ]
+
+
+def prune_network(
+    model: StudentNetwork, importance: Importance, config: PruneConfig
+) -> StudentNetwork:
+    """A new, smaller network without the least important heads and FFN neurons (weights copied)."""
+    keep_heads = _select(importance.heads, config.head_fraction, 1)
+    keep_neurons = _select(importance.neurons, config.ffn_fraction, config.min_ffn)
+    new_config = model.config.replace(
+        layer_heads=tuple(len(k) for k in keep_heads),
+        layer_ffn=tuple(len(k) for k in keep_neurons),
+    )
+    pruned = StudentNetwork(new_config)
+    state = copy.deepcopy(model.state_dict())
+    d = model.config.head_dim
+    for layer, (heads, neurons) in enumerate(zip(keep_heads, keep_neurons, strict=True)):
+        p = f"blocks.{layer}."
+        h_old = model.config.layer_heads[layer]
+        # QKV rows are laid out [q_0..q_{H-1} | k_0.. | v_0..], each head D rows wide.
+        rows = [part * h_old * d + h * d + j for part in range(3) for h in heads for j in range(d)]
+        cols = [h * d + j for h in heads for j in range(d)]
+        state[p + "attn.qkv.weight"] = state[p + "attn.qkv.weight"][rows]  # (3*H'*D, C)
+        state[p + "attn.qkv.bias"] = state[p + "attn.qkv.bias"][rows]
+        state[p + "attn.out.weight"] = state[p + "attn.out.weight"][:, cols]  # (C, H'*D)
+        state[p + "ffn.fc1.weight"] = state[p + "ffn.fc1.weight"][neurons]  # (F', C)
+        state[p + "ffn.fc1.bias"] = state[p + "ffn.fc1.bias"][neurons]
+        state[p + "ffn.fc2.weight"] = state[p + "ffn.fc2.weight"][:, neurons]  # (C, F')
+    pruned.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
+    return pruned.eval()

@@ -1,0 +1,354 @@
+"""Versioned model artifacts: save, verify, load, publish.
+
+An artifact is a directory::
+
+    <version>/
+      manifest.json        format version, artifact version, model config, labels, max_tokens,
+                           quantization, data set + training metadata, sha256 of every other file
+      tokenizer.json       the student's WordPiece tokenizer (``tokenizers`` JSON)
+      weights.safetensors  tensors only — never pickle
+
+Quantized (int8 dynamic) Linear layers are stored as their exact packed values:
+``<name>.weight_int8`` (int8), ``<name>.weight_scale`` / ``<name>.weight_zero_point`` and
+``<name>.bias``. Loading builds the
+fp32 network from the config, quantizes it and sets those weights back, so the loaded model
+computes bit-for-bit what the saved one did (a unit test checks this).
+
+Every load verifies each file's sha256 against the manifest; a missing, extra-modified, corrupted
+or tampered file, or an unknown ``format_version``, raises :class:`ArtifactError`.
+
+Publishing (what workers hot-reload from)::
+
+    <model_dir>/<version>/...   a copy of the artifact
+    <model_dir>/CURRENT         text: the version name, replaced atomically (temp file + os.replace)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from streamproc.errors import ArtifactError
+from streamproc.model.network import StudentConfig, StudentNetwork
+from streamproc.model.tokenizer import StudentTokenizer
+
+__all__ = [
+    "CURRENT_FILE",
+    "FORMAT_VERSION",
+    "LoadedArtifact",
+    "load_artifact",
+    "publish_artifact",
+    "read_manifest",
+    "resolve_current",
+    "save_artifact",
+    "verify_artifact",
+]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+WEIGHTS = "weights.safetensors"
+CURRENT_FILE = "CURRENT"
+QUANT_INT8 = "int8-dynamic"  # torch.ao quantize_dynamic, per-tensor symmetric qint8 Linear weights
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class LoadedArtifact:
+    """What :func:`load_artifact` returns: the ready model (eval mode) and its description."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: StudentConfig
+    model: nn.Module
+    tokenizer: StudentTokenizer
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.manifest["labels"])
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.manifest["max_tokens"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_version_name(version: str) -> str:
+    if not _VERSION_RE.match(version):
+        raise ArtifactError(
+            f"invalid artifact version {version!r}: use letters, digits, '.', '_', '+' or '-' "
+            "(it becomes a directory name)"
+        )
+    return version
+
+
+def _is_quantized_linear(module: nn.Module) -> bool:
+    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+
+
+def _tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+    """Every tensor needed to rebuild ``model`` (float or int8-dynamic) + the quantization name."""
+    tensors: dict[str, torch.Tensor] = {}
+    quantized = False
+    packed_prefixes = []
+    for name, module in model.named_modules():
+        if _is_quantized_linear(module):
+            quantized = True
+            weight = module.weight()
+            if weight.qscheme() != torch.per_tensor_affine:
+                raise ArtifactError(f"{name}: only per-tensor quantized weights can be saved")
+            tensors[f"{name}.weight_int8"] = weight.int_repr().contiguous()
+            tensors[f"{name}.weight_scale"] = torch.tensor([weight.q_scale()], dtype=torch.float64)
+            tensors[f"{name}.weight_zero_point"] = torch.tensor(
+                [weight.q_zero_point()], dtype=torch.int64
+            )
+            bias = module.bias()
+            if bias is not None:
+                tensors[f"{name}.bias"] = bias.detach().contiguous()
+            packed_prefixes.append(name + ".")
+    for key, value in model.state_dict().items():
+        if any(key.startswith(p) for p in packed_prefixes):
+            continue  # packed params, scale, zero_point of quantized Linears: stored above
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().contiguous()
+    return tensors, (QUANT_INT8 if quantized else "none")
+
+
+def save_artifact(
+    out_dir: Path,
+    *,
+    model: nn.Module,
+    config: StudentConfig,
+    tokenizer: StudentTokenizer,
+    labels: tuple[str, ...] | list[str],
+    version: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (fp32 or int8-dynamic :class:`StudentNetwork`) as an artifact in ``out_dir``.
+
+    ``out_dir`` must not exist or be empty; the directory is written beside it and renamed into
+    place, so a crash never leaves a half-written artifact under the final name.
+    """
+    from safetensors.torch import save_file
+
+    check_version_name(version)
+    if len(labels) != config.num_labels:
+        raise ArtifactError(
+            f"{len(labels)} label names for a model with {config.num_labels} outputs"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ArtifactError(f"{out_dir} already exists and is not empty")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tensors, quantization = _tensors(model)
+        save_file(tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
+        tokenizer.save(staging / TOKENIZER)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "architecture": "StudentNetwork",
+            "config": config.to_dict(),
+            "quantization": quantization,
+            "labels": list(labels),
+            "max_tokens": tokenizer.max_tokens,
+            "torch": torch.__version__.split("+")[0],
+            "metadata": dict(metadata or {}),
+            "files": {name: _sha256(staging / name) for name in (WEIGHTS, TOKENIZER)},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The artifact's manifest, checked for shape and format version (digests not checked)."""
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such artifact directory")
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path}: missing {MANIFEST} (not an artifact?)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_path}: the manifest is not a JSON object")
+    fmt = manifest.get("format_version")
+    if fmt != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: unknown artifact format version {fmt!r} "
+            f"(this streamproc reads {FORMAT_VERSION})"
+        )
+    for key in ("version", "config", "labels", "max_tokens", "files", "quantization"):
+        if key not in manifest:
+            raise ArtifactError(f"{manifest_path}: missing field {key!r}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or set(files) != {WEIGHTS, TOKENIZER}:
+        raise ArtifactError(f"{manifest_path}: 'files' must list {WEIGHTS} and {TOKENIZER}")
+    return manifest
+
+
+def verify_artifact(path: Path) -> dict[str, Any]:
+    """Check the manifest and every file's sha256; returns the manifest or raises ArtifactError."""
+    manifest = read_manifest(path)
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{path}: missing file {name}")
+        actual = _sha256(file)
+        if actual != expected:
+            raise ArtifactError(
+                f"{path}: {name} is corrupted or was tampered with "
+                f"(sha256 {actual[:12]}… ≠ manifest {str(expected)[:12]}…)"
+            )
+    return manifest
+
+
+def load_artifact(path: Path) -> LoadedArtifact:
+    """Verify and load an artifact: the model in eval mode (int8 re-packed exactly) + tokenizer."""
+    from safetensors.torch import load_file
+
+    from streamproc.compress.quantize import quantize_int8
+
+    path = Path(path)
+    manifest = verify_artifact(path)
+    try:
+        config = StudentConfig.from_dict(manifest["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: invalid model config in the manifest ({exc})") from None
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+        tokenizer = StudentTokenizer.from_file(path / TOKENIZER, int(manifest["max_tokens"]))
+    except Exception as exc:  # safetensors / tokenizers raise their own error types
+        raise ArtifactError(f"{path}: unreadable weights or tokenizer ({exc})") from None
+    quantization = manifest["quantization"]
+    if quantization not in ("none", QUANT_INT8):
+        raise ArtifactError(f"{path}: unknown quantization {quantization!r}")
+    try:
+        model: nn.Module = StudentNetwork(config)
+        linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if quantization == QUANT_INT8:
+            plain = {
+                k: v
+                for k, v in tensors.items()
+                if not any(k.startswith(n + ".") for n in linear_names)
+            }
+            missing, unexpected = model.load_state_dict(plain, strict=False)
+            expected_missing = {f"{n}.{p}" for n in linear_names for p in ("weight", "bias")}
+            if set(missing) - expected_missing or unexpected:
+                raise ValueError(
+                    f"missing {sorted(set(missing) - expected_missing)}, unexpected {unexpected}"
+                )
+            model = quantize_int8(model)
+            modules = dict(model.named_modules())
+            for name in linear_names:
+                scale = float(tensors[f"{name}.weight_scale"][0])
+                zero = int(tensors[f"{name}.weight_zero_point"][0])
+                qweight = torch._make_per_tensor_quantized_tensor(
+                    tensors[f"{name}.weight_int8"], scale, zero
+                )
+                modules[name].set_weight_bias(qweight, tensors.get(f"{name}.bias"))
+        else:
+            model.load_state_dict(tensors, strict=True)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: weights do not match the model config ({exc})") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ArtifactError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} tokens, "
+            f"model expects {config.vocab_size}"
+        )
+    return LoadedArtifact(path, manifest, config, model.eval(), tokenizer)
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+
+def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
+    """Copy a verified artifact to ``model_dir/<version>/`` and point ``model_dir/CURRENT`` at it.
+
+    CURRENT is replaced atomically (write a temp file, then ``os.replace``), so a worker polling
+    it sees either the old or the new version, never a partial name. Publishing a version that is
+    already there with identical files only moves CURRENT; different files under the same version
+    name are refused. Returns the version.
+    """
+    manifest = verify_artifact(Path(artifact_dir))
+    version = check_version_name(str(manifest["version"]))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / version
+    if target.exists():
+        existing = verify_artifact(target)
+        if existing["files"] != manifest["files"]:
+            raise ArtifactError(
+                f"{target} already holds a different artifact with version {version!r}; "
+                "pick a new version name"
+            )
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
+        try:
+            for name in (MANIFEST, *manifest["files"]):
+                shutil.copy2(Path(artifact_dir) / name, staging / name)
+            verify_artifact(staging)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=model_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(version + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, model_dir / CURRENT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return version
+
+
+def resolve_current(model_dir: Path) -> Path:
+    """The artifact directory ``model_dir/CURRENT`` names; ArtifactError if missing or unknown."""
+    current = Path(model_dir) / CURRENT_FILE
+    try:
+        version = current.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{current}: missing (publish a model with `streamproc model publish`)"
+        ) from None
+    except OSError as exc:
+        raise ArtifactError(f"{current}: unreadable ({exc})") from None
+    if not version or not _VERSION_RE.match(version):
+        raise ArtifactError(f"{current}: does not hold a valid version name ({version!r})")
+    target = Path(model_dir) / version
+    if not (target / MANIFEST).is_file():
+        raise ArtifactError(f"{current} names version {version!r}, but {target} holds no artifact")
+    return target
