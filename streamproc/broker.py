@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -92,7 +93,7 @@ def _pom(version: str) -> str:
 
 
 def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
-    """Resolve the broker jars with Maven into ``<cache>/kafka/<version>/libs`` (once) and return it."""
+    """Resolve the broker jars with Maven into ``<cache>/kafka/<version>/libs`` once; return it."""
     root = (cache_dir or default_cache_dir()) / "kafka" / version
     libs = root / "libs"
     done_marker = root / ".complete"
@@ -105,10 +106,15 @@ def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | No
     staging = root / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(root / "pom.xml"),
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(root / "pom.xml"),
         f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
-    ]  # fmt: skip
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
@@ -197,10 +203,14 @@ class LocalBroker:
         conf = {"bootstrap.servers": self.bootstrap_servers}
         if self.sasl_users:
             name, password = next(iter(self.sasl_users.items()))
-            conf.update({
-                "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
-                "sasl.username": name, "sasl.password": password,
-            })  # fmt: skip
+            conf.update(
+                {
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": "SCRAM-SHA-256",
+                    "sasl.username": name,
+                    "sasl.password": password,
+                }
+            )
         return conf
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -224,22 +234,34 @@ class LocalBroker:
         meta = self.data_dir / "kraft" / "meta.properties"
         if not meta.exists():
             cluster_id = self._cluster_id or uuid.uuid4().hex[:22]
-            fmt = [*java, "kafka.tools.StorageTool", "format", "-t", _kafka_uuid(cluster_id),
-                   "-c", str(props), "--ignore-formatted"]  # fmt: skip
+            fmt = [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _kafka_uuid(cluster_id),
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ]
             for name, password in self.sasl_users.items():
                 for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
                     fmt += ["--add-scram", f"{mech}=[name={name},password={password}]"]
             proc = subprocess.run(fmt, capture_output=True, text=True)
             if proc.returncode != 0:
-                raise BrokerError(f"formatting KRaft storage failed: {_tail(proc.stdout + proc.stderr)}")
+                raise BrokerError(
+                    f"formatting KRaft storage failed: {_tail(proc.stdout + proc.stderr)}"
+                )
 
         stdout = open(self.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - child owns it
         self._process = subprocess.Popen(
             [*java, "kafka.Kafka", str(props)],
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             preexec_fn=None if self.detach or sys.platform != "linux" else _die_with_parent,
             start_new_session=self.detach,
-        )  # fmt: skip
+        )
         stdout.close()
         try:
             self._wait_ready(timeout_s)
@@ -258,9 +280,9 @@ class LocalBroker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        if remove_data if remove_data is not None else self._owns_data_dir:
-            if self.data_dir is not None:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
+        remove = self._owns_data_dir if remove_data is None else remove_data
+        if remove and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL the broker (a crash, for fault tests); data stays."""
@@ -279,9 +301,14 @@ class LocalBroker:
     def _jvm_options(self) -> list[str]:
         assert self.data_dir is not None
         logs = self.data_dir / "logs"
-        opts = [f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
-                "-XX:TieredStopAtLevel=1",  # C1 only: faster start, less CPU on 2 cores
-                "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}"]  # fmt: skip
+        opts = [
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",  # C1 only: faster start, less CPU on 2 cores
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={logs}",
+        ]
         if _major(self.version) >= 4:
             opts.append(f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}")
         else:
@@ -292,8 +319,10 @@ class LocalBroker:
         assert self.data_dir is not None
         (self.data_dir / "log4j.properties").write_text(_LOG4J_3.format(log=self.log_file))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J_4.format(log=self.log_file))
-        listeners = [f"INTERNAL://127.0.0.1:{self._internal_port}",
-                     f"CONTROLLER://127.0.0.1:{self.controller_port}"]  # fmt: skip
+        listeners = [
+            f"INTERNAL://127.0.0.1:{self._internal_port}",
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+        ]
         protocol_map = ["INTERNAL:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
         external = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
         listeners.insert(0, f"EXTERNAL://127.0.0.1:{self.port}")
@@ -335,7 +364,8 @@ class LocalBroker:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout_s
-        admin = AdminClient({**self.client_config(), "log_level": 0, "logger": _QuietLogger()})
+        conf: dict[str, Any] = {**self.client_config(), "log_level": 0, "logger": _QuietLogger()}
+        admin = AdminClient(conf)
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             assert self._process is not None
@@ -351,7 +381,9 @@ class LocalBroker:
             except Exception as exc:  # KafkaException until the listener is up
                 last_error = exc
             time.sleep(0.3)
-        raise BrokerError(f"Kafka did not answer metadata requests in {timeout_s:.0f}s ({last_error})")
+        raise BrokerError(
+            f"Kafka did not answer metadata requests in {timeout_s:.0f}s ({last_error})"
+        )
 
 
 class _QuietLogger:
@@ -365,7 +397,7 @@ class _QuietLogger:
 
 
 def _kafka_uuid(seed_hex: str) -> str:
-    # Kafka cluster ids are 16 bytes, base64url without padding (what StorageTool random-uuid prints).
+    # Kafka cluster ids: 16 bytes, base64url without padding (as StorageTool random-uuid prints).
     import base64
 
     raw = bytes.fromhex(seed_hex.ljust(32, "0")[:32])
@@ -416,7 +448,9 @@ def kafka_for_tests() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     try:
-        broker = LocalBroker(version=os.environ.get("STREAMPROC_KAFKA_VERSION", DEFAULT_KAFKA_VERSION))
+        broker = LocalBroker(
+            version=os.environ.get("STREAMPROC_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
+        )
         broker.start()
     except BrokerError as exc:
         raise BrokerError(
@@ -484,8 +518,13 @@ def start_command(version: str, port: int) -> None:
     broker = LocalBroker(version=version, port=port, data_dir=state_dir / "data", detach=True)
     broker.start()
     assert broker.pid is not None
-    state = {"pid": broker.pid, "bootstrap_servers": broker.bootstrap_servers,
-             "version": version, "data_dir": str(broker.data_dir), "log": str(broker.log_file)}  # fmt: skip
+    state = {
+        "pid": broker.pid,
+        "bootstrap_servers": broker.bootstrap_servers,
+        "version": version,
+        "data_dir": str(broker.data_dir),
+        "log": str(broker.log_file),
+    }
     (state_dir / "state.json").write_text(json.dumps(state, indent=2))
     broker._process = None  # forget it: `broker stop` stops it by pid
     click.echo(broker.bootstrap_servers)

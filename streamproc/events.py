@@ -95,7 +95,12 @@ def _validate(doc: Mapping[str, Any]) -> TextEvent:
     ts = doc.get("ts")
     if ts is not None:
         # bool is an int subclass: reject it explicitly.
-        if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
+        if (
+            isinstance(ts, bool)
+            or not isinstance(ts, int | float)
+            or not math.isfinite(ts)
+            or ts < 0
+        ):
             raise EventError("invalid_ts", "ts must be a non-negative number of epoch milliseconds")
         ts = float(ts)
     return TextEvent(id=event_id, text=text, ts_ms=ts)

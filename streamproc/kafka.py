@@ -44,8 +44,11 @@ def ensure_topics(
     """Create the topics (name -> partition count) that do not exist yet; wait until visible."""
     admin = AdminClient(dict(conf))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [NewTopic(name, num_partitions=n, replication_factor=1)
-              for name, n in topics.items() if name not in existing]  # fmt: skip
+    wanted = [
+        NewTopic(name, num_partitions=n, replication_factor=1)
+        for name, n in topics.items()
+        if name not in existing
+    ]
     if wanted:
         for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
             try:
@@ -56,8 +59,10 @@ def ensure_topics(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=timeout_s).topics
-        if all(name in metadata and not metadata[name].error and
-               len(metadata[name].partitions) == n for name, n in topics.items()):  # fmt: skip
+        if all(
+            name in metadata and not metadata[name].error and len(metadata[name].partitions) == n
+            for name, n in topics.items()
+        ):
             return
         time.sleep(0.2)
     raise BrokerError(f"topics {sorted(topics)} not visible after {timeout_s:.0f}s")
@@ -65,10 +70,16 @@ def ensure_topics(
 
 def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
     """A librdkafka producer tuned for throughput with low delay (idempotent, acks=all)."""
-    return Producer({
-        "linger.ms": 2, "enable.idempotence": True, "acks": "all",
-        "queue.buffering.max.messages": 1_000_000, **dict(conf), **extra,
-    })  # fmt: skip
+    return Producer(
+        {
+            "linger.ms": 2,
+            "enable.idempotence": True,
+            "acks": "all",
+            "queue.buffering.max.messages": 1_000_000,
+            **dict(conf),
+            **extra,
+        }
+    )
 
 
 def consume(
@@ -81,12 +92,16 @@ def consume(
     idle_s: float | None = None,
     from_beginning: bool = True,
 ) -> Iterator[ConsumedRecord]:
-    """Yield records until ``stop(seen)`` is true, ``timeout_s`` passes, or ``idle_s`` of silence."""
-    consumer = Consumer({
-        **dict(conf), "group.id": group_id, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        "enable.partition.eof": False,
-    })  # fmt: skip
+    """Yield records until ``stop(seen)`` holds, ``timeout_s`` passes, or ``idle_s`` of silence."""
+    consumer = Consumer(
+        {
+            **dict(conf),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.partition.eof": False,
+        }
+    )
     consumer.subscribe(list(topics))
     seen: list[ConsumedRecord] = []
     deadline = time.monotonic() + timeout_s
@@ -98,14 +113,20 @@ def consume(
             if idle_s is not None and time.monotonic() - last_record > idle_s:
                 return
             for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise BrokerError(f"consume failed: {msg.error()}")
+                    raise BrokerError(f"consume failed: {error}")
                 record = ConsumedRecord(
-                    msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                    {k: v for k, v in (msg.headers() or [])}, msg.timestamp()[1],
-                )  # fmt: skip
+                    topic=str(msg.topic()),
+                    partition=int(msg.partition() or 0),
+                    offset=int(msg.offset() or 0),
+                    key=_as_bytes(msg.key()),
+                    value=_as_bytes(msg.value()),
+                    headers=_headers(msg.headers()),
+                    timestamp_ms=msg.timestamp()[1],
+                )
                 seen.append(record)
                 last_record = time.monotonic()
                 yield record
@@ -113,24 +134,43 @@ def consume(
         consumer.close()
 
 
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    return {str(key): _as_bytes(value) or b"" for key, value in (raw or [])}
+
+
 def consume_count(
     conf: Mapping[str, Any], topic: str, count: int, *, group_id: str, timeout_s: float = 120.0
 ) -> list[ConsumedRecord]:
     """Read until ``count`` records arrived (or the timeout passed); returns what arrived."""
     return list(
-        consume(conf, [topic], group_id=group_id, timeout_s=timeout_s,
-                stop=lambda seen: len(seen) >= count)  # fmt: skip
+        consume(
+            conf,
+            [topic],
+            group_id=group_id,
+            timeout_s=timeout_s,
+            stop=lambda seen: len(seen) >= count,
+        )
     )
 
 
-def topic_end_offsets(conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0) -> dict[int, int]:
+def topic_end_offsets(
+    conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0
+) -> dict[int, int]:
     """Partition -> log-end offset."""
-    consumer = Consumer({**dict(conf), "group.id": "streamproc-offsets", "enable.auto.commit": False})
+    consumer = Consumer(
+        {**dict(conf), "group.id": "streamproc-offsets", "enable.auto.commit": False}
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         ends = {}
         for partition in metadata.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
             ends[partition] = high
         return ends
     finally:

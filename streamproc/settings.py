@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     # --- Kafka connection -------------------------------------------------------------------
-    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1, description="host:port[,host:port]")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", min_length=1, description="host:port[,host:port]"
+    )
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
@@ -82,17 +84,16 @@ class Settings(BaseSettings):
                 f"STREAMPROC_MIN_BATCH_SIZE ({self.min_batch_size}) exceeds "
                 f"STREAMPROC_MAX_BATCH_SIZE ({self.max_batch_size})"
             )
-        if self.security_protocol.startswith("SASL"):
-            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-                raise ValueError(
-                    "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
-                    "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
-                )
-        for name in ("bootstrap_servers",):
-            for server in getattr(self, name).split(","):
-                host, _, port = server.strip().rpartition(":")
-                if not host or not port.isdigit():
-                    raise ValueError(f"STREAMPROC_{name.upper()}: {server!r} is not host:port")
+        has_credentials = self.sasl_mechanism and self.sasl_username and self.sasl_password
+        if self.security_protocol.startswith("SASL") and not has_credentials:
+            raise ValueError(
+                "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
+                "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
+            )
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"STREAMPROC_BOOTSTRAP_SERVERS: {server!r} is not host:port")
         return self
 
     # --- Client configurations ----------------------------------------------------------------
@@ -105,7 +106,9 @@ class Settings(BaseSettings):
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
-            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            conf["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
         if self.ssl_cafile:
             conf["ssl.ca.location"] = str(self.ssl_cafile)
         if self.ssl_certfile:
@@ -131,13 +134,12 @@ class Settings(BaseSettings):
                 )
         if self.security_protocol.startswith("SASL"):
             assert self.sasl_password is not None  # checked by the validator
-            kind = "SASL_SSL" if self.security_protocol == "SASL_SSL" else "SASL_PLAINTEXT"
+            # Faust picks SASL_SSL when given an SSL context, SASL_PLAINTEXT otherwise.
             return faust.SASLCredentials(
                 username=self.sasl_username,
                 password=self.sasl_password.get_secret_value(),
                 ssl_context=context,
                 mechanism=self.sasl_mechanism,
-                security_protocol=kind,
             )
         if context is not None:
             return faust.SSLCredentials(context)

@@ -36,6 +36,8 @@ def unique() -> str:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests build settings explicitly; a developer's STREAMPROC_* must not leak into them.
     for name in list(os.environ):
-        if name.startswith("STREAMPROC_") and name not in ("STREAMPROC_CACHE_DIR",
-                                                          "STREAMPROC_KAFKA_VERSION"):
+        if name.startswith("STREAMPROC_") and name not in (
+            "STREAMPROC_CACHE_DIR",
+            "STREAMPROC_KAFKA_VERSION",
+        ):
             monkeypatch.delenv(name, raising=False)

@@ -13,7 +13,9 @@ from streamproc.kafka import ConsumedRecord, consume, ensure_topics, make_produc
 from streamproc.settings import Settings, load_settings
 
 
-def make_settings(bootstrap: str, unique: str, *, partitions: int = 4, **overrides: Any) -> Settings:
+def make_settings(
+    bootstrap: str, unique: str, *, partitions: int = 4, **overrides: Any
+) -> Settings:
     """Settings with this test's own topics and consumer group; the topics are created."""
     settings = load_settings(
         bootstrap_servers=bootstrap,
@@ -24,15 +26,20 @@ def make_settings(bootstrap: str, unique: str, *, partitions: int = 4, **overrid
         input_partitions=partitions,
         **overrides,
     )
-    ensure_topics(settings.confluent_config(), {
-        settings.input_topic: partitions, settings.output_topic: partitions,
-        settings.dead_letter_topic: 1,
-    })  # fmt: skip
+    ensure_topics(
+        settings.confluent_config(),
+        {
+            settings.input_topic: partitions,
+            settings.output_topic: partitions,
+            settings.dead_letter_topic: 1,
+        },
+    )
     return settings
 
 
-def produce_payloads(settings: Settings, payloads: Sequence[tuple[bytes | None, bytes]],
-                     *, partition_of: Any = None) -> None:  # fmt: skip
+def produce_payloads(
+    settings: Settings, payloads: Sequence[tuple[bytes | None, bytes]], *, partition_of: Any = None
+) -> None:
     """Send raw (key, value) payloads; ``partition_of(i)`` pins record i to a partition."""
     producer = make_producer(settings.confluent_config())
     for i, (key, value) in enumerate(payloads):
@@ -47,28 +54,48 @@ def produce_payloads(settings: Settings, payloads: Sequence[tuple[bytes | None, 
     assert producer.flush(60) == 0
 
 
-def text_events(n: int, *, prefix: str = "e", texts: Sequence[str] | None = None
-                ) -> list[tuple[bytes, bytes]]:  # fmt: skip
+def text_events(
+    n: int, *, prefix: str = "e", texts: Sequence[str] | None = None
+) -> list[tuple[bytes, bytes]]:
     """``n`` good events with ids ``prefix-i``, a per-key sequence number and a send time."""
     now = time.time() * 1000.0
     out = []
     for i in range(n):
-        text = texts[i % len(texts)] if texts else f"event {i}: what is the capital of country {i % 97}?"
+        text = (
+            texts[i % len(texts)]
+            if texts
+            else f"event {i}: what is the capital of country {i % 97}?"
+        )
         key = f"key-{i % 64}".encode()
         out.append((key, orjson.dumps({"id": f"{prefix}-{i}", "text": text, "ts": now, "seq": i})))
     return out
 
 
-def collect(settings: Settings, topic: str, count: int, *, unique: str,
-            timeout_s: float = 180.0, idle_s: float | None = None) -> list[ConsumedRecord]:  # fmt: skip
+def collect(
+    settings: Settings,
+    topic: str,
+    count: int,
+    *,
+    unique: str,
+    timeout_s: float = 180.0,
+    idle_s: float | None = None,
+) -> list[ConsumedRecord]:
     """Read ``topic`` from the beginning until ``count`` records (or the timeout)."""
-    return list(consume(
-        settings.confluent_config(), [topic], group_id=f"collect-{unique}-{time.monotonic_ns()}",
-        stop=lambda seen: len(seen) >= count, timeout_s=timeout_s, idle_s=idle_s,
-    ))  # fmt: skip
+    return list(
+        consume(
+            settings.confluent_config(),
+            [topic],
+            group_id=f"collect-{unique}-{time.monotonic_ns()}",
+            stop=lambda seen: len(seen) >= count,
+            timeout_s=timeout_s,
+            idle_s=idle_s,
+        )
+    )
 
 
-def per_key_sequences(records: Sequence[ConsumedRecord], seq_of: dict[str, int]) -> dict[bytes, list[int]]:
+def per_key_sequences(
+    records: Sequence[ConsumedRecord], seq_of: dict[str, int]
+) -> dict[bytes, list[int]]:
     """For each output key, the input sequence numbers in output order."""
     sequences: dict[bytes, list[int]] = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -80,8 +107,15 @@ def per_key_sequences(records: Sequence[ConsumedRecord], seq_of: dict[str, int])
 class WorkerProcess:
     """A worker in its own process (``tests.worker_proc`` or ``streamproc worker``)."""
 
-    def __init__(self, settings: Settings, *, name: str, log_dir: Any, real_model: bool = False,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        log_dir: Any,
+        real_model: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         import os
         import subprocess
         import sys
@@ -91,8 +125,13 @@ class WorkerProcess:
         full_env = {**os.environ, **_settings_env(settings), **(env or {})}
         module = ["-m", "streamproc", "worker"] if real_model else ["-m", "tests.worker_proc"]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, *module], env=full_env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=str(_ROOT))  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, *module],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(_ROOT),
+        )
 
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
@@ -133,8 +172,14 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def collect_ids(settings: Settings, expected: set[str], *, unique: str, timeout_s: float = 180.0,
-                settle_s: float = 3.0) -> list[ConsumedRecord]:  # fmt: skip
+def collect_ids(
+    settings: Settings,
+    expected: set[str],
+    *,
+    unique: str,
+    timeout_s: float = 180.0,
+    settle_s: float = 3.0,
+) -> list[ConsumedRecord]:
     """Read the output topic until every expected id arrived (duplicates included), then keep
     reading ``settle_s`` more seconds so late duplicates are counted too."""
     seen: set[str] = set()
@@ -147,9 +192,13 @@ def collect_ids(settings: Settings, expected: set[str], *, unique: str, timeout_
             deadline = time.monotonic() + settle_s
         return deadline is not None and time.monotonic() >= deadline
 
-    for record in consume(settings.confluent_config(), [settings.output_topic],
-                          group_id=f"ids-{unique}-{time.monotonic_ns()}", stop=done,
-                          timeout_s=timeout_s):  # fmt: skip
+    for record in consume(
+        settings.confluent_config(),
+        [settings.output_topic],
+        group_id=f"ids-{unique}-{time.monotonic_ns()}",
+        stop=done,
+        timeout_s=timeout_s,
+    ):
         records.append(record)
         seen.add(orjson.loads(record.value or b"{}").get("id", ""))
     return records

@@ -18,7 +18,9 @@ from streamproc.testing import FakeClassifier
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = load_settings()
     model = FakeClassifier(
         version=os.environ.get("FAKE_VERSION", "fake-1"),

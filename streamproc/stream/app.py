@@ -50,8 +50,16 @@ class _Record:
     @classmethod
     def from_event(cls, event: Any) -> _Record:
         message = event.message
-        return cls(event, message.topic, message.partition, message.offset, message.key,
-                   message.value, message.timestamp, message.headers)  # fmt: skip
+        return cls(
+            event,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            message.timestamp,
+            message.headers,
+        )
 
     def ack(self) -> None:
         self.event.ack()
@@ -161,13 +169,17 @@ def create_worker(
         loghandlers=[],
     )
     input_topic = app.topic(
-        settings.input_topic, key_type=bytes, value_type=bytes,
+        settings.input_topic,
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.input_partitions,
-    )  # fmt: skip
+    )
     output_topic = app.topic(
-        settings.output_topic, key_type=bytes, value_type=bytes,
+        settings.output_topic,
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.input_partitions,
-    )  # fmt: skip
+    )
     dead_letter_topic = app.topic(
         settings.dead_letter_topic, key_type=bytes, value_type=bytes, partitions=1
     )
@@ -175,8 +187,9 @@ def create_worker(
 
     def current_backlog() -> int:
         consumer = app.consumer
-        return backlog(_assigned(consumer), lambda tp: _highwater(consumer, tp),
-                       pipeline.next_offsets)  # fmt: skip
+        return backlog(
+            _assigned(consumer), lambda tp: _highwater(consumer, tp), pipeline.next_offsets
+        )
 
     pipeline = BatchingPipeline(
         model=slot,
@@ -205,9 +218,11 @@ def create_worker(
         consumer = app.consumer
         assigned = _assigned(consumer)
         lags = lag_by_partition(
-            assigned, lambda tp: _highwater(consumer, tp),
-            pipeline.settled_offsets, pipeline.next_offsets,
-        )  # fmt: skip
+            assigned,
+            lambda tp: _highwater(consumer, tp),
+            pipeline.settled_offsets,
+            pipeline.next_offsets,
+        )
         for (topic, partition), lag in lags.items():
             metrics.set_lag(topic, partition, lag)
         metrics.set_buffered(pipeline.buffered)
@@ -231,7 +246,7 @@ def create_worker(
                 metrics.record_model_reload(ok=True)
                 log.info("hot reload: now serving model %s (was %s)", new_model.version, serving)
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
         assigned = set(_assigned(app.consumer))
         for tp in list(pipeline.next_offsets):
@@ -245,8 +260,18 @@ def create_worker(
 
         register_web(app, metrics)
 
-    return Worker(app, settings, metrics, slot, pipeline, policy, input_topic, output_topic,
-                  dead_letter_topic, predict)  # fmt: skip
+    return Worker(
+        app,
+        settings,
+        metrics,
+        slot,
+        pipeline,
+        policy,
+        input_topic,
+        output_topic,
+        dead_letter_topic,
+        predict,
+    )
 
 
 def _assigned(consumer: Any) -> list[tuple[str, int]]:

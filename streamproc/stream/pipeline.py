@@ -209,7 +209,9 @@ class BatchingPipeline:
                 original=record.headers,
             )
             outgoing.append(
-                _Outgoing("dead_letter", record.key, record.value, headers=headers, settles=[record])
+                _Outgoing(
+                    "dead_letter", record.key, record.value, headers=headers, settles=[record]
+                )
             )
         # Through the same ordered outbox as predictions: acks stay in offset order per batch.
         await self._outbox.put(outgoing)
@@ -234,7 +236,9 @@ class BatchingPipeline:
             predictions, failed = await self._predict(model, batch)
             inference_s = self._clock() - started
             if predictions:
-                self._policy.record_batch(size=len(batch), duration_s=inference_s, now=self._clock())
+                self._policy.record_batch(
+                    size=len(batch), duration_s=inference_s, now=self._clock()
+                )
             self._metrics.record_batch(
                 size=len(batch), wait_s=waited, inference_s=inference_s, target_size=decision.size
             )
@@ -296,24 +300,37 @@ class BatchingPipeline:
                 error = EventError("inference_error", failed[index])
                 self._metrics.record_dead_letter(error.reason)
                 headers = dead_letter_headers(
-                    error, topic=record.topic, partition=record.partition,
-                    offset=record.offset, original=record.headers,
-                )  # fmt: skip
+                    error,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    original=record.headers,
+                )
                 outgoing.append(
-                    _Outgoing("dead_letter", record.key, record.value, headers=headers,
-                              settles=[record])  # fmt: skip
+                    _Outgoing(
+                        "dead_letter", record.key, record.value, headers=headers, settles=[record]
+                    )
                 )
                 continue
             value = encode_prediction(
-                item.event, predictions[index], model_version=version,
-                batch_size=len(batch), now_ms=now_wall * 1000.0,
-            )  # fmt: skip
+                item.event,
+                predictions[index],
+                model_version=version,
+                batch_size=len(batch),
+                now_ms=now_wall * 1000.0,
+            )
             # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
             partition = None if record.key else record.partition
             latency = max(0.0, now_wall - item.origin_s) if item.event.ts_ms is not None else None
             outgoing.append(
-                _Outgoing("prediction", record.key, value, partition=partition,
-                          settles=[record], latency_s=latency)  # fmt: skip
+                _Outgoing(
+                    "prediction",
+                    record.key,
+                    value,
+                    partition=partition,
+                    settles=[record],
+                    latency_s=latency,
+                )
             )
         return outgoing
 
@@ -341,15 +358,19 @@ class BatchingPipeline:
             futures = [await self._send(item) for item in pending]
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = [
-                item for item, result in zip(pending, results, strict=True)
+                item
+                for item, result in zip(pending, results, strict=True)
                 if isinstance(result, BaseException)
-            ]  # fmt: skip
+            ]
             if failed:
                 error = next(r for r in results if isinstance(r, BaseException))
                 log.warning(
                     "%d of %d records not acknowledged by the broker (%r); retrying in %.1fs",
-                    len(failed), len(pending), error, delay,
-                )  # fmt: skip
+                    len(failed),
+                    len(pending),
+                    error,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
             pending = failed

@@ -146,19 +146,36 @@ def _shuffled(texts: list[str], seed: int) -> Iterator[str]:
 
 @click.command("produce")
 @click.option("--dataset", help="Built-in data set to draw texts from (its test split): trec, …")
-@click.option("--file", "file", type=click.Path(path_type=Path), help="JSONL with 'text', or lines.")
+@click.option(
+    "--file", "file", type=click.Path(path_type=Path), help="JSONL with 'text', or lines."
+)
 @click.option("--count", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Events per second; 0 = as fast as possible.")  # fmt: skip
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Events per second; 0 = as fast as possible.",
+)
 @click.option("--keys", type=click.IntRange(min=0), default=0, help="Number of distinct keys.")
-@click.option("--bad-every", type=click.IntRange(min=0), default=0,
-              help="Insert one bad payload after every N events (exercise the dead-letter topic).")
+@click.option(
+    "--bad-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Insert one bad payload after every N events (exercise the dead-letter topic).",
+)
 @click.option("--topic", default=None, help="Default: STREAMPROC_INPUT_TOPIC.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def produce(
-    dataset: str | None, file: Path | None, count: int, rate: float, keys: int,
-    bad_every: int, topic: str | None, seed: int,
-) -> None:  # fmt: skip
+    dataset: str | None,
+    file: Path | None,
+    count: int,
+    rate: float,
+    keys: int,
+    bad_every: int,
+    topic: str | None,
+    seed: int,
+) -> None:
     """Produce text events (JSON: id, text, ts) to the input topic."""
     from tqdm import tqdm
 
@@ -167,7 +184,15 @@ def produce(
     topic = topic or settings.input_topic
     ensure_topics(settings.confluent_config(), {topic: settings.input_partitions})
     with tqdm(total=count, unit="ev", desc=f"producing to {topic}") as bar:
-        stats = produce_events(settings, texts, count=count, rate=rate, topic=topic,
-                               keys=keys, bad_every=bad_every, progress=bar.update)  # fmt: skip
+        stats = produce_events(
+            settings,
+            texts,
+            count=count,
+            rate=rate,
+            topic=topic,
+            keys=keys,
+            bad_every=bad_every,
+            progress=bar.update,
+        )
         bar.update(count - bar.n)
     click.echo(f"sent {stats.sent} events in {stats.seconds:.2f}s ({stats.rate:,.0f}/s) to {topic}")

@@ -41,20 +41,29 @@ def format_dead_letter(record: ConsumedRecord) -> str:
 @click.command("tail")
 @click.option("--dead-letters", is_flag=True, help="Show the dead-letter topic instead.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N records.")
-@click.option("--follow/--no-follow", default=True, show_default=True,
-              help="Keep waiting for new records (else stop after 5 s of silence).")  # fmt: skip
+@click.option(
+    "--follow/--no-follow",
+    default=True,
+    show_default=True,
+    help="Keep waiting for new records (else stop after 5 s of silence).",
+)
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True)
-def tail(dead_letters: bool, count: int | None, follow: bool, from_beginning: bool,
-         timeout: float) -> None:  # fmt: skip
+def tail(
+    dead_letters: bool, count: int | None, follow: bool, from_beginning: bool, timeout: float
+) -> None:
     """Consume and pretty-print predictions (id, label, score, latency, batch, model)."""
     settings = load_settings()
     topic = settings.dead_letter_topic if dead_letters else settings.output_topic
     fmt = format_dead_letter if dead_letters else format_prediction
     records = consume(
-        settings.confluent_config(), [topic], group_id=f"streamproc-tail-{uuid.uuid4().hex[:8]}",
+        settings.confluent_config(),
+        [topic],
+        group_id=f"streamproc-tail-{uuid.uuid4().hex[:8]}",
         stop=(lambda seen: len(seen) >= count) if count else None,
-        timeout_s=timeout, idle_s=None if follow else 5.0, from_beginning=from_beginning,
-    )  # fmt: skip
+        timeout_s=timeout,
+        idle_s=None if follow else 5.0,
+        from_beginning=from_beginning,
+    )
     for record in records:
         click.echo(fmt(record))

@@ -18,10 +18,22 @@ class Captured:
         self.records: list[dict[str, Any]] = []
 
     def sender(self, kind: str) -> Any:
-        async def send(*, key: bytes | None = None, value: bytes | None = None,
-                       partition: int | None = None, headers: Any = None) -> Any:  # fmt: skip
-            self.records.append({"kind": kind, "key": key, "value": value, "partition": partition,
-                                 "headers": dict(headers or [])})  # fmt: skip
+        async def send(
+            *,
+            key: bytes | None = None,
+            value: bytes | None = None,
+            partition: int | None = None,
+            headers: Any = None,
+        ) -> Any:
+            self.records.append(
+                {
+                    "kind": kind,
+                    "key": key,
+                    "value": value,
+                    "partition": partition,
+                    "headers": dict(headers or []),
+                }
+            )
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
@@ -52,7 +64,9 @@ def test_agent_predicts_and_dead_letters(worker: tuple[Worker, Captured, FakeCla
     async def scenario() -> None:
         async with w.agent.test_context() as agent:
             for i in range(20):
-                await agent.put(orjson.dumps({"id": f"e{i}", "text": f"hello {i}"}), key=f"k{i}".encode())
+                await agent.put(
+                    orjson.dumps({"id": f"e{i}", "text": f"hello {i}"}), key=f"k{i}".encode()
+                )
             await agent.put(b"{not json", key=b"bad")
             await agent.put(b'{"id": "x", "text": 7}', key=b"bad2")
             await _wait_for(captured, 22)
@@ -64,5 +78,7 @@ def test_agent_predicts_and_dead_letters(worker: tuple[Worker, Captured, FakeCla
     assert all(p["model_version"] == "test-v1" for p in predictions)
     assert all(p["label"] == model.expected_label(f"hello {p['id'][1:]}") for p in predictions)
     assert {r["headers"]["streamproc-reason"] for r in dead} == {b"malformed_json", b"invalid_text"}
-    by_id = {orjson.loads(r["value"])["id"]: r for r in captured.records if r["kind"] == "prediction"}
+    by_id = {
+        orjson.loads(r["value"])["id"]: r for r in captured.records if r["kind"] == "prediction"
+    }
     assert by_id["e3"]["key"] == b"k3", "the output keeps the input key"

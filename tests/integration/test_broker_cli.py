@@ -17,8 +17,13 @@ pytestmark = pytest.mark.kafka
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamproc", "broker", *args], env=env,
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streamproc", "broker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_start_stop_twice_leaves_no_jvm(tmp_path: Path) -> None:
@@ -30,7 +35,9 @@ def test_start_stop_twice_leaves_no_jvm(tmp_path: Path) -> None:
         assert status.returncode == 0
         state = json.loads(status.stdout)
         assert state["bootstrap_servers"] == started.stdout.strip()
-        metadata = AdminClient({"bootstrap.servers": state["bootstrap_servers"]}).list_topics(timeout=10)
+        metadata = AdminClient({"bootstrap.servers": state["bootstrap_servers"]}).list_topics(
+            timeout=10
+        )
         assert metadata.brokers, "a client's metadata request succeeds"
         stopped = _cli("stop", env=env)
         assert stopped.returncode == 0, stopped.stderr

@@ -29,10 +29,12 @@ def test_one_of_two_workers_stops_mid_stream_and_every_id_is_predicted(
     cost = {"FAKE_COST_S": "0.004", "FAKE_COST_PER_ITEM_S": "0.0003"}
     workers = [WorkerProcess(settings, name=f"w{i}", log_dir=tmp_path, env=cost) for i in range(2)]
     try:
-        feeder = threading.Thread(target=lambda: [
-            produce_payloads(settings, events[i:i + 400]) or __import__("time").sleep(0.25)
-            for i in range(0, len(events), 400)
-        ])  # fmt: skip
+        feeder = threading.Thread(
+            target=lambda: [
+                produce_payloads(settings, events[i : i + 400]) or __import__("time").sleep(0.25)
+                for i in range(0, len(events), 400)
+            ]
+        )
         feeder.start()
         first = collect(settings, settings.output_topic, 1200, unique=unique, timeout_s=120)
         assert len(first) >= 1200, workers[0].log_tail()

@@ -25,8 +25,10 @@ def test_every_event_comes_back_exactly_once(kafka_conf: dict[str, str], unique:
         input_partitions=2,
         latency_target_ms=200,
     )
-    ensure_topics(kafka_conf, {settings.input_topic: 2, settings.output_topic: 2,
-                               settings.dead_letter_topic: 1})
+    ensure_topics(
+        kafka_conf,
+        {settings.input_topic: 2, settings.output_topic: 2, settings.dead_letter_topic: 1},
+    )
     model = FakeClassifier()
     texts = {f"id-{i}": f"event number {i} says hello" for i in range(200)}
     with running_worker(lambda: create_worker(settings, model=model, web_enabled=False)):
@@ -36,8 +38,9 @@ def test_every_event_comes_back_exactly_once(kafka_conf: dict[str, str], unique:
             value = orjson.dumps({"id": event_id, "text": text, "ts": now_ms})
             producer.produce(settings.input_topic, key=event_id.encode(), value=value)
         assert producer.flush(30) == 0
-        records = consume_count(kafka_conf, settings.output_topic, len(texts),
-                                group_id=f"check-{unique}", timeout_s=90)
+        records = consume_count(
+            kafka_conf, settings.output_topic, len(texts), group_id=f"check-{unique}", timeout_s=90
+        )
 
     outputs = [orjson.loads(r.value) for r in records]
     ids = [o["id"] for o in outputs]

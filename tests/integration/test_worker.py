@@ -17,8 +17,9 @@ from tests.helpers import collect, make_settings, per_key_sequences, produce_pay
 pytestmark = pytest.mark.kafka
 
 
-def test_5000_events_over_4_partitions_exactly_once_in_order(kafka_bootstrap: str,
-                                                              unique: str) -> None:  # fmt: skip
+def test_5000_events_over_4_partitions_exactly_once_in_order(
+    kafka_bootstrap: str, unique: str
+) -> None:
     settings = make_settings(kafka_bootstrap, unique, latency_target_ms=100)
     events = text_events(5000)
     model = FakeClassifier(cost_s=0.002, cost_per_item_s=0.0001)

@@ -25,8 +25,10 @@ def test_services_exist_and_use_the_official_kafka_image() -> None:
 
 def test_worker_settings_are_valid_and_consistent_with_kafka() -> None:
     services = _compose()["services"]
-    env = {k.removeprefix("STREAMPROC_").lower(): str(v)
-           for k, v in services["worker"]["environment"].items()}  # fmt: skip
+    env = {
+        k.removeprefix("STREAMPROC_").lower(): str(v)
+        for k, v in services["worker"]["environment"].items()
+    }
     settings = Settings(**env)  # every STREAMPROC_* value in the file is a valid setting
     internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://{settings.bootstrap_servers}" in internal

@@ -18,8 +18,9 @@ LIMIT = 1024
 
 
 def test_valid_event_decodes() -> None:
-    event = decode_event(b'{"id": "a1", "text": "hello", "ts": 1700000000000, "extra": 1}',
-                         max_bytes=LIMIT)
+    event = decode_event(
+        b'{"id": "a1", "text": "hello", "ts": 1700000000000, "extra": 1}', max_bytes=LIMIT
+    )
     assert event == TextEvent(id="a1", text="hello", ts_ms=1700000000000.0)
 
 
@@ -60,18 +61,31 @@ def test_edge_cases(payload: bytes | None, reason: str) -> None:
 def test_prediction_encoding_carries_version_batch_and_latency() -> None:
     event = TextEvent("x", "text", 1000.0)
     pred = Prediction("pos", 0.75, {"pos": 0.75, "neg": 0.25})
-    out = orjson.loads(encode_prediction(event, pred, model_version="v2", batch_size=8, now_ms=1012.5))
+    out = orjson.loads(
+        encode_prediction(event, pred, model_version="v2", batch_size=8, now_ms=1012.5)
+    )
     assert out == {
-        "id": "x", "label": "pos", "score": 0.75, "probabilities": {"pos": 0.75, "neg": 0.25},
-        "model_version": "v2", "batch_size": 8, "ts": 1000.0, "predicted_at": 1012.5,
+        "id": "x",
+        "label": "pos",
+        "score": 0.75,
+        "probabilities": {"pos": 0.75, "neg": 0.25},
+        "model_version": "v2",
+        "batch_size": 8,
+        "ts": 1000.0,
+        "predicted_at": 1012.5,
         "latency_ms": 12.5,
     }
 
 
 def test_dead_letter_headers_keep_originals_and_name_the_reason() -> None:
     headers = dict(
-        dead_letter_headers(EventError("empty_text", "blank"), topic="in", partition=3, offset=17,
-                            original=[("trace", b"abc")])  # fmt: skip
+        dead_letter_headers(
+            EventError("empty_text", "blank"),
+            topic="in",
+            partition=3,
+            offset=17,
+            original=[("trace", b"abc")],
+        )
     )
     assert headers["trace"] == b"abc"
     assert headers["streamproc-reason"] == b"empty_text"

@@ -53,11 +53,13 @@ class FakePublisher:
 
     async def send_prediction(self, key: bytes | None, value: bytes, partition: int | None) -> Any:
         out = orjson.loads(value)
-        return await self._settle(lambda: (self.predictions.append(out),
-                                           self.log.append(f"sent {out['id']}")))  # fmt: skip
+        return await self._settle(
+            lambda: (self.predictions.append(out), self.log.append(f"sent {out['id']}"))
+        )
 
-    async def send_dead_letter(self, key: bytes | None, value: bytes | None,
-                               headers: list[tuple[str, bytes]]) -> Any:  # fmt: skip
+    async def send_dead_letter(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Any:
         return await self._settle(lambda: self.dead_letters.append((value, dict(headers))))
 
 
@@ -65,15 +67,24 @@ def event(i: int, text: str | None = None) -> bytes:
     return orjson.dumps({"id": f"id-{i}", "text": text or f"text {i}", "ts": 1.0})
 
 
-async def run_pipeline(records: list[Record], *, model: FakeClassifier, publisher: FakePublisher,
-                       policy: Any = None, max_buffered: int = 1000) -> BatchingPipeline:  # fmt: skip
+async def run_pipeline(
+    records: list[Record],
+    *,
+    model: FakeClassifier,
+    publisher: FakePublisher,
+    policy: Any = None,
+    max_buffered: int = 1000,
+) -> BatchingPipeline:
     inference = InferenceThread()
     pipeline = BatchingPipeline(
         model=lambda: model,
         policy=policy or AdaptiveBatchController(latency_target_s=0.1, max_size=32),
-        publisher=publisher, metrics=StreamMetrics(), inference=inference,
-        max_event_bytes=10_000, max_buffered=max_buffered,
-    )  # fmt: skip
+        publisher=publisher,
+        metrics=StreamMetrics(),
+        inference=inference,
+        max_event_bytes=10_000,
+        max_buffered=max_buffered,
+    )
     pipeline.start()
     for record in records:
         await pipeline.submit(record)
@@ -102,8 +113,14 @@ def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
 def test_a_poison_event_is_dead_lettered_alone() -> None:
     records = [Record(i, event(i, "poison" if i == 7 else None)) for i in range(40)]
     publisher = FakePublisher()
-    asyncio.run(run_pipeline(records, model=FakeClassifier(fail_on="poison"), publisher=publisher,
-                             policy=FixedBatchPolicy(size=16, window_s=0.05)))  # fmt: skip
+    asyncio.run(
+        run_pipeline(
+            records,
+            model=FakeClassifier(fail_on="poison"),
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=16, window_s=0.05),
+        )
+    )
     assert len(publisher.predictions) == 39
     assert len(publisher.dead_letters) == 1
     value, headers = publisher.dead_letters[0]
@@ -114,8 +131,12 @@ def test_a_poison_event_is_dead_lettered_alone() -> None:
 
 
 def test_bad_events_go_to_the_dead_letter_topic_with_their_reason() -> None:
-    records = [Record(0, event(0)), Record(1, b"{nope"), Record(2, b'{"id": "x", "text": ""}'),
-               Record(3, event(3))]  # fmt: skip
+    records = [
+        Record(0, event(0)),
+        Record(1, b"{nope"),
+        Record(2, b'{"id": "x", "text": ""}'),
+        Record(3, event(3)),
+    ]
     publisher = FakePublisher()
     asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
     reasons = sorted(h["streamproc-reason"] for _, h in publisher.dead_letters)
@@ -148,10 +169,14 @@ def test_a_lone_event_is_not_delayed() -> None:
         inference = InferenceThread()
         publisher = FakePublisher()
         pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(), publisher=publisher, metrics=StreamMetrics(),
+            model=lambda: FakeClassifier(),
+            publisher=publisher,
+            metrics=StreamMetrics(),
             policy=AdaptiveBatchController(latency_target_s=0.5, max_size=64),
-            inference=inference, max_event_bytes=10_000, max_buffered=100,
-        )  # fmt: skip
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=100,
+        )
         pipeline.start()
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -174,10 +199,15 @@ def test_a_dead_loop_is_raised_into_the_agent_not_swallowed() -> None:
 
         inference = InferenceThread()
         pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(), publisher=FakePublisher(), metrics=StreamMetrics(),
-            policy=FixedBatchPolicy(size=1, window_s=0.0), inference=inference,
-            max_event_bytes=10_000, max_buffered=10, backlog=broken_backlog,
-        )  # fmt: skip
+            model=lambda: FakeClassifier(),
+            publisher=FakePublisher(),
+            metrics=StreamMetrics(),
+            policy=FixedBatchPolicy(size=1, window_s=0.0),
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=10,
+            backlog=broken_backlog,
+        )
         pipeline.start()
         await pipeline.submit(Record(0, event(0)))
         await asyncio.sleep(0.05)

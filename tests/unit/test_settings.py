@@ -33,8 +33,9 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("STREAMPROC_BOOTSTRAP_SERVERS", "no-port-here"),
     ],
 )
-def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str,
-                                         value: str) -> None:
+def test_invalid_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -50,8 +51,12 @@ def test_batch_bounds_must_be_ordered() -> None:
 def test_sasl_needs_credentials_and_never_prints_the_password() -> None:
     with pytest.raises(ConfigError, match="STREAMPROC_SASL_USERNAME"):
         load_settings(security_protocol="SASL_PLAINTEXT")
-    settings = load_settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-                             sasl_username="alice", sasl_password="s3cret-pw")  # fmt: skip
+    settings = load_settings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="alice",
+        sasl_password="s3cret-pw",
+    )
     assert "s3cret-pw" not in repr(settings)
     assert "s3cret-pw" not in str(settings.model_dump())
     conf = settings.confluent_config()
@@ -61,8 +66,13 @@ def test_sasl_needs_credentials_and_never_prints_the_password() -> None:
 
 def test_cli_reports_a_bad_setting_in_one_line() -> None:
     env = {"STREAMPROC_LATENCY_TARGET_MS": "soon", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "streamproc", "tail", "--count", "1"],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamproc", "tail", "--count", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
