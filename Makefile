@@ -21,7 +21,7 @@ install: ## Install streamproc with dev tools, the teacher package and the Kafka
 
 .PHONY: install-browser
 install-browser: ## Install Debian's headless Chromium for the dashboard test
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 
 .PHONY: lint
 lint: ## ruff + mypy

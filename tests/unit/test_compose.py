@@ -32,7 +32,9 @@ def test_worker_settings_are_valid_and_consistent_with_kafka() -> None:
     settings = Settings(**env)  # every STREAMPROC_* value in the file is a valid setting
     internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"INTERNAL://{settings.bootstrap_servers}" in internal
-    assert f"127.0.0.1:{settings.web_port}:{settings.web_port}" in services["worker"]["ports"]
+    host_ports, _, container_port = services["worker"]["ports"][0].rpartition(":")
+    assert container_port == str(settings.web_port)
+    assert host_ports.startswith(f"127.0.0.1:{settings.web_port}")
     defaults = Settings()
     assert settings.input_topic == defaults.input_topic
     assert settings.output_topic == defaults.output_topic
@@ -43,3 +45,17 @@ def test_kafka_host_port_matches_the_default_bootstrap() -> None:
     port = Settings().bootstrap_servers.rsplit(":", 1)[1]
     assert f"{port}:9092" in kafka["ports"]
     assert "EXTERNAL://localhost:9092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_observability_services_mount_the_deploy_files() -> None:
+    services = _compose()["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    for volume in prometheus["volumes"][:1] + grafana["volumes"]:
+        source = volume.split(":", 1)[0]
+        assert (ROOT / source).exists(), f"{source} is mounted but missing"
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    text = str(scrape)
+    assert "worker" in text and str(Settings().web_port) in text
+    datasource = (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    assert "http://prometheus:9090" in datasource
+    assert "127.0.0.1:9090:9090" in prometheus["ports"]
