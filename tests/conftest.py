@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "STREAMPROC_KAFKA_VERSION",
         ):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def model_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small *real* artifacts (same code path as the offline job), built once per session."""
+    from streamproc.compress.job import build_test_artifact
+
+    root = tmp_path_factory.mktemp("artifacts")
+    return {
+        version: build_test_artifact(root / version, version, seed=seed)
+        for seed, version in enumerate(("sentiment-v1", "sentiment-v2"))
+    }
