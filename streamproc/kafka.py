@@ -76,6 +76,7 @@ def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
             "enable.idempotence": True,
             "acks": "all",
             "queue.buffering.max.messages": 1_000_000,
+            "log_level": 3,  # errors only: "coordinator load in progress" retries are routine
             **dict(conf),
             **extra,
         }

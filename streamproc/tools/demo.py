@@ -1,0 +1,216 @@
+"""``streamproc demo``: the whole product end to end on one machine, in a few minutes.
+
+1. a Kafka broker: ``STREAMPROC_BOOTSTRAP_SERVERS`` if set, else a local KRaft broker started for
+   the demo (jars from Maven Central, cached) and stopped afterwards;
+2. a model: the version ``<model-dir>/CURRENT`` names, else the artifact ``streamproc distill``
+   wrote under ``artifacts/trec``, else a ``--quick`` run of the offline job built now;
+3. a worker (``streamproc worker``) with its live dashboard;
+4. the TREC test questions produced at a steady rate, with bad events mixed in;
+5. predictions read back and scored against the true labels; bad events read from the
+   dead-letter topic with their reasons.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import orjson
+
+from streamproc.broker import LocalBroker
+from streamproc.errors import StreamprocError
+from streamproc.kafka import consume, ensure_topics
+from streamproc.settings import Settings, load_settings
+
+__all__ = ["demo"]
+
+
+@contextlib.contextmanager
+def _broker() -> Iterator[str]:
+    configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")
+    if configured:
+        click.echo(f"[1/5] broker: using {configured}")
+        yield configured
+        return
+    click.echo("[1/5] broker: starting a local Kafka (KRaft) on 127.0.0.1 …")
+    with LocalBroker() as broker:
+        click.echo(f"      up at {broker.bootstrap_servers}")
+        yield broker.bootstrap_servers
+    click.echo("      broker stopped")
+
+
+def _ensure_model(model_dir: Path, quick: bool) -> str:
+    from streamproc.model.artifact import publish_artifact, resolve_current
+
+    with contextlib.suppress(StreamprocError):
+        current = resolve_current(model_dir)
+        click.echo(f"[2/5] model: serving {current.name} from {model_dir}")
+        return current.name
+    built = Path("artifacts/trec")
+    if not (built / "manifest.json").exists() or quick:
+        from streamproc.compress.job import JobConfig, run_job
+
+        click.echo(
+            "[2/5] model: none published yet; running the offline job in --quick mode "
+            "(`make distill` builds the full one) …"
+        )
+        built = Path("artifacts/trec-quick")
+        run_job(
+            JobConfig(
+                dataset="trec",
+                out_dir=built,
+                quick=True,
+                report_dir=built.with_name("trec-quick-report"),
+            )
+        )
+    version = publish_artifact(built, model_dir)
+    click.echo(f"[2/5] model: published {version} to {model_dir}")
+    return version
+
+
+@click.command("demo")
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Events to send (the 500 TREC test questions, cycled).",
+)
+@click.option("--rate", type=click.FloatRange(min=1), default=250.0, show_default=True)
+@click.option(
+    "--model-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True
+)
+@click.option("--quick-model", is_flag=True, help="Always build a fresh --quick model.")
+@click.option("--web-port", type=int, default=6066, show_default=True)
+def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: int) -> None:
+    """Broker, model, worker, producer and consumer, end to end, with a summary."""
+    from streamproc.compress.data import default_cache_dir, load_dataset
+    from streamproc.tools.produce import produce_events
+
+    data = load_dataset("trec", cache_dir=default_cache_dir())
+    with _broker() as bootstrap:
+        run = uuid.uuid4().hex[:6]
+        settings = load_settings(
+            bootstrap_servers=bootstrap,
+            model_dir=model_dir,
+            web_port=web_port,
+            app_id=f"streamproc-demo-{run}",
+            input_topic=f"demo-input-{run}",
+            output_topic=f"demo-predictions-{run}",
+            dead_letter_topic=f"demo-dead-letter-{run}",
+        )
+        version = _ensure_model(model_dir, quick_model)
+        ensure_topics(
+            settings.confluent_config(),
+            {
+                settings.input_topic: settings.input_partitions,
+                settings.output_topic: settings.input_partitions,
+                settings.dead_letter_topic: 1,
+            },
+        )
+        click.echo(f"[3/5] worker: starting; live dashboard http://127.0.0.1:{web_port}/dashboard/")
+        worker = _start_worker(settings)
+        try:
+            _warm_up(settings, worker)
+            texts = data.test_texts
+            click.echo(
+                f"[4/5] producing {count} TREC questions at {rate:.0f}/s (+ one bad event per 50) …"
+            )
+            stats = produce_events(
+                settings, texts, count=count, rate=rate, id_prefix="q", bad_every=50
+            )
+            click.echo(f"      sent {stats.sent} in {stats.seconds:.1f}s")
+            click.echo("[5/5] reading predictions …")
+            outputs = [
+                r
+                for r in _read(settings, settings.output_topic, count + 1)
+                if not orjson.loads(r.value)["id"].startswith("warmup")
+            ]
+            dead = _read(settings, settings.dead_letter_topic, count // 50, timeout_s=30)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    _summary(outputs, dead, data.labels, data.test_labels, count, version)
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"STREAMPROC_{name.upper()}"] = str(value)
+    log = open(".streamproc-demo-worker.log", "wb")  # noqa: SIM115 - the child writes it
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamproc", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _warm_up(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+    """Send one event and wait for its prediction: the worker has joined and loaded its model."""
+    from streamproc.tools.produce import produce_events
+
+    started = time.monotonic()
+    produce_events(settings, ["is the worker up?"], count=1, id_prefix="warmup")
+    if not _read(settings, settings.output_topic, 1, timeout_s=120):
+        raise StreamprocError("the worker did not answer (see .streamproc-demo-worker.log)")
+    if worker.poll() is not None:
+        raise StreamprocError("the worker exited (see .streamproc-demo-worker.log)")
+    click.echo(f"      worker ready in {time.monotonic() - started:.1f}s")
+
+
+def _read(settings: Settings, topic: str, count: int, timeout_s: float = 180.0) -> list:
+    return list(
+        consume(
+            settings.confluent_config(),
+            [topic],
+            group_id=f"demo-{uuid.uuid4().hex}",
+            stop=lambda seen: len(seen) >= count,
+            timeout_s=timeout_s,
+        )
+    )
+
+
+def _summary(
+    outputs: list, dead: list, labels: tuple[str, ...], truth: list[int], count: int, version: str
+) -> None:
+    preds = [orjson.loads(r.value) for r in outputs]
+    ids = {p["id"] for p in preds}
+    correct = sum(p["label"] == labels[truth[int(p["id"][2:]) % len(truth)]] for p in preds)
+    latencies = sorted(p["latency_ms"] for p in preds if p.get("latency_ms") is not None)
+    sizes = collections.Counter(p["batch_size"] for p in preds)
+    reasons = collections.Counter(r.headers.get("streamproc-reason", b"?").decode() for r in dead)
+    click.echo("")
+    click.echo(
+        f"model {version}: {len(ids)}/{count} events predicted "
+        f"({'all' if len(ids) == count else 'MISSING SOME'}), "
+        f"accuracy vs. TREC labels {correct / max(1, len(preds)):.1%}"
+    )
+    if latencies:
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        click.echo(
+            f"event-to-prediction latency: p50 {statistics.median(latencies):.1f} ms, "
+            f"p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms"
+        )
+    click.echo(f"batch sizes: {dict(sorted(sizes.items()))}")
+    click.echo(f"dead-lettered: {sum(reasons.values())} ({dict(reasons)})")
+    for p in preds[:5]:
+        click.echo(f"  e.g. {p['id']}: {p['label']} ({p['score']:.2f})")
+    if len(ids) != count:
+        raise StreamprocError(
+            f"only {len(ids)} of {count} predictions arrived (see .streamproc-demo-worker.log)"
+        )
