@@ -202,3 +202,60 @@ def collect_ids(
         records.append(record)
         seen.add(orjson.loads(record.value or b"{}").get("id", ""))
     return records
+
+
+class LiveCollector:
+    """Consumes a topic in a background thread while a test injects faults."""
+
+    def __init__(self, settings: Settings, topic: str, *, unique: str) -> None:
+        import threading
+
+        self.records: list[ConsumedRecord] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        conf = settings.confluent_config()
+        group = f"live-{unique}-{time.monotonic_ns()}"
+
+        def run() -> None:
+            for record in consume(conf, [topic], group_id=group, timeout_s=3600,
+                                  stop=lambda _: self._stop.is_set()):  # fmt: skip
+                with self._lock:
+                    self.records.append(record)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.records)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [orjson.loads(r.value or b"{}").get("id", "") for r in self.records]
+
+    def wait_for(self, predicate: Any, timeout_s: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def wait_for_ids(self, expected: set[str], timeout_s: float = 180.0) -> bool:
+        return self.wait_for(lambda c: expected <= set(c.ids()), timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def committed_offsets(settings: Settings) -> dict[int, int]:
+    """The consumer group's committed offset per input partition (-1001 = none yet)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.confluent_config(), "group.id": settings.app_id})
+    try:
+        parts = [TopicPartition(settings.input_topic, p) for p in range(settings.input_partitions)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+    finally:
+        consumer.close()

@@ -1,0 +1,152 @@
+"""Faults against the real broker: workers killed mid-stream, SIGTERM, output topic unwritable."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+from tests.helpers import (
+    LiveCollector,
+    WorkerProcess,
+    committed_offsets,
+    make_settings,
+    produce_payloads,
+    text_events,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.slow]
+
+COST = {"FAKE_COST_S": "0.003", "FAKE_COST_PER_ITEM_S": "0.0002"}
+
+
+def _feed(settings, events, *, chunk: int, pause_s: float) -> threading.Thread:  # type: ignore[no-untyped-def]
+    def run() -> None:
+        for start in range(0, len(events), chunk):
+            produce_payloads(settings, events[start : start + chunk])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_worker_killed_three_times_mid_stream_loses_nothing(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    n = 20_000
+    settings = make_settings(kafka_bootstrap, unique, session_timeout_s=6)
+    expected = {f"e-{i}" for i in range(n)}
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    feeder = _feed(settings, text_events(n), chunk=1000, pause_s=0.4)
+    worker = WorkerProcess(settings, name="w0", log_dir=tmp_path, env=COST)
+    kills = []
+    try:
+        for round_, fraction in enumerate((0.2, 0.45, 0.7), start=1):
+            reached = collector.wait_for(lambda c, f=fraction: len(set(c.ids())) >= f * n, 180)
+            assert reached, worker.log_tail()
+            worker.signal(signal.SIGKILL)  # no goodbye: in-flight batches and acks are lost
+            worker.wait(30)
+            kills.append(len(set(collector.ids())))
+            worker = WorkerProcess(settings, name=f"w{round_}", log_dir=tmp_path, env=COST)
+        feeder.join()
+        assert collector.wait_for_ids(expected, 240), worker.log_tail()
+        time.sleep(2)  # late duplicates
+    finally:
+        worker.stop()
+        collector.stop()
+    counts = collections.Counter(collector.ids())
+    assert not expected - set(counts), "every input id has a prediction"
+    duplicates = sum(c - 1 for c in counts.values())
+    print(
+        f"\nSIGKILL at {kills} distinct predictions: {n} ids, {duplicates} duplicates "
+        f"({duplicates / n:.1%}) — at-least-once"
+    )
+
+
+def test_sigterm_finishes_in_flight_batches_commits_and_exits_promptly(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    n = 3000
+    settings = make_settings(kafka_bootstrap, unique, commit_interval_s=30)  # no periodic commit
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    produce_payloads(settings, text_events(n))
+    worker = WorkerProcess(
+        settings,
+        name="term",
+        log_dir=tmp_path,
+        env={"FAKE_COST_S": "0.02", "FAKE_COST_PER_ITEM_S": "0.001"},
+    )
+    try:
+        assert collector.wait_for(lambda c: c.count() >= 300, 120), worker.log_tail()
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.log_tail()
+        took = time.monotonic() - started
+        time.sleep(1.5)
+        predicted = set(collector.ids())
+        committed = committed_offsets(settings)
+        # Everything below each committed offset was predicted: nothing committed that was not
+        # acknowledged. And graceful stop committed what it predicted (with a 30 s commit period,
+        # only the shutdown path can have committed).
+        assert sum(max(0, o) for o in committed.values()) >= len(predicted) * 0.99
+        restart = WorkerProcess(settings, name="again", log_dir=tmp_path)
+        try:
+            assert collector.wait_for_ids({f"e-{i}" for i in range(n)}, 120), restart.log_tail()
+            time.sleep(2)
+        finally:
+            restart.stop()
+    finally:
+        collector.stop()
+    counts = collections.Counter(collector.ids())
+    duplicates = sum(c - 1 for c in counts.values())
+    print(
+        f"\nSIGTERM: exited in {took:.1f}s after {len(predicted)} predictions; committed "
+        f"{dict(committed)}; {duplicates} duplicates after restart"
+    )
+    assert took < 20
+    assert duplicates <= 0.01 * n, "a graceful stop commits what it finished"
+
+
+def test_unwritable_output_topic_commits_nothing_unacknowledged_and_recovers(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, unique, partitions=1)
+    admin = AdminClient(settings.confluent_config())
+
+    def set_max_message_bytes(value: str) -> None:
+        entry = ConfigEntry("max.message.bytes", value, incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource("topic", settings.output_topic, incremental_configs=[entry])
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(30)
+
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    worker = WorkerProcess(settings, name="unwritable", log_dir=tmp_path)
+    try:
+        produce_payloads(settings, text_events(200, prefix="before"))
+        assert collector.wait_for(lambda c: c.count() >= 200, 120), worker.log_tail()
+        time.sleep(2.5)  # let the commit of the first 200 land
+        # Every prediction is now "too large": the broker rejects each produce request.
+        set_max_message_bytes("64")
+        produce_payloads(settings, text_events(300, prefix="during"))
+        time.sleep(6)
+        during = committed_offsets(settings)[0]
+        assert collector.count() == 200, "nothing was written while the topic refused"
+        assert during <= 200, f"committed offset {during} passed unacknowledged events"
+        set_max_message_bytes("1048588")
+        expected = {f"before-{i}" for i in range(200)} | {f"during-{i}" for i in range(300)}
+        assert collector.wait_for_ids(expected, 120), worker.log_tail()
+        time.sleep(2.5)
+        after = committed_offsets(settings)[0]
+    finally:
+        worker.stop()
+        collector.stop()
+    log = worker.log_path.read_text()
+    assert "retrying" in log, "the worker retried with backoff"
+    assert after == 500
