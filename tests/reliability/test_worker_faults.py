@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
