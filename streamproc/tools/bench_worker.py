@@ -1,0 +1,152 @@
+"""The worker side of ``streamproc bench``: one process per contender, driven over a pipe.
+
+Why a separate process: the worker must not share a GIL with the load generator and the
+consumer that time it (that would charge their Python work to the worker and vice versa), and its
+CPU time must be readable on its own from ``/proc/<pid>/stat``. Why one process for many load
+points: torch's import and the model load cost seconds; the Faust app itself is rebuilt for every
+point (fresh topics, fresh consumer group, fresh batching policy) inside the same process.
+
+Protocol: the config is one JSON argument; commands arrive as JSON lines on stdin, and each gets
+exactly one JSON line back on the original stdout (everything else the process prints goes to
+stderr, so logs cannot corrupt the protocol)::
+
+    {"cmd": "start", "policy": "adaptive" | "fixed:SIZE:WINDOW_S", "settings": {...}}
+    {"cmd": "mark"}     -> model/batch counters now (the parent subtracts two marks)
+    {"cmd": "stop"}     -> graceful stop of the current app (drains, commits), then counters
+    {"cmd": "exit"}
+
+Run as ``python -m streamproc.tools.bench_worker '<json>'``; not a user-facing command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from streamproc.errors import ConfigError
+
+__all__ = ["load_model", "main", "make_policy"]
+
+_COUNTERS = {
+    "batches": "streamproc_inference_seconds_count",
+    "inference_s": "streamproc_inference_seconds_sum",
+    "batch_wait_s": "streamproc_batch_wait_seconds_sum",
+    "events": "streamproc_batch_size_sum",
+}
+
+
+def make_policy(spec: str, settings: Any) -> Any:
+    """``adaptive`` (from settings) or ``fixed:SIZE:WINDOW_S`` (faust ``take(SIZE, WINDOW_S)``)."""
+    from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
+
+    if spec == "adaptive":
+        return AdaptiveBatchController.from_settings(settings)
+    kind, _, rest = spec.partition(":")
+    size, _, window = rest.partition(":")
+    if kind != "fixed" or not size.isdigit():
+        raise ConfigError(f"unknown batching policy {spec!r}: adaptive | fixed:SIZE:WINDOW_S")
+    return FixedBatchPolicy(size=int(size), window_s=float(window or 0))
+
+
+def load_model(kind: str, config: dict[str, Any]) -> Any:
+    """The contender's model: ``student`` (artifact), ``teacher`` (cached fp32), ``passthrough``."""
+    if kind == "student":
+        from streamproc.model.runtime import load_classifier
+
+        return load_classifier(Path(config["artifact"]))
+    if kind == "teacher":
+        from streamproc.tools.teacher_model import load_teacher_classifier
+
+        return load_teacher_classifier(Path(config["cache_dir"]), config.get("labels") or ())
+    if kind == "passthrough":
+        from streamproc.testing import FakeClassifier
+
+        return FakeClassifier(version="passthrough")  # no model cost: Kafka + Faust + pipeline
+    raise ConfigError(f"unknown model kind {kind!r}")
+
+
+def _counters(worker: Any) -> dict[str, float]:
+    registry = worker.metrics.registry
+    return {
+        name: float(registry.get_sample_value(metric) or 0.0) for name, metric in _COUNTERS.items()
+    }
+
+
+def _serve(config: dict[str, Any], proto: TextIO) -> None:
+    import torch
+
+    from streamproc.settings import load_settings
+    from streamproc.stream.app import create_worker
+    from streamproc.testing import running_worker
+
+    threads = int(config.get("torch_threads") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    model = load_model(config["model"], config)
+    # Warm the model (first calls allocate, and lazy kernels get picked): timings start warm.
+    for size in (1, 8, 1, 32):
+        model.predict_batch(["warming up the model before the benchmark"] * size)
+
+    def reply(**fields: Any) -> None:
+        proto.write(json.dumps(fields) + "\n")
+        proto.flush()
+
+    reply(ok=True, event="ready", version=model.version, load_s=time.perf_counter() - started)
+    stack = contextlib.ExitStack()
+    worker: Any = None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        try:
+            if cmd == "start":
+                settings = load_settings(**msg["settings"], torch_threads=threads)
+                policy = make_policy(msg["policy"], settings)
+
+                def factory(settings: Any = settings, policy: Any = policy) -> Any:
+                    return create_worker(settings, model=model, policy=policy, web_enabled=False)
+
+                worker = stack.enter_context(running_worker(factory))
+                reply(ok=True, event="started", policy=repr(policy))
+            elif cmd == "mark":
+                reply(ok=True, event="mark", counters=_counters(worker))
+            elif cmd == "stop":
+                counters = _counters(worker)
+                t0 = time.perf_counter()
+                stack.close()
+                reply(ok=True, event="stopped", counters=counters, stop_s=time.perf_counter() - t0)
+                worker = None
+            elif cmd == "exit":
+                break
+            else:
+                reply(ok=False, error=f"unknown command {cmd!r}")
+        except Exception as exc:
+            traceback.print_exc()
+            reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+    stack.close()
+    reply(ok=True, event="exited")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    config = json.loads(argv[0])
+    # The protocol keeps the real stdout; anything else printed (Faust, warnings) goes to stderr.
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        _serve(config, proto)
+    except Exception as exc:
+        traceback.print_exc()
+        proto.write(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        proto.flush()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
