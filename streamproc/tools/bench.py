@@ -81,7 +81,7 @@ CONTENDERS: dict[str, Contender] = {
 FIXED_POLICIES = ("per-event", "take64", "take256")  # what "the best fixed policy" ranges over
 
 _FULL_RATES = (25, 50, 100, 250, 500, 1000, 2000, 3000, 4500, 6000)
-_QUICK_RATES = (50, 400)
+_QUICK_RATES = (50, 250)
 _QUICK_CONTENDERS = ("passthrough", "adaptive", "take64", "per-event")
 _WARMUP_EVENTS = 32
 
@@ -727,7 +727,7 @@ def bench(
         burst_duration_s=4.0 if quick else 12.0,
         burst_at_s=1.0 if quick else 2.0,
         burst_max_drain_s=20.0 if quick else 45.0,
-        drain_s=20.0 if quick else 8.0,
+        drain_s=30.0 if quick else 8.0,
         partitions=settings.input_partitions,
         # One torch thread: the other core serves the broker, Faust's loop and the load generator.
         torch_threads=torch_threads or 1,
