@@ -101,6 +101,7 @@ class BenchConfig:
     torch_threads: int
     latency_target_ms: float
     quick: bool
+    switch_interval_s: float | None = None
 
 
 # --- the worker process --------------------------------------------------------------------------
@@ -572,6 +573,7 @@ def _run_contender(
         "artifact": str(artifact_dir),
         "cache_dir": str(default_cache_dir()),
         "torch_threads": cfg.torch_threads,
+        "switch_interval_s": cfg.switch_interval_s,
     }
     log_path = scratch / f"worker-{contender.name}.log"
     worker: WorkerProcess | None = None
@@ -667,8 +669,9 @@ def _canonical_command(params: dict[str, Any]) -> str:
     for name in ("artifact", "out", "rates", "contenders", "duration", "burst", "burst_rate"):
         if params.get(name) is not None:
             args += [f"--{name.replace('_', '-')}", str(params[name])]
-    if params.get("torch_threads") is not None:
-        args += ["--torch-threads", str(params["torch_threads"])]
+    for name in ("torch_threads", "switch_interval"):
+        if params.get(name) is not None:
+            args += [f"--{name.replace('_', '-')}", str(params[name])]
     prefix = ""
     if os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS"):
         prefix = "STREAMPROC_BOOTSTRAP_SERVERS=… "
@@ -697,6 +700,12 @@ def _canonical_command(params: dict[str, Any]) -> str:
 @click.option("--burst", type=click.IntRange(min=0), default=None, help="Burst backlog (0: none).")
 @click.option("--burst-rate", type=click.FloatRange(min=1), default=None, help="Steady load, ev/s.")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None, help="[1]")
+@click.option(
+    "--switch-interval",
+    type=click.FloatRange(min=1e-5),
+    default=None,
+    help="Experiment: the worker process's GIL switch interval, s (Python's default: 0.005).",
+)
 def bench(
     quick: bool,
     artifact: Path | None,
@@ -707,6 +716,7 @@ def bench(
     burst: int | None,
     burst_rate: float | None,
     torch_threads: int | None,
+    switch_interval: float | None,
 ) -> None:
     """Latency/throughput of per-event, fixed and adaptive batching against a real broker."""
     from streamproc.settings import load_settings
@@ -733,6 +743,7 @@ def bench(
         torch_threads=torch_threads or 1,
         latency_target_ms=settings.latency_target_ms,
         quick=quick,
+        switch_interval_s=switch_interval,
     )
     out_dir = out or Path("docs/results/bench")
     command = _canonical_command(params)

@@ -250,6 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Started {env['started_at']}, took {env.get('wall_s', '?')} s. Machine: {env['machine']}; "
         f"broker: {env.get('broker')}; model: `{env['student_version']}` "
         f"({env['artifact_choice']}); torch threads per worker: {cfg['torch_threads']}; "
+        f"GIL switch interval: {cfg.get('switch_interval_s') or 'Python default (5 ms)'}; "
         f"texts: {env['texts']}.",
         "",
         "Latency is **received time**: the bench consumer's clock when the prediction arrived "

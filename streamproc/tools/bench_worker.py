@@ -86,6 +86,10 @@ def _serve(config: dict[str, Any], proto: TextIO) -> None:
     from streamproc.testing import running_worker
 
     threads = int(config.get("torch_threads") or 0)
+    if config.get("switch_interval_s"):
+        # Experiment knob: how long a thread holding the GIL runs before yielding to a waiting
+        # one (Python's default 5 ms). The inference thread re-takes the GIL after every torch op.
+        sys.setswitchinterval(float(config["switch_interval_s"]))
     if threads > 0:
         torch.set_num_threads(threads)
     started = time.perf_counter()
