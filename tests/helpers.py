@@ -31,7 +31,7 @@ def make_settings(
         {
             settings.input_topic: partitions,
             settings.output_topic: partitions,
-            settings.dead_letter_topic: 1,
+            settings.dead_letter_topic: partitions,
         },
     )
     return settings
@@ -207,13 +207,17 @@ def collect_ids(
 class LiveCollector:
     """Consumes a topic in a background thread while a test injects faults."""
 
-    def __init__(self, settings: Settings, topic: str, *, unique: str) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, *, unique: str, read_committed: bool = False
+    ) -> None:
         import threading
 
         self.records: list[ConsumedRecord] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         conf = settings.confluent_config()
+        if read_committed:  # see only records of committed transactions (exactly_once)
+            conf["isolation.level"] = "read_committed"
         group = f"live-{unique}-{time.monotonic_ns()}"
 
         def run() -> None:

@@ -77,9 +77,15 @@ class _FaustPublisher:
         return fut
 
     async def send_dead_letter(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
     ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self._dead_letter.send(key=key, value=value, headers=headers)
+        fut: Awaitable[Any] = await self._dead_letter.send(
+            key=key, value=value, partition=partition, headers=headers
+        )
         return fut
 
 
@@ -105,6 +111,54 @@ class _App(faust.App):
             with contextlib.suppress(Exception):
                 await self.consumer.commit()
         await super().on_stop()
+
+
+class _TransactionalPublisher:
+    """exactly_once: every record goes into the producer transaction of its *input* partition.
+
+    Faust commits input offsets of partition p in transaction ``{app id}-{group}-{p}``. Its own
+    ``TransactionManager.send`` derives the transaction from the output partition and needs the
+    consumer's metadata for the output topic, which a consumer that does not subscribe to it lacks
+    (it then silently sends outside any transaction). So we name the transaction ourselves: the
+    input partition's, and send to the same partition number of the (co-partitioned) output.
+    """
+
+    def __init__(self, app: faust.App, input_topic: str, output: str, dead_letter: str) -> None:
+        self._app = app
+        self._input_topic = input_topic
+        self._output = output
+        self._dead_letter = dead_letter
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: Any,
+    ) -> Awaitable[Any]:
+        assert partition is not None, "exactly_once sends are co-partitioned with the input"
+        group = self._app.assignor.group_for_topic(self._input_topic)
+        transactional_id = f"{self._app.conf.id}-{group}-{partition}"
+        producer = self._app.consumer.transactions.producer
+        fut: Awaitable[Any] = await producer.send(
+            topic, key, value, partition, None, headers, transactional_id=transactional_id
+        )
+        return fut
+
+    async def send_prediction(
+        self, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any]:
+        return await self._send(self._output, key, value, partition, None)
+
+    async def send_dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Awaitable[Any]:
+        return await self._send(self._dead_letter, key, value, partition, headers)
 
 
 @dataclass
@@ -144,6 +198,7 @@ def create_worker(
     slot = ModelSlot(model)
     metrics.set_model_version(model.version)
     policy = policy or AdaptiveBatchController.from_settings(settings)
+    exactly_once = settings.processing_guarantee == "exactly_once"
 
     app = _App(
         settings.app_id,
@@ -153,7 +208,8 @@ def create_worker(
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee=settings.processing_guarantee,
-        broker_commit_interval=settings.commit_interval_s,
+        # exactly_once: the pipeline commits between batches itself (see pipeline.py).
+        broker_commit_interval=3600.0 if exactly_once else settings.commit_interval_s,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.session_timeout_s / 10,
         topic_partitions=settings.input_partitions,
@@ -180,8 +236,12 @@ def create_worker(
         value_type=bytes,
         partitions=settings.input_partitions,
     )
+    # As many partitions as the input: exactly_once needs the dead letters co-partitioned too.
     dead_letter_topic = app.topic(
-        settings.dead_letter_topic, key_type=bytes, value_type=bytes, partitions=1
+        settings.dead_letter_topic,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.input_partitions,
     )
     inference = InferenceThread(settings.torch_threads)
 
@@ -194,12 +254,21 @@ def create_worker(
     pipeline = BatchingPipeline(
         model=slot,
         policy=policy,
-        publisher=_FaustPublisher(output_topic, dead_letter_topic),
+        publisher=(
+            _TransactionalPublisher(
+                app, settings.input_topic, settings.output_topic, settings.dead_letter_topic
+            )
+            if exactly_once
+            else _FaustPublisher(output_topic, dead_letter_topic)
+        ),
         metrics=metrics,
         inference=inference,
         max_event_bytes=settings.max_event_bytes,
         max_buffered=settings.max_buffered_events,
         backlog=current_backlog,
+        transactional=exactly_once,
+        commit=(lambda: app.consumer.commit()) if exactly_once else None,
+        commit_interval_s=settings.commit_interval_s,
     )
 
     app.pipeline = pipeline

@@ -64,16 +64,21 @@ class Publisher(Protocol):
     ) -> Awaitable[Any]: ...
 
     async def send_dead_letter(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
     ) -> Awaitable[Any]: ...
 
 
 @dataclass(slots=True)
 class _Buffered:
     record: SourceRecord
-    event: TextEvent
+    event: TextEvent | None  # None: invalid, ``error`` says why (kept in order, exactly_once)
     arrived: float  # monotonic clock when it entered the buffer
     origin_s: float  # wall-clock time the event was produced (payload ts, else record timestamp)
+    error: EventError | None = None
 
 
 @dataclass(slots=True)
@@ -106,7 +111,21 @@ class BatchingPipeline:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         max_batches_in_flight: int = 4,
+        transactional: bool = False,
+        commit: Callable[[], Awaitable[Any]] | None = None,
+        commit_interval_s: float = 1.0,
     ) -> None:
+        # exactly_once: Faust runs one producer transaction per partition number and commits the
+        # input offsets of partition p inside transaction p, so every record we publish for an
+        # input from partition p must go to partition p (topics are co-partitioned), and the
+        # source record is acked as soon as its output is *in* the transaction: the commit then
+        # makes both visible atomically, or neither.
+        self._transactional = transactional
+        # exactly_once: commits are made here, between batches, never while a batch is being
+        # put into the transactions (Faust's own timer could commit half a batch's outputs).
+        self._commit = commit
+        self._commit_interval_s = commit_interval_s
+        self._last_commit = 0.0
         self._model = model  # read once per batch: a hot reload switches between batches
         self._policy = policy
         self._publisher = publisher
@@ -185,36 +204,40 @@ class BatchingPipeline:
         self._unsettled += 1
         self._metrics.record_consumed()
         try:
-            event = decode_event(record.value, max_bytes=self._max_event_bytes)
+            event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
+            failure = None
         except EventError as error:
-            await self._dead_letter([record], error)
-            return
-        origin_s = event.ts_ms / 1000.0 if event.ts_ms is not None else record.timestamp_s
+            if not self._transactional:  # at once: nothing to wait for
+                await self._dead_letter([record], error)
+                return
+            # exactly_once: a dead letter must not overtake earlier events of its partition, or
+            # a commit could include it without the offsets before it.
+            event, failure = None, error
+        ts_ms = event.ts_ms if event is not None else None
+        origin_s = ts_ms / 1000.0 if ts_ms is not None else record.timestamp_s
         while len(self._buffer) >= self._max_buffered and self._failure is None:
             self._has_space.clear()
             await self._has_space.wait()
-        self._buffer.append(_Buffered(record, event, self._clock(), origin_s))
+        self._buffer.append(_Buffered(record, event, self._clock(), origin_s, failure))
         self._policy.record_arrivals(count=1, now=self._clock())
         self._grew.set()
 
     async def _dead_letter(self, records: Sequence[SourceRecord], error: EventError) -> None:
-        outgoing = []
-        for record in records:
-            self._metrics.record_dead_letter(error.reason)
-            headers = dead_letter_headers(
-                error,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                original=record.headers,
-            )
-            outgoing.append(
-                _Outgoing(
-                    "dead_letter", record.key, record.value, headers=headers, settles=[record]
-                )
-            )
         # Through the same ordered outbox as predictions: acks stay in offset order per batch.
-        await self._outbox.put(outgoing)
+        await self._outbox.put([self._dead_letter_record(record, error) for record in records])
+
+    def _dead_letter_record(self, record: SourceRecord, error: EventError) -> _Outgoing:
+        """The original bytes, with headers naming the reason and where they came from."""
+        self._metrics.record_dead_letter(error.reason)
+        headers = dead_letter_headers(
+            error,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            original=record.headers,
+        )
+        partition = record.partition if self._transactional else None
+        return _Outgoing("dead_letter", record.key, record.value, partition, headers, [record])
 
     # -- stage 2: batch and infer ------------------------------------------------------------
     async def _batch_loop(self) -> None:
@@ -265,10 +288,11 @@ class BatchingPipeline:
         """Predictions by batch index; events that failed alone map to an error detail."""
         predictions: dict[int, Prediction] = {}
         failed: dict[int, str] = {}
-        pending = [list(range(len(batch)))]
+        valid = [i for i, item in enumerate(batch) if item.event is not None]
+        pending = [valid] if valid else []
         while pending:
             indices = pending.pop()
-            texts = [batch[i].event.text for i in indices]
+            texts = [batch[i].event.text for i in indices]  # type: ignore[union-attr]
             try:
                 result = await self._inference.run(model.predict_batch, texts)
                 if len(result) != len(texts):
@@ -296,21 +320,9 @@ class BatchingPipeline:
         outgoing = []
         for index, item in enumerate(batch):
             record = item.record
-            if index in failed:
-                error = EventError("inference_error", failed[index])
-                self._metrics.record_dead_letter(error.reason)
-                headers = dead_letter_headers(
-                    error,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    original=record.headers,
-                )
-                outgoing.append(
-                    _Outgoing(
-                        "dead_letter", record.key, record.value, headers=headers, settles=[record]
-                    )
-                )
+            if item.event is None or index in failed:
+                error = item.error or EventError("inference_error", failed[index])
+                outgoing.append(self._dead_letter_record(record, error))
                 continue
             value = encode_prediction(
                 item.event,
@@ -320,7 +332,7 @@ class BatchingPipeline:
                 now_ms=now_wall * 1000.0,
             )
             # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
-            partition = None if record.key else record.partition
+            partition = None if record.key and not self._transactional else record.partition
             latency = max(0.0, now_wall - item.origin_s) if item.event.ts_ms is not None else None
             outgoing.append(
                 _Outgoing(
@@ -337,18 +349,61 @@ class BatchingPipeline:
     # -- stage 3: publish, confirm, ack --------------------------------------------------------
     async def _delivery_loop(self) -> None:
         while True:
-            outgoing = await self._outbox.get()
+            if self._commit is None or not self._outbox.empty():
+                outgoing = await self._outbox.get()
+            else:  # exactly_once: an idle worker must still commit its open transactions
+                try:
+                    outgoing = await asyncio.wait_for(self._outbox.get(), self._commit_interval_s)
+                except TimeoutError:
+                    await self._maybe_commit()
+                    continue
             if outgoing is None:
                 return
-            await self._deliver(outgoing)
+            if self._transactional:
+                await self._deliver_in_transaction(outgoing)
+            else:
+                await self._deliver(outgoing)
+                self._settle(outgoing)
             latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]
             if latencies:
                 self._metrics.record_predictions(latencies)
-            for item in outgoing:
-                for record in item.settles:
-                    record.ack()
-                    self._unsettled -= 1
-                    self.settled_offsets[(record.topic, record.partition)] = record.offset
+
+    def _settle(self, outgoing: list[_Outgoing]) -> None:
+        for item in outgoing:
+            for record in item.settles:
+                record.ack()
+                self._unsettled -= 1
+                self.settled_offsets[(record.topic, record.partition)] = record.offset
+
+    async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> None:
+        """exactly_once: put each record into its open transaction and ack its source at once.
+
+        The ack follows its send with no await in between, so whenever Faust commits, the
+        transaction holds exactly the outputs of the offsets it commits: both become visible
+        together, or (if the worker dies first) neither. A failed send cannot be retried inside
+        a transaction: it is raised, the worker restarts, and the aborted inputs are read again.
+        """
+        futures = []
+        for item in outgoing:
+            futures.append(await self._send(item))
+            self._settle([item])
+        if (
+            self._commit is not None
+            and self._clock() - self._last_commit >= self._commit_interval_s
+        ):
+            self._last_commit = self._clock()
+            await self._commit()
+        for result in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _maybe_commit(self) -> None:
+        if (
+            self._commit is not None
+            and self._clock() - self._last_commit >= self._commit_interval_s
+        ):
+            self._last_commit = self._clock()
+            await self._commit()
 
     async def _deliver(self, outgoing: list[_Outgoing]) -> None:
         """Publish every record and wait for the broker's acknowledgement; retry what failed."""
@@ -380,7 +435,9 @@ class BatchingPipeline:
             if item.kind == "prediction":
                 assert item.value is not None
                 return await self._publisher.send_prediction(item.key, item.value, item.partition)
-            return await self._publisher.send_dead_letter(item.key, item.value, item.headers)
+            return await self._publisher.send_dead_letter(
+                item.key, item.value, item.partition, item.headers
+            )
         except Exception as exc:  # e.g. the producer refused the send outright: retry it later
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)

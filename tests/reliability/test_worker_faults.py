@@ -36,13 +36,17 @@ def _feed(settings, events, *, chunk: int, pause_s: float) -> threading.Thread: 
     return thread
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_worker_killed_three_times_mid_stream_loses_nothing(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_bootstrap: str, unique: str, tmp_path: Path, guarantee: str
 ) -> None:
     n = 20_000
-    settings = make_settings(kafka_bootstrap, unique, session_timeout_s=6)
+    settings = make_settings(
+        kafka_bootstrap, unique, session_timeout_s=6, processing_guarantee=guarantee
+    )
     expected = {f"e-{i}" for i in range(n)}
-    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    eos = guarantee == "exactly_once"
+    collector = LiveCollector(settings, settings.output_topic, unique=unique, read_committed=eos)
     feeder = _feed(settings, text_events(n), chunk=1000, pause_s=0.4)
     worker = WorkerProcess(settings, name="w0", log_dir=tmp_path, env=COST)
     kills = []
@@ -64,9 +68,11 @@ def test_worker_killed_three_times_mid_stream_loses_nothing(
     assert not expected - set(counts), "every input id has a prediction"
     duplicates = sum(c - 1 for c in counts.values())
     print(
-        f"\nSIGKILL at {kills} distinct predictions: {n} ids, {duplicates} duplicates "
-        f"({duplicates / n:.1%}) — at-least-once"
+        f"\n{guarantee}: SIGKILL at {kills} distinct predictions; {n} ids all predicted, "
+        f"{duplicates} duplicates ({duplicates / n:.1%})"
     )
+    if eos:
+        assert duplicates == 0, "exactly_once: read_committed consumers see each id once"
 
 
 def test_sigterm_finishes_in_flight_batches_commits_and_exits_promptly(

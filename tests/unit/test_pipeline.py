@@ -58,7 +58,11 @@ class FakePublisher:
         )
 
     async def send_dead_letter(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
     ) -> Any:
         return await self._settle(lambda: self.dead_letters.append((value, dict(headers))))
 
@@ -217,3 +221,56 @@ def test_a_dead_loop_is_raised_into_the_agent_not_swallowed() -> None:
         inference.close()
 
     asyncio.run(scenario())
+
+
+def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches() -> None:
+    log: list[str] = []
+    commits: list[int] = []
+
+    class OrderedPublisher(FakePublisher):
+        async def send_prediction(
+            self, key: bytes | None, value: bytes, partition: int | None
+        ) -> Any:
+            log.append(f"pred p{partition} {orjson.loads(value)['id']}")
+            return await super().send_prediction(key, value, partition)
+
+        async def send_dead_letter(
+            self,
+            key: bytes | None,
+            value: bytes | None,
+            partition: int | None,
+            headers: list[tuple[str, bytes]],
+        ) -> Any:
+            log.append(f"dead p{partition} {value!r}")
+            return await super().send_dead_letter(key, value, partition, headers)
+
+    async def commit() -> None:
+        commits.append(len(log))
+
+    async def scenario() -> None:
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: FakeClassifier(),
+            publisher=OrderedPublisher(),
+            metrics=StreamMetrics(),
+            policy=FixedBatchPolicy(size=8, window_s=0.01),
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=100,
+            transactional=True,
+            commit=commit,
+            commit_interval_s=0.02,
+        )
+        pipeline.start()
+        for i in range(20):
+            value = b"{bad" if i == 10 else event(i)
+            await pipeline.submit(Record(i, value, partition=3, key=f"k{i}".encode()))
+        await pipeline.drain(timeout_s=10)
+        inference.close()
+
+    asyncio.run(scenario())
+    assert len(log) == 20
+    assert all(" p3 " in entry for entry in log), "co-partitioned with the input, keys or not"
+    assert log[10] == "dead p3 b'{bad'", "the dead letter did not overtake earlier events"
+    assert [e.split()[-1] for e in log[:10]] == [f"id-{i}" for i in range(10)]
+    assert commits, "exactly_once commits from the delivery loop"
