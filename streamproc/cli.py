@@ -28,6 +28,10 @@ _COMMANDS = {
     "produce": ("streamproc.tools.produce:produce", "Produce text events to the input topic."),
     "tail": ("streamproc.tools.tail:tail", "Consume and pretty-print predictions."),
     "bench": ("streamproc.tools.bench:bench", "End-to-end latency/throughput benchmark."),
+    "soak": (
+        "streamproc.tools.soak:soak",
+        "Steady load for minutes: memory and latency stay flat?",
+    ),
     "model": ("streamproc.model.command:model", "Inspect, verify and publish model artifacts."),
 }
 

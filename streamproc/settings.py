@@ -96,6 +96,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"STREAMPROC_BOOTSTRAP_SERVERS: {server!r} is not host:port")
         return self
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``STREAMPROC_*`` variables, to hand to a worker process."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return env
+
     # --- Client configurations ----------------------------------------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient)."""

@@ -122,7 +122,7 @@ class WorkerProcess:
 
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        full_env = {**os.environ, **_settings_env(settings), **(env or {})}
+        full_env = {**os.environ, **settings.to_env(), **(env or {})}
         module = ["-m", "streamproc", "worker"] if real_model else ["-m", "tests.worker_proc"]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -159,17 +159,6 @@ class WorkerProcess:
 
 
 _ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
-def _settings_env(settings: Settings) -> dict[str, str]:
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"STREAMPROC_{name.upper()}"] = str(value)
-    return env
 
 
 def collect_ids(

@@ -15,11 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +27,7 @@ from streamproc.broker import LocalBroker
 from streamproc.errors import StreamprocError
 from streamproc.kafka import consume, ensure_topics
 from streamproc.settings import Settings, load_settings
+from streamproc.tools.worker_process import wait_until_serving, worker_process
 
 __all__ = ["demo"]
 
@@ -119,9 +116,10 @@ def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: 
             },
         )
         click.echo(f"[3/5] worker: starting; live dashboard http://127.0.0.1:{web_port}/dashboard/")
-        worker = _start_worker(settings)
-        try:
-            _warm_up(settings, worker)
+        log = Path(".streamproc/demo-worker.log")
+        with worker_process(settings, log) as worker:
+            ready = wait_until_serving(settings, worker, log)
+            click.echo(f"      worker serving after {ready:.1f}s (log: {log})")
             texts = data.test_texts
             click.echo(
                 f"[4/5] producing {count} TREC questions at {rate:.0f}/s (+ one bad event per 50) …"
@@ -134,43 +132,10 @@ def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: 
             outputs = [
                 r
                 for r in _read(settings, settings.output_topic, count + 1)
-                if not orjson.loads(r.value)["id"].startswith("warmup")
+                if orjson.loads(r.value)["id"].startswith("q-")
             ]
             dead = _read(settings, settings.dead_letter_topic, count // 50, timeout_s=30)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
     _summary(outputs, dead, data.labels, data.test_labels, count, version)
-
-
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {**os.environ}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"STREAMPROC_{name.upper()}"] = str(value)
-    log = open(".streamproc-demo-worker.log", "wb")  # noqa: SIM115 - the child writes it
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamproc", "worker"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _warm_up(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
-    """Send one event and wait for its prediction: the worker has joined and loaded its model."""
-    from streamproc.tools.produce import produce_events
-
-    started = time.monotonic()
-    produce_events(settings, ["is the worker up?"], count=1, id_prefix="warmup")
-    if not _read(settings, settings.output_topic, 1, timeout_s=120):
-        raise StreamprocError("the worker did not answer (see .streamproc-demo-worker.log)")
-    if worker.poll() is not None:
-        raise StreamprocError("the worker exited (see .streamproc-demo-worker.log)")
-    click.echo(f"      worker ready in {time.monotonic() - started:.1f}s")
 
 
 def _read(settings: Settings, topic: str, count: int, timeout_s: float = 180.0) -> list:
@@ -212,5 +177,5 @@ def _summary(
         click.echo(f"  e.g. {p['id']}: {p['label']} ({p['score']:.2f})")
     if len(ids) != count:
         raise StreamprocError(
-            f"only {len(ids)} of {count} predictions arrived (see .streamproc-demo-worker.log)"
+            f"only {len(ids)} of {count} predictions arrived (see .streamproc/demo-worker.log)"
         )

@@ -1,4 +1,4 @@
-"""The published JSON Schemas agree with the codec: what decodes validates, what is emitted validates."""
+"""The published JSON Schemas agree with the codec: what decodes validates, what is emitted too."""
 
 from __future__ import annotations
 

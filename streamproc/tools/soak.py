@@ -1,0 +1,286 @@
+"""``streamproc soak``: a long steady run that checks memory and latency stay flat.
+
+A real ``streamproc worker`` process serves the real model; a producer sends at a steady, moderate
+rate for the whole duration; a consumer records event-to-prediction latency; the worker's resident
+memory is sampled from ``/proc``. The report compares the first and the last window of the run
+(after a warm-up) and says how much each grew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from streamproc.broker import LocalBroker
+from streamproc.errors import StreamprocError
+from streamproc.kafka import consume, ensure_topics
+from streamproc.settings import Settings, load_settings
+from streamproc.tools.worker_process import wait_until_serving, worker_process
+
+__all__ = ["SoakResult", "run_soak", "soak"]
+
+
+@dataclass
+class SoakResult:
+    duration_s: float
+    rate: float
+    sent: int
+    received: int
+    missing: int
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (t, MiB)
+    latency_ms: list[tuple[float, float]] = field(default_factory=list)  # (t received, ms)
+
+    def window_stats(self, start: float, end: float) -> dict[str, float]:
+        lat = sorted(v for t, v in self.latency_ms if start <= t < end)
+        rss = [v for t, v in self.rss_mb if start <= t < end]
+        if not lat or not rss:
+            return {}
+        return {
+            "p50_ms": lat[len(lat) // 2],
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            "rss_mb": sum(rss) / len(rss),
+        }
+
+    def summary(self, warmup_s: float) -> dict[str, Any]:
+        span = self.duration_s - warmup_s
+        window = max(5.0, span / 5)
+        first = self.window_stats(warmup_s, warmup_s + window)
+        last = self.window_stats(self.duration_s - window, self.duration_s + 60)
+        growth = {
+            key: (last[key] / first[key] - 1.0) if first.get(key) else None
+            for key in ("p50_ms", "p99_ms", "rss_mb")
+            if key in last
+        }
+        return {
+            "duration_s": self.duration_s,
+            "rate_per_s": self.rate,
+            "sent": self.sent,
+            "received": self.received,
+            "missing": self.missing,
+            "first_window": first,
+            "last_window": last,
+            "growth": growth,
+        }
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def run_soak(
+    settings: Settings,
+    *,
+    duration_s: float,
+    rate: float,
+    texts: list[str],
+    log: Path,
+    progress: Any = None,
+) -> SoakResult:
+    """Drive one worker at ``rate`` events/s for ``duration_s``; sample RSS and latency."""
+    from streamproc.tools.produce import produce_events
+
+    ensure_topics(
+        settings.confluent_config(),
+        {
+            settings.input_topic: settings.input_partitions,
+            settings.output_topic: settings.input_partitions,
+            settings.dead_letter_topic: settings.input_partitions,
+        },
+    )
+    count = int(duration_s * rate)
+    result = SoakResult(duration_s=duration_s, rate=rate, sent=0, received=0, missing=0)
+    stop = threading.Event()
+    received: set[str] = set()
+    with worker_process(settings, log) as proc:
+        wait_until_serving(settings, proc, log)
+        start = time.time()
+
+        def read() -> None:
+            for record in consume(
+                settings.confluent_config(),
+                [settings.output_topic],
+                group_id=f"soak-{uuid.uuid4().hex}",
+                timeout_s=duration_s + 180,
+                stop=lambda _: stop.is_set(),
+            ):
+                now = time.time()
+                out = orjson.loads(record.value or b"{}")
+                if not out.get("id", "").startswith("s-"):
+                    continue  # the warm-up event
+                received.add(out["id"])
+                if out.get("ts") is not None:
+                    result.latency_ms.append((now - start, now * 1000.0 - out["ts"]))
+
+        def sample() -> None:
+            while not stop.is_set():
+                rss = _rss_mb(proc.pid)
+                if rss is not None:
+                    result.rss_mb.append((time.time() - start, rss))
+                if progress is not None:
+                    progress(len(received))
+                stop.wait(1.0)
+
+        threads = [
+            threading.Thread(target=read, daemon=True),
+            threading.Thread(target=sample, daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        stats = produce_events(settings, texts, count=count, rate=rate, id_prefix="s")
+        result.sent = stats.sent
+        deadline = time.time() + 60
+        while len(received) < count and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    result.received = len(received)
+    result.missing = count - len({f"s-{i}" for i in range(count)} & received)
+    return result
+
+
+def _plot(result: SoakResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax1.plot([t for t, _ in result.rss_mb], [v for _, v in result.rss_mb], color="tab:blue")
+    ax1.set_ylabel("worker RSS (MiB)")
+    buckets: dict[int, list[float]] = {}
+    for t, v in result.latency_ms:
+        buckets.setdefault(int(t // 5), []).append(v)
+    xs = sorted(buckets)
+    ax2.plot(
+        [x * 5 for x in xs], [sorted(buckets[x])[len(buckets[x]) // 2] for x in xs], label="p50"
+    )
+    ax2.plot(
+        [x * 5 for x in xs],
+        [sorted(buckets[x])[min(len(buckets[x]) - 1, int(0.99 * len(buckets[x])))] for x in xs],
+        label="p99",
+    )
+    ax2.set_ylabel("latency per 5 s (ms)")
+    ax2.set_xlabel("seconds")
+    ax2.set_yscale("log")
+    ax2.legend()
+    fig.suptitle(f"soak: {result.rate:.0f} events/s for {result.duration_s:.0f} s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@click.command("soak")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=5),
+    default=600.0,
+    show_default=True,
+    help="Seconds of steady load.",
+)
+@click.option("--rate", type=click.FloatRange(min=1), default=300.0, show_default=True)
+@click.option("--quick", is_flag=True, help="45 s at 200/s with a small test artifact (CI).")
+@click.option(
+    "--artifact",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model artifact (default: <model dir>/CURRENT, else artifacts/trec).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("docs/results/soak"), show_default=True
+)
+def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: Path) -> None:
+    """Steady load on one worker with the real model: do memory and latency stay flat?"""
+    from tqdm import tqdm
+
+    from streamproc.model.artifact import publish_artifact, resolve_current
+
+    if quick:
+        duration, rate = min(duration, 45.0), min(rate, 200.0)
+    base = load_settings()
+    work = Path(tempfile.mkdtemp(prefix="streamproc-soak-"))
+    model_dir = work / "models"
+    if artifact is None:
+        with contextlib.suppress(StreamprocError):
+            artifact = resolve_current(base.model_dir)
+    if artifact is None and Path("artifacts/trec/manifest.json").exists():
+        artifact = Path("artifacts/trec")
+    if artifact is None:
+        from streamproc.compress.job import build_test_artifact
+
+        artifact = build_test_artifact(work / "test-artifact", "soak-test")
+    version = publish_artifact(artifact, model_dir)
+    texts = [f"question {i}: what is the population of city number {i}?" for i in range(500)]
+    configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")
+    broker = None if configured else LocalBroker().start()
+    try:
+        run = uuid.uuid4().hex[:8]
+        settings = load_settings(
+            bootstrap_servers=configured or broker.bootstrap_servers,  # type: ignore[union-attr]
+            app_id=f"soak-{run}",
+            input_topic=f"soak-in-{run}",
+            output_topic=f"soak-out-{run}",
+            dead_letter_topic=f"soak-dlq-{run}",
+            model_dir=model_dir,
+            web_port=base.web_port,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        with tqdm(total=int(duration * rate), unit="ev", desc=f"soak {version}") as bar:
+            result = run_soak(
+                settings,
+                duration_s=duration,
+                rate=rate,
+                texts=texts,
+                log=out / "worker.log",
+                progress=lambda n: bar.update(n - bar.n),
+            )
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    summary = result.summary(warmup_s=min(30.0, duration / 5))
+    summary["model_version"] = version
+    summary["command"] = "streamproc soak " + " ".join(sys.argv[2:])
+    (out / "soak.json").write_text(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    _plot(result, out / "soak.png")
+    lines = [
+        f"# Soak: {rate:.0f} events/s for {duration:.0f} s, model {version}",
+        "",
+        f"Command: `{summary['command']}`",
+        "",
+        f"Sent {result.sent}, predicted {result.received}, missing {result.missing}.",
+        "",
+        "| window | p50 ms | p99 ms | worker RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for name in ("first_window", "last_window"):
+        w = summary[name]
+        if w:
+            lines.append(
+                f"| {name.split('_')[0]} | {w['p50_ms']:.1f} | {w['p99_ms']:.1f} | "
+                f"{w['rss_mb']:.1f} |"
+            )
+    growth = {k: f"{v:+.1%}" for k, v in summary["growth"].items() if v is not None}
+    lines += ["", f"Growth, last window vs first: {growth}", "", "![soak](soak.png)"]
+    (out / "soak.md").write_text("\n".join(lines) + "\n")
+    click.echo("\n".join(lines))
+    if result.missing:
+        raise StreamprocError(f"{result.missing} events were not predicted")
