@@ -21,7 +21,7 @@ def test_sasl_scram_end_to_end_and_the_password_never_appears(unique: str, tmp_p
         # Without credentials the broker refuses us.
         plain = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "log_level": 0})
         with pytest.raises(Exception):  # noqa: B017 - any refusal will do
-            plain.list_topics(timeout=3).topics["x"]  # noqa: B018
+            plain.list_topics(timeout=3).topics["x"]
 
         settings = make_settings(
             broker.bootstrap_servers, unique, partitions=2,
