@@ -54,7 +54,7 @@ class DistillConfig:
     layers: int = 4
     ffn: int = 512
     dropout: float = 0.1
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -57,7 +57,10 @@ class JobConfig:
     report_dir: Path | None = None
     quick: bool = False
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # teacher fine-tuning and labelling
+    # The student's matrices are small: one thread is nearly as fast, and on a shared machine two
+    # threads that wait on each other can be 10x slower (measured here under load).
+    student_threads: int = 1
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
     distill: distill_mod.DistillConfig = field(default_factory=distill_mod.DistillConfig)
@@ -187,6 +190,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             )
 
         # 4. student: tokenizer + distillation ----------------------------------------------
+        torch.set_num_threads(config.student_threads)
         with stages.stage("distill") as bar:
             raw_tok, student_vocab = build_subset_tokenizer(
                 (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8"),
@@ -294,6 +298,9 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 avg_tokens=avg_tokens,
                 quick=config.quick,
                 bar=bar,
+                dcfg=dcfg,
+                pcfg=pcfg,
+                transfer_size=len(transfer),
             )
         total = time.perf_counter() - job_start
         summary["job"] = {
@@ -380,6 +387,9 @@ def _evaluate(
     avg_tokens: float,
     quick: bool,
     bar: tqdm,
+    dcfg: distill_mod.DistillConfig,
+    pcfg: PruneConfig,
+    transfer_size: int,
 ) -> dict[str, Any]:
     from streamproc.compress.teacher import teacher_dir
     from streamproc.model.runtime import load_classifier
@@ -471,16 +481,18 @@ def _evaluate(
         ),
         "distilled": (
             f"{dc.num_layers}-layer pre-LN transformer, dim {dc.dim}, "
-            f"{dc.layer_heads[0]} heads × {dc.head_dim}, "
-            f"FFN {dc.layer_ffn[0]}, vocab {dc.vocab_size} (teacher WordPiece pieces, "
-            "embeddings from the "
-            f"teacher's by PCA), window {dc.max_tokens}; trained on teacher soft targets (T="
-            f"{teacher_meta.get('distill_T', '')}) + hard labels."
-        ).replace(" (T=)", ""),
+            f"{dc.layer_heads[0]} heads × {dc.head_dim}, FFN {dc.layer_ffn[0]}, "
+            f"vocab {dc.vocab_size} "
+            "(the teacher's WordPiece pieces most used on the transfer set; embeddings start from "
+            f"the teacher's, PCA-projected), window {dc.max_tokens}; {dcfg.epochs} epochs on "
+            f"{transfer_size} transfer texts, loss {dcfg.alpha}·T²·KL(T={dcfg.temperature}) + "
+            f"{1 - dcfg.alpha:.1f}·CE on the labelled rows."
+        ),
         "pruned": (
             f"heads per layer {list(dc.layer_heads)} → {list(pc.layer_heads)}, FFN neurons "
-            f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)} (gradient-of-gate importance), then "
-            f"distillation fine-tune; FLOPs/seq {rows['distilled']['flops'] / 1e6:.2f} M → "
+            f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)} (gradient-of-gate importance on "
+            f"{pcfg.score_batches} batches), then {pcfg.finetune_epochs} epochs of distillation "
+            f"fine-tuning; FLOPs/seq {rows['distilled']['flops'] / 1e6:.2f} M → "
             f"{rows['pruned']['flops'] / 1e6:.2f} M at {avg_tokens:.1f} tokens."
         ),
         "quantized": "torch.ao quantize_dynamic: every nn.Linear to int8 weights (per tensor), "

@@ -277,6 +277,34 @@ def targets_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_snippet(summary: dict[str, Any], *, report_dir: Path) -> str:
+    """The short README section: the table, the verdict and the one rebuild command."""
+    met = [r for r in summary["targets"] if r["met"]]
+    missed = [r["target"] for r in summary["targets"] if not r["met"]]
+    data = summary["data"]
+    return f"""## Compressed model: `{data["name"]}` results
+
+Teacher (fine-tuned all-MiniLM-L6-v2) vs the distilled, structurally pruned and int8-quantized
+student, on the {data["test"]}-question held-out test set; latency = median / p99 ms of one forward
+pass at batch 1 / 64 with 1 / 2 torch threads ({summary["machine"]}). Full report:
+[`{report_dir}/report.md`]({report_dir}/report.md).
+
+{results_table(summary)}
+
+{len(met)} of {len(summary["targets"])} targets of issue 3 met{
+        "; missed: " + "; ".join(missed) if missed else ""
+    }.
+
+Rebuild the artifact (`models/` is not committed) and this report with one command
+(about {summary["job"]["total_seconds"] / 60:.0f} min on 2 cores; the data set wheel and the
+fine-tuned teacher are cached under `~/.cache/streamproc`):
+
+```
+{summary["rebuild_command"]}
+```
+"""
+
+
 def render_markdown(summary: dict[str, Any], *, plot_name: str = "report.png") -> str:
     job, data = summary["job"], summary["data"]
     met = sum(r["met"] for r in summary["targets"])

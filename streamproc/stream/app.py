@@ -65,30 +65,6 @@ class _Record:
         self.event.ack()
 
 
-class _FaustPublisher:
-    def __init__(self, output: Any, dead_letter: Any) -> None:
-        self._output = output
-        self._dead_letter = dead_letter
-
-    async def send_prediction(
-        self, key: bytes | None, value: bytes, partition: int | None
-    ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self._output.send(key=key, value=value, partition=partition)
-        return fut
-
-    async def send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes]],
-    ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self._dead_letter.send(
-            key=key, value=value, partition=partition, headers=headers
-        )
-        return fut
-
-
 class _App(faust.App):
     """Faust's App, plus a graceful stop that drains the pipeline before offsets are committed.
 
@@ -113,21 +89,24 @@ class _App(faust.App):
         await super().on_stop()
 
 
-class _TransactionalPublisher:
-    """exactly_once: every record goes into the producer transaction of its *input* partition.
+class _ProducerPublisher:
+    """Publishes straight through Faust's producer (skipping ``Topic.send``'s per-message
+    bookkeeping, which cost more than the model on small batches).
 
-    Faust commits input offsets of partition p in transaction ``{app id}-{group}-{p}``. Its own
+    exactly_once: every record goes into the producer transaction of its *input* partition.
+    Faust commits input offsets of partition p in transaction ``{app id}-{group}-{p}``; its own
     ``TransactionManager.send`` derives the transaction from the output partition and needs the
-    consumer's metadata for the output topic, which a consumer that does not subscribe to it lacks
-    (it then silently sends outside any transaction). So we name the transaction ourselves: the
-    input partition's, and send to the same partition number of the (co-partitioned) output.
+    consumer's metadata for the output topic, which a consumer that does not subscribe to it
+    lacks (it then silently sends outside any transaction). So we name the transaction ourselves
+    and send to the same partition number of the (co-partitioned) output.
     """
 
-    def __init__(self, app: faust.App, input_topic: str, output: str, dead_letter: str) -> None:
+    def __init__(self, app: faust.App, settings: Settings, *, transactional: bool) -> None:
         self._app = app
-        self._input_topic = input_topic
-        self._output = output
-        self._dead_letter = dead_letter
+        self._input_topic = settings.input_topic
+        self._output = settings.output_topic
+        self._dead_letter = settings.dead_letter_topic
+        self._transactional = transactional
 
     async def _send(
         self,
@@ -137,10 +116,14 @@ class _TransactionalPublisher:
         partition: int | None,
         headers: Any,
     ) -> Awaitable[Any]:
-        assert partition is not None, "exactly_once sends are co-partitioned with the input"
-        group = self._app.assignor.group_for_topic(self._input_topic)
-        transactional_id = f"{self._app.conf.id}-{group}-{partition}"
-        producer = self._app.consumer.transactions.producer
+        transactional_id = None
+        if self._transactional:
+            assert partition is not None, "exactly_once sends are co-partitioned with the input"
+            group = self._app.assignor.group_for_topic(self._input_topic)
+            transactional_id = f"{self._app.conf.id}-{group}-{partition}"
+            producer = self._app.consumer.transactions.producer
+        else:
+            producer = await self._app.maybe_start_producer()
         fut: Awaitable[Any] = await producer.send(
             topic, key, value, partition, None, headers, transactional_id=transactional_id
         )
@@ -254,13 +237,7 @@ def create_worker(
     pipeline = BatchingPipeline(
         model=slot,
         policy=policy,
-        publisher=(
-            _TransactionalPublisher(
-                app, settings.input_topic, settings.output_topic, settings.dead_letter_topic
-            )
-            if exactly_once
-            else _FaustPublisher(output_topic, dead_letter_topic)
-        ),
+        publisher=_ProducerPublisher(app, settings, transactional=exactly_once),
         metrics=metrics,
         inference=inference,
         max_event_bytes=settings.max_event_bytes,
@@ -275,6 +252,9 @@ def create_worker(
 
     @app.agent(input_topic, name="predict")
     async def predict(stream: Any) -> None:
+        # We publish through the producer directly: declare (create if missing) our topics.
+        await output_topic.maybe_declare()
+        await dead_letter_topic.maybe_declare()
         pipeline.start()
         try:
             async for event in stream.noack().events():

@@ -128,7 +128,7 @@ class BatchingPipeline:
         self._last_commit = 0.0
         self._model = model  # read once per batch: a hot reload switches between batches
         self._policy = policy
-        self._publisher = publisher
+        self.publisher = publisher  # public: tests swap in a fake
         self._metrics = metrics
         self._inference = inference
         self._max_event_bytes = max_event_bytes
@@ -434,8 +434,8 @@ class BatchingPipeline:
         try:
             if item.kind == "prediction":
                 assert item.value is not None
-                return await self._publisher.send_prediction(item.key, item.value, item.partition)
-            return await self._publisher.send_dead_letter(
+                return await self.publisher.send_prediction(item.key, item.value, item.partition)
+            return await self.publisher.send_dead_letter(
                 item.key, item.value, item.partition, item.headers
             )
         except Exception as exc:  # e.g. the producer refused the send outright: retry it later

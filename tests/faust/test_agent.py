@@ -14,31 +14,34 @@ from streamproc.testing import FakeClassifier
 
 
 class Captured:
+    """A publisher (the pipeline's narrow output interface) that records what it is given."""
+
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    def sender(self, kind: str) -> Any:
-        async def send(
-            *,
-            key: bytes | None = None,
-            value: bytes | None = None,
-            partition: int | None = None,
-            headers: Any = None,
-        ) -> Any:
-            self.records.append(
-                {
-                    "kind": kind,
-                    "key": key,
-                    "value": value,
-                    "partition": partition,
-                    "headers": dict(headers or []),
-                }
-            )
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+    def _record(self, kind: str, key: Any, value: Any, partition: Any, headers: Any) -> Any:
+        self.records.append(
+            {
+                "kind": kind,
+                "key": key,
+                "value": value,
+                "partition": partition,
+                "headers": dict(headers or []),
+            }
+        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
-        return send
+    async def send_prediction(self, key: Any, value: Any, partition: Any) -> Any:
+        return self._record("prediction", key, value, partition, None)
+
+    async def send_dead_letter(self, key: Any, value: Any, partition: Any, headers: Any) -> Any:
+        return self._record("dead_letter", key, value, partition, headers)
+
+
+async def _no_broker() -> None:
+    """Faust's in-memory test mode has no broker to declare topics on."""
 
 
 @pytest.fixture
@@ -46,8 +49,9 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> tuple[Worker, Captured, FakeClass
     model = FakeClassifier(version="test-v1")
     w = create_worker(load_settings(app_id="agent-test"), model=model, web_enabled=False)
     captured = Captured()
-    monkeypatch.setattr(w.output_topic, "send", captured.sender("prediction"))
-    monkeypatch.setattr(w.dead_letter_topic, "send", captured.sender("dead_letter"))
+    monkeypatch.setattr(w.output_topic, "maybe_declare", _no_broker)
+    monkeypatch.setattr(w.dead_letter_topic, "maybe_declare", _no_broker)
+    w.pipeline.publisher = captured
     return w, captured, model
 
 
