@@ -80,7 +80,7 @@ CONTENDERS: dict[str, Contender] = {
 }
 FIXED_POLICIES = ("per-event", "take64", "take256")  # what "the best fixed policy" ranges over
 
-_FULL_RATES = (25, 50, 100, 250, 500, 1000, 2000, 3000, 4500, 6000)
+_FULL_RATES = (25, 50, 100, 250, 500, 1000, 1500, 2000, 3000, 4500)
 _QUICK_RATES = (50, 250)
 _QUICK_CONTENDERS = ("passthrough", "adaptive", "take64", "per-event")
 _WARMUP_EVENTS = 32
@@ -101,6 +101,7 @@ class BenchConfig:
     torch_threads: int
     latency_target_ms: float
     quick: bool
+    min_events: int = 0  # low rates run longer, so a p99 rests on at least this many events
     switch_interval_s: float | None = None
 
 
@@ -598,7 +599,7 @@ def _run_contender(
             assert worker is not None
             point = run_point(
                 conf, bootstrap, worker, contender, texts, cfg, rate=rate,
-                duration_s=cfg.duration_s, broker_pid=broker_pid,
+                duration_s=max(cfg.duration_s, cfg.min_events / rate), broker_pid=broker_pid,
             )  # fmt: skip
             point["model_version"] = worker.ready.get("version")
             points.append(point)
@@ -743,6 +744,7 @@ def bench(
         torch_threads=torch_threads or 1,
         latency_target_ms=settings.latency_target_ms,
         quick=quick,
+        min_events=0 if quick else 400,
         switch_interval_s=switch_interval,
     )
     out_dir = out or Path("docs/results/bench")
