@@ -373,7 +373,9 @@ class BatchingPipeline:
             for record in item.settles:
                 record.ack()
                 self._unsettled -= 1
-                self.settled_offsets[(record.topic, record.partition)] = record.offset
+                tp = (record.topic, record.partition)
+                # Max: a dead letter may settle before earlier events of its partition.
+                self.settled_offsets[tp] = max(record.offset, self.settled_offsets.get(tp, -1))
 
     async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> None:
         """exactly_once: put each record into its open transaction and ack its source at once.
