@@ -256,7 +256,9 @@ def markdown(results: dict[str, Any]) -> str:
         "Latency is **received time**: the bench consumer's clock when the prediction arrived "
         "minus the event's send stamp (`ts`), so it includes both Kafka hops and the worker. "
         "`worker p99` is the prediction's own `latency_ms` (published − sent). Every point ran on "
-        "fresh topics and a fresh consumer group after a 32-event warm-up; a contender's sweep "
+        f"fresh topics and a fresh consumer group after a 32-event warm-up, for "
+        f"{cfg['duration_s']:g} s of load (at least {cfg.get('min_events', 0)} events); a "
+        "contender's sweep "
         "stops at its first saturated rate (delivered < 0.9 × offered, events left undelivered, "
         "or p99 > 1 s). CPU is process CPU time / wall (from /proc); `other` is everything else "
         "on the machine during the point (contention).",
