@@ -23,7 +23,7 @@ def test_dashboard_of_a_running_worker(kafka_bootstrap: str, unique: str, tmp_pa
         settings, name="web", log_dir=tmp_path, env={"FAKE_WEB": "1", "FAKE_VERSION": "dash-v7"}
     )
     try:
-        produce_payloads(settings, text_events(1500) + [(b"bad", b"{oops")])
+        produce_payloads(settings, [*text_events(1500), (b"bad", b"{oops")])
         collect(settings, settings.output_topic, 1500, unique=unique, timeout_s=120)
         base = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{base}/dashboard/data.json", timeout=10) as response:
