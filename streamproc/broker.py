@@ -179,6 +179,7 @@ class LocalBroker:
     data_dir: Path | None = None
     heap: str = "768m"
     sasl_users: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # TLS on the client listener, with a throwaway CA (``ca_file``)
     cache_dir: Path | None = None
     detach: bool = False  # True: the JVM outlives this Python process (``streamproc broker start``)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -195,22 +196,41 @@ class LocalBroker:
         return self.data_dir / "logs" / "server.log"
 
     @property
+    def ca_file(self) -> Path:
+        """The CA that signed the broker's certificate (``tls=True``): clients trust it."""
+        assert self.data_dir is not None
+        return self.data_dir / "tls" / "ca.pem"
+
+    @property
+    def security_protocol(self) -> str:
+        return {
+            (False, False): "PLAINTEXT",
+            (False, True): "SSL",
+            (True, False): "SASL_PLAINTEXT",
+            (True, True): "SASL_SSL",
+        }[(bool(self.sasl_users), self.tls)]
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def client_config(self) -> dict[str, str]:
         """librdkafka settings that reach this broker (SASL included when configured)."""
-        conf = {"bootstrap.servers": self.bootstrap_servers}
+        conf = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
         if self.sasl_users:
             name, password = next(iter(self.sasl_users.items()))
             conf.update(
                 {
-                    "security.protocol": "SASL_PLAINTEXT",
                     "sasl.mechanism": "SCRAM-SHA-256",
                     "sasl.username": name,
                     "sasl.password": password,
                 }
             )
+        if self.tls:
+            conf["ssl.ca.location"] = str(self.ca_file)
         return conf
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -324,7 +344,7 @@ class LocalBroker:
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
         ]
         protocol_map = ["INTERNAL:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
-        external = "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+        external = self.security_protocol
         listeners.insert(0, f"EXTERNAL://127.0.0.1:{self.port}")
         protocol_map.append(f"EXTERNAL:{external}")
         lines = {
@@ -356,9 +376,77 @@ class LocalBroker:
             jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             for mech in ("scram-sha-256", "scram-sha-512"):
                 lines[f"listener.name.external.{mech}.sasl.jaas.config"] = jaas
+        if self.tls:
+            keystore = self._make_certificates()
+            lines["listener.name.external.ssl.keystore.type"] = "PEM"
+            lines["listener.name.external.ssl.keystore.location"] = str(keystore)
+            lines["listener.name.external.ssl.endpoint.identification.algorithm"] = ""
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return props
+
+    def _make_certificates(self) -> Path:
+        """A throwaway CA and a server certificate for 127.0.0.1 (openssl), once per data dir."""
+        tls = self.ca_file.parent
+        keystore = tls / "server-keystore.pem"
+        if keystore.exists():
+            return keystore
+        if shutil.which("openssl") is None:
+            raise BrokerError("openssl is not on PATH: it makes the TLS test certificates")
+        tls.mkdir(parents=True, exist_ok=True)
+        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        steps = [
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "7",
+                "-subj",
+                "/CN=streamproc-local-ca",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            [
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "7",
+                "-extfile",
+                "san.ext",
+            ],
+        ]
+        for step in steps:
+            done = subprocess.run(["openssl", *step], cwd=tls, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BrokerError(f"openssl {step[0]} failed: {_tail(done.stderr)}")
+        keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
+        return keystore
 
     def _wait_ready(self, timeout_s: float) -> None:
         from confluent_kafka.admin import AdminClient

@@ -1,4 +1,5 @@
-"""Security settings reach every client: SASL/SCRAM against a local broker, secrets never logged."""
+"""Security settings reach every client (Faust/aiokafka and confluent-kafka): SASL/SCRAM and TLS
+against a local broker on loopback; secrets never appear in logs."""
 
 from __future__ import annotations
 
@@ -16,27 +17,40 @@ pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
 PASSWORD = "s3cr3t-Pa55-do-not-log"
 
 
-def test_sasl_scram_end_to_end_and_the_password_never_appears(unique: str, tmp_path: Path) -> None:
-    with LocalBroker(sasl_users={"streamproc": PASSWORD}) as broker:
-        # Without credentials the broker refuses us.
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SSL", "SASL_SSL"])
+def test_secured_broker_end_to_end_and_the_password_never_appears(
+    unique: str, tmp_path: Path, protocol: str
+) -> None:
+    sasl = protocol.startswith("SASL")
+    tls = protocol.endswith("SSL")
+    users = {"streamproc": PASSWORD} if sasl else {}
+    with LocalBroker(sasl_users=users, tls=tls) as broker:
+        assert broker.security_protocol == protocol
+        # A client without the security settings gets nowhere.
         plain = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "log_level": 0})
         with pytest.raises(Exception):  # noqa: B017 - any refusal will do
             plain.list_topics(timeout=3).topics["x"]
 
+        security = {"security_protocol": protocol}
+        if sasl:
+            security |= {
+                "sasl_mechanism": "SCRAM-SHA-256",
+                "sasl_username": "streamproc",
+                "sasl_password": PASSWORD,
+            }
+        if tls:
+            security["ssl_cafile"] = broker.ca_file
         settings = make_settings(
-            broker.bootstrap_servers, unique, partitions=2,
-            security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-            sasl_username="streamproc", sasl_password=PASSWORD, log_level="debug",
-        )  # fmt: skip
-        worker = WorkerProcess(settings, name="sasl", log_dir=tmp_path)
+            broker.bootstrap_servers, unique, partitions=2, log_level="debug", **security
+        )
+        worker = WorkerProcess(settings, name="secure", log_dir=tmp_path)
         try:
-            produce_payloads(settings, text_events(200))  # confluent-kafka with SASL
+            produce_payloads(settings, text_events(200))  # confluent-kafka, same settings
             records = collect(settings, settings.output_topic, 200, unique=unique, timeout_s=120)
         finally:
             worker.stop()
-    assert {orjson.loads(r.value)["id"] for r in records} == {f"e-{i}" for i in range(200)}, (
-        worker.log_tail()
-    )
+    ids = {orjson.loads(r.value)["id"] for r in records}
+    assert ids == {f"e-{i}" for i in range(200)}, worker.log_tail()
     log = worker.log_path.read_text(errors="replace")
-    assert PASSWORD not in log, "the password leaked into the worker's log"
-    assert PASSWORD not in repr(settings)
+    assert PASSWORD not in log, "the password leaked into the worker's (debug) log"
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump())
