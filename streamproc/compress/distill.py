@@ -9,8 +9,11 @@ Three things make a from-scratch student this small work on a few thousand examp
 2. **Embeddings started from the teacher's**: the student keeps the teacher's WordPiece pieces
    (a trimmed vocabulary), so each student row starts as the teacher's row projected onto its top
    ``dim`` principal components (:func:`init_from_teacher_embeddings`).
-3. **Loss** = ``alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T))`` ``+ (1 − alpha) · CE``,
-   where the cross-entropy term only counts rows that carry a real label.
+3. **Loss** = ``alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T))`` ``+ (1 − alpha) · CE``
+   ``+ feature_weight · (1 − cos(W·s, t))``: the cross-entropy term only counts rows that carry a
+   real label; the last term (representation distillation, as TinyBERT does for hidden states)
+   pulls the student's pooled sentence vector ``s``, through a training-only projection ``W``
+   (C → the teacher's 384), towards the teacher's pooled vector ``t``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class DistillConfig:
     warmup_fraction: float = 0.06
     temperature: float = 2.0
     alpha: float = 0.7  # weight of the soft-target term
+    feature_weight: float = 1.0  # weight of 1 − cos(proj(student vector), teacher vector)
     augment_per_text: int = 6  # transfer-set variants per training text
     replace_prob: float = 0.35  # per word: swap for an embedding neighbour
     drop_prob: float = 0.1  # per word: delete
@@ -184,6 +188,7 @@ def distill(
     *,
     epochs: int | None = None,
     lr: float | None = None,
+    teacher_features: np.ndarray | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on (text, teacher logits, label or −1); returns the loss per epoch.
@@ -199,6 +204,10 @@ def distill(
     soft = torch.from_numpy(soft_logits.astype(np.float32))
     hard = torch.tensor(list(hard_labels), dtype=torch.long)
     lengths = mask_all.sum(1).tolist()
+    feats = (
+        None if teacher_features is None else torch.from_numpy(teacher_features.astype(np.float32))
+    )
+    proj = None if feats is None else torch.nn.Linear(model.config.dim, feats.shape[1])
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = steps_per_epoch * epochs
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
@@ -210,6 +219,8 @@ def distill(
         ],
         lr=lr,
     )
+    if proj is not None:
+        optimizer.add_param_group({"params": list(proj.parameters()), "weight_decay": 0.0})
     warmup = max(1, int(total * config.warmup_fraction))
 
     def schedule(step: int) -> float:
@@ -229,7 +240,8 @@ def distill(
             index = torch.tensor(batch)
             width = max(lengths[i] for i in batch)
             ids, mask = ids_all[index, :width], mask_all[index, :width]  # (B, T)
-            logits = model(ids, mask)  # (B, L)
+            pooled = model.features(ids, mask)  # (B, C)
+            logits = model.classifier(pooled)  # (B, L)
             kd = F.kl_div(
                 F.log_softmax(logits / t, dim=-1),
                 F.softmax(soft[index] / t, dim=-1),
@@ -242,6 +254,9 @@ def distill(
                 else logits.new_zeros(())
             )
             loss = config.alpha * kd + (1 - config.alpha) * ce
+            if proj is not None and feats is not None and config.feature_weight > 0:
+                cos = F.cosine_similarity(proj(pooled), feats[index], dim=-1)  # (B,)
+                loss = loss + config.feature_weight * (1 - cos).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

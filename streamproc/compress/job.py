@@ -120,6 +120,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         load_or_train_teacher,
         teacher_dir,
         teacher_logits,
+        teacher_outputs,
     )
 
     job_start = time.perf_counter()
@@ -174,7 +175,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             transfer = list(data.train_texts) + augmented
             hard = list(data.train_labels) + [-1] * len(augmented)
             bar.reset(total=len(transfer) + len(data.test_texts))
-            soft = teacher_logits(
+            soft, soft_features = teacher_outputs(
                 teacher,
                 transfer,
                 max_tokens=tcfg.max_tokens,
@@ -209,7 +210,14 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 teacher.encoder.embeddings.position_embeddings.weight.detach(),
             )
             distill_history = distill_mod.distill(
-                student, tokenizer, transfer, soft, hard, dcfg, progress=_bar_factory(bar)
+                student,
+                tokenizer,
+                transfer,
+                soft,
+                hard,
+                dcfg,
+                teacher_features=soft_features,
+                progress=_bar_factory(bar),
             )
 
         # 5. structured pruning + brief recovery ----------------------------------------------
@@ -236,6 +244,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 dcfg,
                 epochs=pcfg.finetune_epochs,
                 lr=pcfg.finetune_lr,
+                teacher_features=soft_features,
                 progress=_bar_factory(bar),
             )
 

@@ -36,7 +36,7 @@ class PruneConfig:
     ffn_fraction: float = 0.5  # of all FFN neurons
     min_ffn: int = 32  # neurons every layer keeps
     score_batches: int = 40  # batches of the transfer set used to score importance
-    finetune_epochs: int = 4
+    finetune_epochs: int = 3
     finetune_lr: float = 5e-4
 
 

