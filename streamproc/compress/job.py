@@ -522,6 +522,7 @@ def _evaluate(
         "end_to_end": e2e,
         "batch_disagreement": disagreement,
         "avg_test_tokens": round(avg_tokens, 2),
+        "student_dim": dc.dim,
         "architecture": arch,
         "machine": machine_description(),
     }

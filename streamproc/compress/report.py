@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -237,9 +238,11 @@ def write_report(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         "json": out_dir / "report.json",
         "md": out_dir / "report.md",
         "png": out_dir / "report.png",
+        "snippet": out_dir / "README-snippet.md",
     }
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     paths["md"].write_text(render_markdown(summary, plot_name=paths["png"].name))
+    paths["snippet"].write_text(render_snippet(summary, report_dir=out_dir))
     _plot(summary, paths["png"])
     return paths
 
@@ -356,12 +359,65 @@ change with its batch-mates. Labels at batch 1 vs batch 64 over the test set dif
 
 Job time: {job["total_seconds"] / 60:.1f} min ({stages}){job["teacher_note"]}.
 
+{_notes(summary)}
+
 ## Rebuild
 
 ```
 {summary["rebuild_command"]}
 ```
 """
+
+
+def _notes(summary: dict[str, Any]) -> str:
+    """Plain-language reading of the misses, derived from the measured numbers."""
+    lat = summary["latency"]
+    notes = []
+    dim = summary.get("student_dim")
+    if dim is None:  # reports written before the field existed: read it from the description
+        found = re.search(r"dim (\d+)", summary.get("architecture", {}).get("distilled", ""))
+        dim = found.group(1) if found else "?"
+    q_b64 = lat["pruned"]["b64_t1"]["median_ms"] / lat["quantized"]["b64_t1"]["median_ms"]
+    q_b1 = lat["pruned"]["b1_t1"]["median_ms"] / lat["quantized"]["b1_t1"]["median_ms"]
+    if q_b1 < 1.5 or q_b64 < 1.5:
+        notes.append(
+            f"- **int8 speed-up is small at this width** (1 thread: {q_b1:.2f}× at batch 1, "
+            f"{q_b64:.2f}× at batch 64). Dynamic quantization adds, per Linear call, a pass "
+            "that finds the activation range and quantizes the input; with a residual width of "
+            f"{dim} and ~10-token questions the int8 GEMM saves less "
+            "than that costs at batch 1, and little at batch 64 (PyTorch's BERT-base tutorial, "
+            "768-wide layers, reported 1.8×). The int8 artifact is still the smallest on disk."
+        )
+    b1 = lat["teacher"]["b1_t2"]["median_ms"] / lat["quantized"]["b1_t2"]["median_ms"]
+    b64 = lat["teacher"]["b64_t2"]["median_ms"] / lat["quantized"]["b64_t2"]["median_ms"]
+    if b1 < 10:
+        notes.append(
+            f"- **Batch-1 latency ratio vs the teacher is {b1:.1f}×** (2 threads): at batch 1 the "
+            "student's time is mostly per-operator overhead (about a hundred small kernels), not "
+            "arithmetic; at batch 64 arithmetic dominates and the ratio is "
+            f"{b64:.1f}×."
+        )
+    q = summary["models"]["quantized"]["accuracy"]
+    if q <= 0.936:
+        notes.append(
+            f"- **Accuracy {q:.1%} is below Kim 2014's 93.6%**: the student learns from the "
+            f"{summary['data']['train']} labelled rows plus teacher-labelled augmentations only; "
+            "its embeddings start from the teacher's but its transformer layers from scratch."
+        )
+    p99 = [lat[n]["b1_t2"]["p99_ms"] / max(1e-9, lat[n]["b1_t2"]["median_ms"]) for n in lat]
+    if max(p99) > 10:
+        notes.append(
+            "- **p99 at 2 threads is noisy**: the 2 cores were shared with other jobs during the "
+            "run, and two torch threads that wait on each other stall when one is descheduled; "
+            "the 1-thread columns are the steadier comparison."
+        )
+    return ("## Reading the misses\n\n" + "\n".join(notes)) if notes else ""
+
+
+def rerender(report_dir: Path) -> dict[str, Path]:
+    """Rewrite report.md / report.png / README-snippet.md from an existing report.json."""
+    summary = json.loads((report_dir / "report.json").read_text())
+    return write_report(summary, report_dir)
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:
