@@ -120,8 +120,9 @@ class Teacher(nn.Module):
     def encode(self, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids and attention mask, both (B, T) with T = the longest text (≤ max_tokens)."""
         encodings = self.tokenizer.encode_batch(list(texts))
+        # Head truncation that keeps the closing [SEP]: [CLS] first max_tokens-2 pieces [SEP].
         rows = [
-            e.ids[: max_tokens - 1] + ([e.ids[-1]] if len(e.ids) > max_tokens else [])
+            [*e.ids[: max_tokens - 1], e.ids[-1]] if len(e.ids) > max_tokens else e.ids
             for e in encodings
         ]
         width = max(len(r) for r in rows)
