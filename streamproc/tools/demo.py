@@ -25,7 +25,7 @@ import orjson
 
 from streamproc.broker import LocalBroker
 from streamproc.errors import StreamprocError
-from streamproc.kafka import consume, ensure_topics
+from streamproc.kafka import consume_count, ensure_topics
 from streamproc.settings import Settings, load_settings
 from streamproc.tools.worker_process import wait_until_serving, worker_process
 
@@ -139,14 +139,9 @@ def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: 
 
 
 def _read(settings: Settings, topic: str, count: int, timeout_s: float = 180.0) -> list:
-    return list(
-        consume(
-            settings.confluent_config(),
-            [topic],
-            group_id=f"demo-{uuid.uuid4().hex}",
-            stop=lambda seen: len(seen) >= count,
-            timeout_s=timeout_s,
-        )
+    group = f"demo-{uuid.uuid4().hex}"
+    return consume_count(
+        settings.confluent_config(), topic, count, group_id=group, timeout_s=timeout_s
     )
 
 
