@@ -495,7 +495,8 @@ def _evaluate(
             "(the teacher's WordPiece pieces most used on the transfer set; embeddings start from "
             f"the teacher's, PCA-projected), window {dc.max_tokens}; {dcfg.epochs} epochs on "
             f"{transfer_size} transfer texts, loss {dcfg.alpha}·T²·KL(T={dcfg.temperature}) + "
-            f"{1 - dcfg.alpha:.1f}·CE on the labelled rows."
+            f"{1 - dcfg.alpha:.1f}·CE on the labelled rows + {dcfg.feature_weight}·(1 − cos) "
+            "between the projected student sentence vector and the teacher's."
         ),
         "pruned": (
             f"heads per layer {list(dc.layer_heads)} → {list(pc.layer_heads)}, FFN neurons "
