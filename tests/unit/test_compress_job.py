@@ -78,12 +78,13 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
             str(tmp_path / "cache"),
             "--quiet",
             "--threads",
-            "2",
+            "1",
         ]
     )
     elapsed = time.perf_counter() - start
     assert "artifact:" in capsys.readouterr().out
-    assert elapsed < 120, f"--quick took {elapsed:.0f} s"
+    # Under a minute on an idle 2-core machine; the bound leaves room for a busy CI runner.
+    assert elapsed < 240, f"--quick took {elapsed:.0f} s"
     summary = json.loads((report / "report.json").read_text())
     assert set(summary["models"]) == {"teacher", "distilled", "pruned", "quantized"}
     assert summary["models"]["pruned"]["flops"] < summary["models"]["distilled"]["flops"]
