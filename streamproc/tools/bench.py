@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -463,7 +464,7 @@ def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple
     return out, "artifacts/trec-quick (offline job --quick: no full artifact existed)"
 
 
-def _teacher_available(labels: Sequence[str]) -> bool:
+def _teacher_available() -> bool:
     from streamproc.compress.data import default_cache_dir
     from streamproc.tools.teacher_model import find_cached_teacher
 
@@ -489,7 +490,7 @@ def run_bench(
     student = load_classifier(artifact_dir, num_threads=cfg.torch_threads or None)
     contenders = [CONTENDERS[name] for name in cfg.contenders]
     notes: list[str] = []
-    if any(c.model == "teacher" for c in contenders) and not _teacher_available(student.labels):
+    if any(c.model == "teacher" for c in contenders) and not _teacher_available():
         contenders = [c for c in contenders if c.model != "teacher"]
         notes.append("teacher-per-event skipped: no fine-tuned teacher in the cache")
     click.echo("checking what else runs on this machine …", err=True)
@@ -552,6 +553,7 @@ def run_bench(
     }
     results["targets"] = bench_report.evaluate_targets(results)
     bench_report.write_reports(results, out_dir)
+    shutil.rmtree(scratch, ignore_errors=True)  # worker logs and test artifact; kept on failure
     return results
 
 
