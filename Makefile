@@ -48,7 +48,7 @@ demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (mo
 
 .PHONY: distill
 distill: $(STAMP) ## Build the compressed model artifact and report for DATASET (default trec)
-	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET)
+	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v1
 
 .PHONY: bench
 bench: $(STAMP) ## Full end-to-end benchmark against the local broker (writes docs/results/bench)

@@ -25,7 +25,7 @@ __all__ = ["distill"]
     "out_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="artifact directory to write (default: models/<dataset>)",
+    help="artifact directory to write (default: artifacts/<dataset>)",
 )
 @click.option(
     "--version", default=None, help="artifact version name (default: <dataset>-<UTC timestamp>)"
@@ -71,7 +71,7 @@ def distill(
     from streamproc.compress.job import JobConfig, run_job
 
     name = Path(dataset).stem if dataset not in BUILTIN_DATASETS else dataset
-    out = out_dir or Path("models") / name
+    out = out_dir or Path("artifacts") / name
     config = JobConfig(
         dataset=dataset,
         out_dir=out,

@@ -52,7 +52,7 @@ __all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job"]
 @dataclass(frozen=True)
 class JobConfig:
     dataset: str = "trec"
-    out_dir: Path = Path("models/trec")
+    out_dir: Path = Path("artifacts/trec")
     version: str | None = None  # default: <dataset>-<yyyymmdd-hhmmss>
     report_dir: Path | None = None
     quick: bool = False
