@@ -253,13 +253,13 @@ class LocalBroker:
 
         meta = self.data_dir / "kraft" / "meta.properties"
         if not meta.exists():
-            cluster_id = self._cluster_id or uuid.uuid4().hex[:22]
+            cluster_id = self._cluster_id or _new_cluster_id()
             fmt = [
                 *java,
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                _kafka_uuid(cluster_id),
+                cluster_id,
                 "-c",
                 str(props),
                 "--ignore-formatted",
@@ -484,12 +484,18 @@ class _QuietLogger:
         return self.log
 
 
-def _kafka_uuid(seed_hex: str) -> str:
-    # Kafka cluster ids: 16 bytes, base64url without padding (as StorageTool random-uuid prints).
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, base64url without padding (as ``random-uuid`` prints).
+
+    Never starting with '-' (Kafka's own Uuid does the same): the storage tool's argument parser
+    would read such an id as an option and refuse to format (seen here, about 1 start in 64).
+    """
     import base64
 
-    raw = bytes.fromhex(seed_hex.ljust(32, "0")[:32])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _read_tail(path: Path, max_bytes: int = 4000) -> str:
