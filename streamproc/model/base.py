@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Prediction", "TextClassifier"]
+__all__ = ["Prediction", "TextClassifier", "predictions_from_probabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,20 @@ class Prediction:
     label: str  # the winning label's name
     score: float  # its probability, in [0, 1]
     probabilities: dict[str, float]  # every label's probability; sums to ~1
+
+
+def predictions_from_probabilities(
+    labels: Sequence[str], rows: Sequence[Sequence[float]]
+) -> list[Prediction]:
+    """One :class:`Prediction` per row of label probabilities (rows in label order)."""
+    out = []
+    for row in rows:
+        best = max(range(len(row)), key=row.__getitem__)
+        probabilities = {name: float(p) for name, p in zip(labels, row, strict=True)}
+        out.append(
+            Prediction(label=labels[best], score=float(row[best]), probabilities=probabilities)
+        )
+    return out
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from torch import nn
 
 from streamproc.errors import ArtifactError, ModelError
 from streamproc.model.artifact import LoadedArtifact, load_artifact
-from streamproc.model.base import Prediction
+from streamproc.model.base import Prediction, predictions_from_probabilities
 from streamproc.model.tokenizer import StudentTokenizer
 
 __all__ = ["FORWARD_CHUNK", "Classifier", "load_classifier"]
@@ -106,19 +106,7 @@ class Classifier:
             raise ModelError(
                 f"model {self._version} failed on a batch of {len(texts)}: {exc}"
             ) from exc
-        out = []
-        for row in probs:
-            best = max(range(len(row)), key=row.__getitem__)
-            out.append(
-                Prediction(
-                    label=self._labels[best],
-                    score=float(row[best]),
-                    probabilities={
-                        name: float(p) for name, p in zip(self._labels, row, strict=True)
-                    },
-                )
-            )
-        return out
+        return predictions_from_probabilities(self._labels, probs)
 
 
 #: Largest single forward pass; bigger batches are split into length-sorted chunks of this size.

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from streamproc.errors import ModelError
-from streamproc.model.base import Prediction
+from streamproc.model.base import Prediction, predictions_from_probabilities
 
 __all__ = ["TeacherClassifier", "find_cached_teacher", "load_teacher_classifier"]
 
@@ -95,17 +95,7 @@ class TeacherClassifier:
                 probs = torch.softmax(self._net(ids, mask).float(), dim=-1).tolist()  # (B, L)
         except RuntimeError as exc:
             raise ModelError(f"teacher failed on a batch of {len(texts)}: {exc}") from exc
-        out = []
-        for row in probs:
-            best = max(range(len(row)), key=row.__getitem__)
-            out.append(
-                Prediction(
-                    label=self._labels[best],
-                    score=float(row[best]),
-                    probabilities=dict(zip(self._labels, map(float, row), strict=True)),
-                )
-            )
-        return out
+        return predictions_from_probabilities(self._labels, probs)
 
 
 def load_teacher_classifier(
