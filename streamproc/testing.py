@@ -43,6 +43,7 @@ class FakeClassifier:
         self._fail_on = fail_on
         self._max_tokens = max_tokens
         self.batch_sizes: list[int] = []
+        self.on_batch: Callable[[Sequence[str]], None] | None = None  # called as a batch starts
         self._lock = threading.Lock()
 
     @property
@@ -64,6 +65,8 @@ class FakeClassifier:
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         with self._lock:
             self.batch_sizes.append(len(texts))
+        if self.on_batch is not None:
+            self.on_batch(texts)
         if self._fail_on is not None and self._fail_on in texts:
             raise RuntimeError("poisoned batch")
         if self._cost_s or self._cost_per_item_s:

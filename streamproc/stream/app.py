@@ -3,9 +3,11 @@
 input topic ──agent──▶ BatchingPipeline ──▶ output topic (predictions, orjson)
                               └──────────▶ dead-letter topic (original bytes + reason headers)
 
-Faust owns the consumer group, partition assignment, rebalances and offset commits; the pipeline
-acks a source record only after the broker acknowledged its prediction (or dead-letter record),
-so a commit never passes an event whose outcome could still be lost.
+Faust owns the consumer group, partition assignment and rebalances. What is committed is the
+pipeline's: it settles a source record only after the broker acknowledged its prediction (or
+dead-letter record), and the consumer (:class:`~streamproc.stream.consumer.WatermarkConsumer`)
+commits the ledger's per-partition watermark, so a commit never passes an event whose outcome
+could still be lost.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from streamproc.errors import ArtifactError
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
+from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.inference import InferenceThread
-from streamproc.stream.lag import backlog, lag_by_partition
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.models import ArtifactWatcher, ModelSlot
 from streamproc.stream.pipeline import BatchingPipeline
@@ -76,6 +78,23 @@ class _App(faust.App):
 
     pipeline: BatchingPipeline | None = None
     drain_timeout_s: float = 30.0
+
+    def _new_consumer(self) -> Any:
+        from faust.transport.drivers.aiokafka import Transport
+
+        transport = self.transport
+        if self.pipeline is None or not isinstance(transport, Transport):
+            return super()._new_consumer()  # e.g. Faust's in-memory test transport
+        consumer = WatermarkConsumer(
+            transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=transport.loop,
+        )
+        consumer.ledger = self.pipeline.offsets
+        return consumer
 
     async def on_stop(self) -> None:
         if self.pipeline is not None and self._consumer is not None:
@@ -230,9 +249,7 @@ def create_worker(
 
     def current_backlog() -> int:
         consumer = app.consumer
-        return backlog(
-            _assigned(consumer), lambda tp: _highwater(consumer, tp), pipeline.next_offsets
-        )
+        return pipeline.offsets.backlog(_assigned(consumer), lambda tp: _highwater(consumer, tp))
 
     pipeline = BatchingPipeline(
         model=slot,
@@ -266,12 +283,7 @@ def create_worker(
     async def report_lag() -> None:
         consumer = app.consumer
         assigned = _assigned(consumer)
-        lags = lag_by_partition(
-            assigned,
-            lambda tp: _highwater(consumer, tp),
-            pipeline.settled_offsets,
-            pipeline.next_offsets,
-        )
+        lags = pipeline.offsets.lag(assigned, lambda tp: _highwater(consumer, tp))
         for (topic, partition), lag in lags.items():
             metrics.set_lag(topic, partition, lag)
         metrics.set_buffered(pipeline.buffered)
@@ -298,10 +310,9 @@ def create_worker(
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
         assigned = set(_assigned(app.consumer))
-        for tp in list(pipeline.next_offsets):
+        for tp in pipeline.offsets.partitions():
             if tp not in assigned:
-                pipeline.next_offsets.pop(tp, None)
-                pipeline.settled_offsets.pop(tp, None)
+                pipeline.offsets.forget(tp)
                 metrics.forget_partition(*tp)
 
     if web_enabled:

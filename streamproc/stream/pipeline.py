@@ -2,15 +2,17 @@
 
 Three stages run concurrently on the event loop, so consuming, computing and producing overlap:
 
-1. :meth:`BatchingPipeline.submit` (called by the agent per record) decodes and validates; a bad
-   record is dead-lettered at once, a good one joins the buffer (bounded: a full buffer blocks the
-   agent, which is Kafka back-pressure).
+1. :meth:`BatchingPipeline.submit` (called by the agent per record) decodes and validates; every
+   record joins the buffer in read order, a bad one carrying its dead-letter reason (bounded: a
+   full buffer blocks the agent, which is Kafka back-pressure).
 2. :meth:`BatchingPipeline._batch_loop` asks the :class:`~streamproc.stream.batching.BatchPolicy`
    how many buffered events to run and how long to wait for more, then runs ``predict_batch`` in
    the inference thread (off the event loop).
 3. :meth:`BatchingPipeline._delivery_loop` publishes each batch's predictions in order, waits for
-   the broker to acknowledge every one (retrying with backoff), and only then acks the source
-   records — Faust commits an offset only when every record below it is acked. At-least-once.
+   the broker to acknowledge every one (retrying with backoff), and only then settles the source
+   records in the :class:`~streamproc.stream.offsets.OffsetLedger`. The consumer commits the
+   ledger's watermark — never an offset above a record whose outcome is not durable yet, whatever
+   order records settle in. At-least-once.
 
 A batch whose inference raises is split in halves and retried, down to single events; an event
 that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
@@ -33,6 +35,7 @@ from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
+from streamproc.stream.offsets import OffsetLedger
 
 __all__ = ["BatchingPipeline", "Publisher", "SourceRecord"]
 
@@ -82,7 +85,7 @@ class Publisher(Protocol):
 @dataclass(slots=True)
 class _Buffered:
     record: SourceRecord
-    event: TextEvent | None  # None: invalid, ``error`` says why (kept in order, exactly_once)
+    event: TextEvent | None  # None: invalid, ``error`` says why (dead-lettered in read order)
     arrived: float  # monotonic clock when it entered the buffer
     origin_s: float  # wall-clock time the event was produced (payload ts, else record timestamp)
     error: EventError | None = None
@@ -153,8 +156,8 @@ class BatchingPipeline:
         self._stopping = False
         self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
         self._failure: BaseException | None = None  # a loop that died: surfaced to the agent
-        self.next_offsets: dict[tuple[str, int], int] = {}  # per partition: next offset to read
-        self.settled_offsets: dict[tuple[str, int], int] = {}  # per partition: last acked offset
+        # Read → settled → committable, per partition: the consumer commits only its watermark.
+        self.offsets = OffsetLedger()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -206,19 +209,15 @@ class BatchingPipeline:
         """Take one consumed record; blocks while the buffer is full (back-pressure)."""
         if self._failure is not None:
             raise RuntimeError("the batching pipeline failed") from self._failure
-        tp = (record.topic, record.partition)
-        self.next_offsets[tp] = record.offset + 1
+        self.offsets.read((record.topic, record.partition), record.offset)
         self._unsettled += 1
         self._metrics.record_consumed()
         try:
             event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
             failure = None
         except EventError as error:
-            if not self._transactional:  # at once: nothing to wait for
-                await self._dead_letter([record], error)
-                return
-            # exactly_once: a dead letter must not overtake earlier events of its partition, or
-            # a commit could include it without the offsets before it.
+            # Buffered like any event: a dead letter never overtakes earlier records of its
+            # partition, so outputs and settlements follow read order in both guarantees.
             event, failure = None, error
         ts_ms = event.ts_ms if event is not None else None
         origin_s = ts_ms / 1000.0 if ts_ms is not None else record.timestamp_s
@@ -228,10 +227,6 @@ class BatchingPipeline:
         self._buffer.append(_Buffered(record, event, self._clock(), origin_s, failure))
         self._policy.record_arrivals(count=1, now=self._clock())
         self._grew.set()
-
-    async def _dead_letter(self, records: Sequence[SourceRecord], error: EventError) -> None:
-        # Through the same ordered outbox as predictions: acks stay in offset order per batch.
-        await self._outbox.put([self._dead_letter_record(record, error) for record in records])
 
     def _dead_letter_record(self, record: SourceRecord, error: EventError) -> _Outgoing:
         """The original bytes, with headers naming the reason and where they came from."""
@@ -380,11 +375,9 @@ class BatchingPipeline:
     def _settle(self, outgoing: list[_Outgoing]) -> None:
         for item in outgoing:
             for record in item.settles:
-                record.ack()
+                self.offsets.settle((record.topic, record.partition), record.offset)
+                record.ack()  # Faust's own bookkeeping (wait_empty on rebalance and stop)
                 self._unsettled -= 1
-                tp = (record.topic, record.partition)
-                # Max: a dead letter may settle before earlier events of its partition.
-                self.settled_offsets[tp] = max(record.offset, self.settled_offsets.get(tp, -1))
 
     async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> None:
         """exactly_once: put each record into its open transaction and ack its source at once.

@@ -149,6 +149,45 @@ def test_bad_events_go_to_the_dead_letter_topic_with_their_reason() -> None:
     assert all(r.acked for r in records)
 
 
+def test_a_dead_letter_takes_its_place_in_read_order_and_never_passes_the_watermark() -> None:
+    # at_least_once: a bad record used to be dead-lettered (and acked) ahead of valid records
+    # still in inference; the commit then passed them. Now it settles in read order.
+    log: list[str] = []
+    records = [Record(i, event(i), log=log) for i in range(20)]
+    records.append(Record(20, b"{bad", log=log))
+    publisher = FakePublisher()
+    publisher.log = log
+    watermarks: list[int | None] = []
+
+    async def scenario() -> BatchingPipeline:
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: model,
+            policy=FixedBatchPolicy(size=4, window_s=0.01),
+            publisher=publisher,
+            metrics=StreamMetrics(),
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=1000,
+        )
+        model.on_batch = lambda texts: watermarks.append(pipeline.offsets.committable(("in", 0)))
+        pipeline.start()
+        for record in records:
+            await pipeline.submit(record)
+        await pipeline.drain(timeout_s=20)
+        inference.close()
+        return pipeline
+
+    model = FakeClassifier(cost_s=0.01)
+    pipeline = asyncio.run(scenario())
+    acks = [line for line in log if line.startswith("ack")]
+    assert acks == [f"ack {i}" for i in range(21)], "settled in read order"
+    assert log.index("ack 20") > log.index("sent id-19")
+    assert len(publisher.dead_letters) == 1
+    assert watermarks and all(w is not None and w < 20 for w in watermarks), watermarks
+    assert pipeline.offsets.committable(("in", 0)) == 21
+
+
 def test_failed_sends_are_retried_and_nothing_is_acked_before_success() -> None:
     records = [Record(i, event(i)) for i in range(10)]
     publisher = FakePublisher(fail_first=15)
