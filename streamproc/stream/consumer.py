@@ -1,24 +1,33 @@
-"""Faust's Kafka consumer, committing the pipeline's offset watermark and nothing else.
+"""Faust's Kafka consumer, with batched ingress and a commit that is the pipeline's watermark.
 
-Faust (0.15.3, pinned) decides what to commit from the offsets acked so far: the first run of
+**Batched ingress.** Faust (0.15.3, pinned) hands each fetched record to its conductor one by
+one, each inside ``wait_first(callback, suspend_flow.wait())`` (tasks and cancellations per
+record), then through the stream's nested async generators: that per-record path, not Kafka nor
+the model, capped a worker. This consumer keeps Faust's fetch (``getmany``: stale generations and
+paused partitions are filtered there) and hands each fetched batch to the pipeline in one call,
+still inside ``wait_first`` so a rebalance can interrupt it. The agent's stream stays the path
+for Faust's in-memory test transport.
+
+**Commits.** Faust decides what to commit from the offsets acked so far: the first run of
 consecutive acked offsets. It checks that run against the last commit only when that commit is a
 truthy offset, so in a fresh group (or after a revocation) a record acked ahead of earlier ones
-makes it commit past them (faust-streaming #606). Whatever order records settle in, this
-consumer commits the :class:`~streamproc.stream.offsets.OffsetLedger` watermark: every offset
-below it is settled.
-
-Every commit goes through ``_filter_committable_offsets`` — the periodic commit, the commit
-after N acks, the commit on rebalance and on stop, and exactly_once's transactional commits — so
-overriding that one method covers them all. ``tests/reliability/test_commit_order.py`` proves it
-against a real broker.
+makes it commit past them (faust-streaming #606). This consumer commits the
+:class:`~streamproc.stream.offsets.OffsetLedger` watermark instead: every offset below it is
+settled. Every commit goes through ``_filter_committable_offsets`` — the periodic commit, the
+commit on rebalance and on stop, and exactly_once's transactional commits — so overriding that
+one method covers them all. ``tests/reliability/test_commit_order.py`` proves it against a real
+broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.types import TP
+from faust.types import TP, Message
 
 from streamproc.stream.offsets import OffsetLedger
 
@@ -26,9 +35,65 @@ __all__ = ["WatermarkConsumer"]
 
 
 class WatermarkConsumer(AIOKafkaConsumer):
-    """Commits ``ledger.committable(tp)`` for each partition with acks since the last commit."""
+    """Feeds fetched batches to ``ingress`` and commits ``ledger.committable(tp)``."""
 
-    ledger: OffsetLedger | None = None  # set by the app before the consumer starts
+    # Set by the app before the consumer starts.
+    ledger: OffsetLedger | None = None
+    ingress: Callable[[Sequence[Message]], Awaitable[None]] | None = None
+    pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        ingress = self.ingress
+        if ingress is None:
+            await super()._drain_messages(fetcher)
+            return
+        read_offset = self._read_offset
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                batch = []
+                async for tp, message in self.getmany(timeout=1.0):
+                    seen = read_offset[tp]
+                    # Like Faust: after a seek, drop what the old fetch position still returns.
+                    if seen is None or message.offset >= seen:
+                        batch.append(message)
+                        read_offset[tp] = message.offset
+                await asyncio.sleep(0)  # getmany may not yield to the loop at all
+                if batch and not self.should_stop:
+                    await self.wait_first(ingress(batch), self.suspend_flow.wait())
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def wait_empty(self) -> None:
+        """Before a rebalance (and on stop): wait until every record read is settled."""
+        if self.ingress is None:
+            await super().wait_empty()
+            return
+        while not self.should_stop and self.pending():
+            await self.commit()
+            await asyncio.sleep(0.05)
+        await self.commit_and_end_transactions()
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        if self.ledger is None or self.ingress is None:
+            yield from super()._filter_tps_with_pending_acks(topics)
+            return
+        # Faust only considers partitions it saw acks for; the batched path never acks to it.
+        # aiokafka's own type: its transactional offset commit (exactly_once) insists on it.
+        for topic, partition in self.ledger.partitions():
+            tp = TopicPartition(topic, partition)
+            if topics is None or tp in topics or topic in topics:
+                yield tp
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         if self.ledger is None:  # not wired to a pipeline: Faust's own behaviour

@@ -19,6 +19,11 @@ name                                          type       what
 ``streamproc_model_info{version}``            gauge      1 for the model version now serving
 ``streamproc_model_reloads_total{result}``    counter    hot reloads: ``ok`` | ``refused``
 ``streamproc_inference_errors_total``         counter    batches whose inference raised
+``streamproc_stage_seconds{stage}``           histogram  per call: ``ingress`` (a fetched batch
+                                                         decoded, buffered), ``publish`` (a batch
+                                                         handed to the producer), ``ack`` (broker
+                                                         acknowledgement after hand-over)
+``streamproc_publish_retries_total``          counter    records sent again after a failed send
 ``process_*``, ``python_info``                (various)  CPU, memory, fds (in a registry we own)
 ============================================  =========  ========================================
 
@@ -53,6 +58,7 @@ __all__ = [
     "INFERENCE_BUCKETS",
     "LATENCY_BUCKETS",
     "METRIC_NAMES",
+    "STAGE_BUCKETS",
     "StreamMetrics",
 ]
 
@@ -71,6 +77,11 @@ BATCH_WAIT_BUCKETS: tuple[float, ...] = (
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 #: Model time per batch, 0.5 ms … 10 s.
+# Hot-path stages: 20 µs (decoding a few records) to 2.5 s (a broker away).
+STAGE_BUCKETS: tuple[float, ...] = (
+    0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5,
+)  # fmt: skip
 INFERENCE_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -90,6 +101,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "streamproc_model_info",
     "streamproc_model_reloads_total",
     "streamproc_inference_errors_total",
+    "streamproc_stage_seconds",
+    "streamproc_publish_retries_total",
 )
 
 _RATE_WINDOW_S = 10  # throughput is averaged over this many seconds …
@@ -192,6 +205,22 @@ class StreamMetrics:
         self.inference_errors = Counter(
             "streamproc_inference_errors", "Batches whose inference raised.", registry=r
         )
+        self.stage_seconds = Histogram(
+            "streamproc_stage_seconds",
+            "Time per call of each hot-path stage: ingress (a fetched batch decoded and "
+            "buffered), publish (a batch handed to the producer), ack (the broker's "
+            "acknowledgement of a batch, after it was handed over).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.publish_retries = Counter(
+            "streamproc_publish_retries",
+            "Records sent again after a send the broker did not acknowledge.",
+            registry=r,
+        )
+        for stage in ("ingress", "publish", "ack"):
+            self.stage_seconds.labels(stage=stage)
         for result in ("ok", "refused"):  # both series exist from the start, so rate() works
             self.model_reloads.labels(result=result)
 
@@ -228,6 +257,13 @@ class StreamMetrics:
         with self._lock:
             self._dead_by_reason[reason] = self._dead_by_reason.get(reason, 0) + 1
             self._bucket()[3] += 1
+
+    def record_stage(self, stage: str, seconds: float) -> None:
+        """One call of a hot-path stage took ``seconds`` (see ``streamproc_stage_seconds``)."""
+        self.stage_seconds.labels(stage=stage).observe(max(0.0, seconds))
+
+    def record_publish_retry(self, records: int) -> None:
+        self.publish_retries.inc(records)
 
     def record_batch(
         self, *, size: int, wait_s: float, inference_s: float, target_size: int

@@ -8,11 +8,13 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
 2. :meth:`BatchingPipeline._batch_loop` asks the :class:`~streamproc.stream.batching.BatchPolicy`
    how many buffered events to run and how long to wait for more, then runs ``predict_batch`` in
    the inference thread (off the event loop).
-3. :meth:`BatchingPipeline._delivery_loop` publishes each batch's predictions in order, waits for
-   the broker to acknowledge every one (retrying with backoff), and only then settles the source
-   records in the :class:`~streamproc.stream.offsets.OffsetLedger`. The consumer commits the
-   ledger's watermark — never an offset above a record whose outcome is not durable yet, whatever
-   order records settle in. At-least-once.
+3. :meth:`BatchingPipeline._delivery_loop` hands each batch's outputs to the producer in order
+   without waiting for the previous batch's acknowledgements (pipelined egress), and
+   :meth:`BatchingPipeline._settle_loop` settles batches in order as the broker acknowledges
+   them, in the :class:`~streamproc.stream.offsets.OffsetLedger`. The consumer commits the
+   ledger's watermark — never an offset above a record whose outcome is not durable yet. A failed
+   send stops new sends, and the failed record and every record sent after it are sent again, in
+   order, with backoff, so one key's outputs never overtake each other. At-least-once.
 
 A batch whose inference raises is split in halves and retried, down to single events; an event
 that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
@@ -152,6 +154,12 @@ class BatchingPipeline:
         self._has_space.set()
         # Bounded: if delivery stalls (broker away), inference stops and then the agent blocks.
         self._outbox: asyncio.Queue[list[_Outgoing] | None] = asyncio.Queue(max_batches_in_flight)
+        # at_least_once: batches handed to the producer, oldest first, with their ack futures;
+        # bounded so a stalled broker stops the delivery loop, then inference, then the agent.
+        self._in_flight: deque[tuple[list[_Outgoing], list[Awaitable[Any]], float]] = deque()
+        self._in_flight_slots = asyncio.Semaphore(max_batches_in_flight)
+        self._sent = asyncio.Event()
+        self._send_lock = asyncio.Lock()  # held while a batch is being handed to the producer
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
@@ -165,6 +173,7 @@ class BatchingPipeline:
             self._tasks = [
                 asyncio.create_task(self._batch_loop(), name="streamproc-batch-loop"),
                 asyncio.create_task(self._delivery_loop(), name="streamproc-delivery-loop"),
+                asyncio.create_task(self._settle_loop(), name="streamproc-settle-loop"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._on_loop_done)
@@ -200,18 +209,50 @@ class BatchingPipeline:
         return len(self._buffer)
 
     @property
+    def failed(self) -> bool:
+        """A loop died: nothing will settle any more (the agent raises on its next submit)."""
+        return self._failure is not None
+
+    @property
     def unsettled(self) -> int:
         """Records taken from the consumer whose outcome the broker has not acknowledged yet."""
         return self._unsettled
 
     # -- stage 1: decode and buffer ----------------------------------------------------------
     async def submit(self, record: SourceRecord) -> None:
-        """Take one consumed record; blocks while the buffer is full (back-pressure)."""
+        """Take one consumed record (Faust's per-event stream path; tests)."""
+        await self.submit_many((record,))
+
+    async def submit_many(self, records: Sequence[SourceRecord]) -> None:
+        """Take a fetched batch of records in read order; blocks while the buffer is full
+        (back-pressure). One metrics and controller update per call, not per record.
+
+        Cancellation-safe (the consumer cancels it when a rebalance suspends fetching): a record
+        is registered in the ledger only as it enters the buffer, so one not taken yet is simply
+        read again from the committed offset."""
         if self._failure is not None:
             raise RuntimeError("the batching pipeline failed") from self._failure
+        taken = 0
+        started = self._clock()
+        try:
+            for record in records:
+                if len(self._buffer) >= self._max_buffered:
+                    self._note_arrivals(taken)
+                    taken = 0
+                    while len(self._buffer) >= self._max_buffered and self._failure is None:
+                        self._has_space.clear()
+                        await self._has_space.wait()
+                    if self._failure is not None:
+                        raise RuntimeError("the batching pipeline failed") from self._failure
+                self._buffer.append(self._accept(record))
+                taken += 1
+        finally:
+            self._note_arrivals(taken)
+            self._metrics.record_stage("ingress", self._clock() - started)
+
+    def _accept(self, record: SourceRecord) -> _Buffered:
         self.offsets.read((record.topic, record.partition), record.offset)
         self._unsettled += 1
-        self._metrics.record_consumed()
         try:
             event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
             failure = None
@@ -221,12 +262,13 @@ class BatchingPipeline:
             event, failure = None, error
         ts_ms = event.ts_ms if event is not None else None
         origin_s = ts_ms / 1000.0 if ts_ms is not None else record.timestamp_s
-        while len(self._buffer) >= self._max_buffered and self._failure is None:
-            self._has_space.clear()
-            await self._has_space.wait()
-        self._buffer.append(_Buffered(record, event, self._clock(), origin_s, failure))
-        self._policy.record_arrivals(count=1, now=self._clock())
-        self._grew.set()
+        return _Buffered(record, event, self._clock(), origin_s, failure)
+
+    def _note_arrivals(self, count: int) -> None:
+        if count:
+            self._metrics.record_consumed(count)
+            self._policy.record_arrivals(count=count, now=self._clock())
+            self._grew.set()
 
     def _dead_letter_record(self, record: SourceRecord, error: EventError) -> _Outgoing:
         """The original bytes, with headers naming the reason and where they came from."""
@@ -365,12 +407,79 @@ class BatchingPipeline:
                 return
             if self._transactional:
                 await self._deliver_in_transaction(outgoing)
-            else:
-                await self._deliver(outgoing)
+                self._record_published(outgoing)
+                continue
+            await self._in_flight_slots.acquire()  # released when the batch is settled
+            async with self._send_lock:
+                started = self._clock()
+                futures = [await self._send(item) for item in outgoing]
+                self._in_flight.append((outgoing, futures, self._clock()))
+                self._metrics.record_stage("publish", self._clock() - started)
+            self._sent.set()
+
+    async def _settle_loop(self) -> None:
+        """at_least_once: settle batches in the order they were sent, as the broker acks them."""
+        while True:
+            while not self._in_flight:
+                self._sent.clear()
+                await self._sent.wait()
+            outgoing, futures, sent_at = self._in_flight[0]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            if any(isinstance(result, BaseException) for result in results):
+                await self._resend_in_order(results)  # settles every batch in flight
+                continue
+            self._in_flight.popleft()
+            self._metrics.record_stage("ack", self._clock() - sent_at)
+            self._settle(outgoing)
+            self._record_published(outgoing)
+            self._in_flight_slots.release()
+
+    async def _resend_in_order(self, head_results: list[Any]) -> None:
+        """A send failed: stop sending, then send the failed record and every record sent after
+        it again, in order, until the broker acknowledges them all; settle everything in flight.
+
+        Records after the failed one may have been acknowledged already: they are sent again
+        (duplicates, at-least-once) so that no output overtakes an earlier one of its key."""
+        async with self._send_lock:  # the delivery loop cannot hand over a new batch meanwhile
+            batches = list(self._in_flight)
+            results = [head_results] + [
+                await asyncio.gather(*futures, return_exceptions=True)
+                for _, futures, _ in batches[1:]
+            ]
+            items = [item for outgoing, _, _ in batches for item in outgoing]
+            flat = [result for batch_results in results for result in batch_results]
+            delay = _RETRY_FIRST_S
+            while True:
+                first = next(
+                    (i for i, result in enumerate(flat) if isinstance(result, BaseException)),
+                    None,
+                )
+                if first is None:
+                    break
+                self._metrics.record_publish_retry(len(items) - first)
+                log.warning(
+                    "record %d of %d in flight not acknowledged by the broker (%r); sending it "
+                    "and the %d after it again in %.1fs",
+                    first + 1,
+                    len(items),
+                    flat[first],
+                    len(items) - first - 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                futures = [await self._send(item) for item in items[first:]]
+                flat[first:] = await asyncio.gather(*futures, return_exceptions=True)
+            for outgoing, _, _ in batches:
+                self._in_flight.popleft()
                 self._settle(outgoing)
-            latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]
-            if latencies:
-                self._metrics.record_predictions(latencies)
+                self._record_published(outgoing)
+                self._in_flight_slots.release()
+
+    def _record_published(self, outgoing: list[_Outgoing]) -> None:
+        latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]
+        if latencies:
+            self._metrics.record_predictions(latencies)
 
     def _settle(self, outgoing: list[_Outgoing]) -> None:
         for item in outgoing:
@@ -408,31 +517,6 @@ class BatchingPipeline:
         ):
             self._last_commit = self._clock()
             await self._commit()
-
-    async def _deliver(self, outgoing: list[_Outgoing]) -> None:
-        """Publish every record and wait for the broker's acknowledgement; retry what failed."""
-        pending = outgoing
-        delay = _RETRY_FIRST_S
-        while pending:
-            futures = [await self._send(item) for item in pending]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                item
-                for item, result in zip(pending, results, strict=True)
-                if isinstance(result, BaseException)
-            ]
-            if failed:
-                error = next(r for r in results if isinstance(r, BaseException))
-                log.warning(
-                    "%d of %d records not acknowledged by the broker (%r); retrying in %.1fs",
-                    len(failed),
-                    len(pending),
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-            pending = failed
 
     async def _send(self, item: _Outgoing) -> Awaitable[Any]:
         try:

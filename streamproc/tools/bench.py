@@ -66,13 +66,28 @@ class Contender:
     model: str  # student | teacher | passthrough
     policy: str  # adaptive | fixed:SIZE:WINDOW_S
     description: str
+    ingress: str = "batched"  # batched | stream (Faust's per-event stream: the old path)
 
 
 CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in (
         Contender("passthrough", "passthrough", "adaptive", "floor: worker with no model"),
+        Contender(
+            "passthrough-stream",
+            "passthrough",
+            "adaptive",
+            "no model, Faust's per-event stream ingress (before batched ingress)",
+            ingress="stream",
+        ),
         Contender("adaptive", "student", "adaptive", "adaptive batching, student"),
+        Contender(
+            "adaptive-stream",
+            "student",
+            "adaptive",
+            "adaptive batching, student, Faust's per-event stream ingress",
+            ingress="stream",
+        ),
         Contender("take64", "student", "fixed:64:0.05", "take(64, within=50 ms), student"),
         Contender("take256", "student", "fixed:256:0.2", "take(256, within=200 ms), student"),
         Contender("per-event", "student", "fixed:1:0", "per-event, student"),
@@ -249,6 +264,7 @@ def run_point(
             worker.request(
                 "start",
                 policy=contender.policy,
+                ingress=contender.ingress,
                 settings={
                     **names,
                     "bootstrap_servers": bootstrap,

@@ -10,7 +10,8 @@ Protocol: the config is one JSON argument; commands arrive as JSON lines on stdi
 exactly one JSON line back on the original stdout (everything else the process prints goes to
 stderr, so logs cannot corrupt the protocol)::
 
-    {"cmd": "start", "policy": "adaptive" | "fixed:SIZE:WINDOW_S", "settings": {...}}
+    {"cmd": "start", "policy": "adaptive" | "fixed:SIZE:WINDOW_S", "ingress": "batched" | "stream",
+     "settings": {...}}
     {"cmd": "mark"}     -> model/batch counters now (the parent subtracts two marks)
     {"cmd": "stop"}     -> graceful stop of the current app (drains, commits), then counters
     {"cmd": "exit"}
@@ -112,9 +113,18 @@ def _serve(config: dict[str, Any], proto: TextIO) -> None:
             if cmd == "start":
                 settings = load_settings(**msg["settings"], torch_threads=threads)
                 policy = make_policy(msg["policy"], settings)
+                batched = msg.get("ingress", "batched") == "batched"
 
-                def factory(settings: Any = settings, policy: Any = policy) -> Any:
-                    return create_worker(settings, model=model, policy=policy, web_enabled=False)
+                def factory(
+                    settings: Any = settings, policy: Any = policy, batched: bool = batched
+                ) -> Any:
+                    return create_worker(
+                        settings,
+                        model=model,
+                        policy=policy,
+                        web_enabled=False,
+                        batched_ingress=batched,
+                    )
 
                 worker = stack.enter_context(running_worker(factory))
                 reply(ok=True, event="started", policy=repr(policy))

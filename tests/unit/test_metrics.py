@@ -62,6 +62,8 @@ def test_every_family_is_exposed_with_conventional_names(metrics: StreamMetrics)
     metrics.set_model_version("v1")
     metrics.record_model_reload(ok=True)
     metrics.record_inference_error()
+    metrics.record_stage("publish", 0.001)
+    metrics.record_publish_retry(3)
 
     names = {s[0] for s in samples(metrics)}
     for name in METRIC_NAMES:
@@ -73,6 +75,7 @@ def test_every_family_is_exposed_with_conventional_names(metrics: StreamMetrics)
             "streamproc_batch_wait_seconds",
             "streamproc_inference_seconds",
             "streamproc_event_latency_seconds",
+            "streamproc_stage_seconds",
         }:  # histograms: _bucket/_sum/_count
             assert {f"{name}_bucket", f"{name}_sum", f"{name}_count"} <= names, name
         else:

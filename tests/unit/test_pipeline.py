@@ -189,12 +189,53 @@ def test_a_dead_letter_takes_its_place_in_read_order_and_never_passes_the_waterm
 
 
 def test_failed_sends_are_retried_and_nothing_is_acked_before_success() -> None:
-    records = [Record(i, event(i)) for i in range(10)]
+    log: list[str] = []
+    records = [Record(i, event(i), log=log) for i in range(10)]
     publisher = FakePublisher(fail_first=15)
+    publisher.log = log
     asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
-    assert sorted(p["id"] for p in publisher.predictions) == sorted(f"id-{i}" for i in range(10))
+    ids = [p["id"] for p in publisher.predictions]
+    assert set(ids) == {f"id-{i}" for i in range(10)}
     assert publisher.attempts > 15
     assert all(r.acked for r in records)
+    for i in range(10):  # acked only after its prediction was acknowledged
+        assert log.index(f"sent id-{i}") < log.index(f"ack {i}")
+    # A failed record is sent again together with everything sent after it, in order, so the
+    # copies written last are in input order (per-key order holds; earlier copies: duplicates).
+    assert ids[-10:] == [f"id-{i}" for i in range(10)]
+
+
+def test_batches_are_sent_before_earlier_ones_are_acknowledged() -> None:
+    # Pipelined egress: the broker's acknowledgements are slow; sends of later batches must not
+    # wait for them, and settlement still follows batch order.
+    class SlowAcks(FakePublisher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unacked_at_send: list[int] = []
+            self.pending: list[asyncio.Future[Any]] = []
+
+        async def _settle(self, on_success: Any) -> asyncio.Future[Any]:
+            self.unacked_at_send.append(sum(not f.done() for f in self.pending))
+            on_success()
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.05, fut.set_result, None)
+            self.pending.append(fut)
+            return fut
+
+    log: list[str] = []
+    records = [Record(i, event(i), log=log) for i in range(64)]
+    publisher = SlowAcks()
+    publisher.log = log
+    asyncio.run(
+        run_pipeline(
+            records,
+            model=FakeClassifier(),
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=8, window_s=0.0),
+        )
+    )
+    assert max(publisher.unacked_at_send) > 8, "a later batch was sent while earlier were unacked"
+    assert [line for line in log if line.startswith("ack")] == [f"ack {i}" for i in range(64)]
 
 
 @pytest.mark.parametrize("max_buffered", [1, 4])
