@@ -42,7 +42,7 @@ from streamproc.compress.report import (
     write_report,
 )
 from streamproc.errors import ModelError
-from streamproc.model.artifact import WEIGHTS, save_artifact
+from streamproc.model.artifact import WEIGHTS, record_evaluation, save_artifact
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
 
@@ -328,6 +328,17 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         if teacher_meta.get("cached"):
             summary["job"]["total_seconds"] = round(total + float(teacher_meta["train_seconds"]), 1)
         summary["transfer"] = {"texts": len(transfer), "augmented": len(augmented)}
+        served = summary["models"]["quantized"]
+        record_evaluation(
+            artifact_dir,
+            {
+                "split": "test",
+                "rows": len(data.test_texts),
+                "accuracy": served["accuracy"],
+                "macro_f1": served["macro_f1"],
+                "teacher_accuracy": summary["models"]["teacher"]["accuracy"],
+            },
+        )
         summary["artifact"] = {
             "version": version,
             "path": str(artifact_dir),

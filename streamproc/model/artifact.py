@@ -48,9 +48,12 @@ __all__ = [
     "CURRENT_FILE",
     "FORMAT_VERSION",
     "LoadedArtifact",
+    "builtin_artifact",
     "load_artifact",
     "publish_artifact",
     "read_manifest",
+    "record_evaluation",
+    "resolve_artifact_argument",
     "resolve_current",
     "save_artifact",
     "verify_artifact",
@@ -188,6 +191,50 @@ def save_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def record_evaluation(path: Path, evaluation: dict[str, Any]) -> None:
+    """Write the artifact's measured quality into ``metadata.evaluation`` of its manifest.
+
+    The manifest is not among the digested files, so this does not invalidate the artifact; it
+    is replaced atomically."""
+    manifest = read_manifest(path)
+    manifest.setdefault("metadata", {})["evaluation"] = evaluation
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path / MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+#: Artifacts shipped inside the package (``streamproc/resources/models/<name>/``): the offline
+#: job's own output, so a fresh install serves a real model. ``make distill`` rebuilds them.
+BUILTIN_ARTIFACTS = ("trec",)
+
+
+def builtin_artifact(name: str = "trec") -> Path:
+    """The directory of a shipped artifact (``builtin:NAME`` on the command line)."""
+    from importlib.resources import files
+
+    if name not in BUILTIN_ARTIFACTS:
+        raise ArtifactError(
+            f"no built-in artifact {name!r} (built in: {', '.join(BUILTIN_ARTIFACTS)})"
+        )
+    path = Path(str(files("streamproc") / "resources" / "models" / name))
+    if not (path / MANIFEST).is_file():
+        raise ArtifactError(f"built-in artifact {name!r} is missing from this install ({path})")
+    return path
+
+
+def resolve_artifact_argument(argument: str | Path) -> Path:
+    """``builtin:NAME`` → the shipped artifact; anything else is a directory path."""
+    text = str(argument)
+    if text.startswith("builtin:"):
+        return builtin_artifact(text.removeprefix("builtin:"))
+    return Path(text)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -342,7 +389,8 @@ def resolve_current(model_dir: Path) -> Path:
         version = current.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise ArtifactError(
-            f"{current}: missing (publish a model with `streamproc model publish`)"
+            f"{current}: missing (publish a model: `streamproc model publish builtin:trec "
+            f"--model-dir {model_dir}` serves the shipped TREC classifier)"
         ) from None
     except OSError as exc:
         raise ArtifactError(f"{current}: unreadable ({exc})") from None

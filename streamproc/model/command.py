@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
-from streamproc.model.artifact import publish_artifact, verify_artifact
+from streamproc.model.artifact import (
+    publish_artifact,
+    resolve_artifact_argument,
+    verify_artifact,
+)
 
 __all__ = ["model"]
 
@@ -18,11 +22,14 @@ def model() -> None:
 
 
 @model.command("info")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
-def info(path: Path, as_json: bool) -> None:
-    """Print an artifact's manifest summary (digests are checked first)."""
-    manifest = verify_artifact(path)
+def info(path: str, as_json: bool) -> None:
+    """Print an artifact's manifest summary (digests are checked first).
+
+    PATH: an artifact directory, or builtin:trec (the model shipped in the package)."""
+    artifact = resolve_artifact_argument(path)
+    manifest = verify_artifact(artifact)
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
@@ -47,30 +54,39 @@ def info(path: Path, as_json: bool) -> None:
             f"dataset:      {dataset.get('name', '?')} "
             f"({dataset.get('train_rows', '?')} train rows)"
         )
+    evaluation = meta.get("evaluation")
+    if evaluation:
+        click.echo(
+            f"evaluation:   accuracy {evaluation['accuracy']:.2%} on {evaluation['rows']} "
+            f"{evaluation['split']} rows (macro-F1 {evaluation['macro_f1']:.3f})"
+        )
     for name, digest in manifest["files"].items():
-        size = (path / name).stat().st_size
+        size = (artifact / name).stat().st_size
         click.echo(f"file:         {name} {size:,} bytes sha256 {digest[:16]}…")
 
 
 @model.command("verify")
-@click.argument("path", type=click.Path(path_type=Path))
-def verify(path: Path) -> None:
+@click.argument("path")
+def verify(path: str) -> None:
     """Check every file's sha256 against the manifest; exit 2 with one line if anything is off."""
-    manifest = verify_artifact(path)
+    manifest = verify_artifact(resolve_artifact_argument(path))
     click.echo(
         f"ok: {path} (version {manifest['version']}, {len(manifest['files'])} files verified)"
     )
 
 
 @model.command("publish")
-@click.argument("artifact", type=click.Path(path_type=Path))
+@click.argument("artifact")
 @click.option(
     "--model-dir",
     type=click.Path(path_type=Path),
     required=True,
     help="the directory workers watch: gets <version>/ and an atomically replaced CURRENT",
 )
-def publish(artifact: Path, model_dir: Path) -> None:
-    """Copy ARTIFACT into MODEL_DIR/<version>/ and point MODEL_DIR/CURRENT at it."""
-    version = publish_artifact(artifact, model_dir)
+def publish(artifact: str, model_dir: Path) -> None:
+    """Copy ARTIFACT into MODEL_DIR/<version>/ and point MODEL_DIR/CURRENT at it.
+
+    ARTIFACT: a directory written by `streamproc distill`, or builtin:trec (the TREC question
+    classifier shipped in the package)."""
+    version = publish_artifact(resolve_artifact_argument(artifact), model_dir)
     click.echo(f"published {version} -> {model_dir / version} (CURRENT updated)")

@@ -458,8 +458,8 @@ class BatchingPipeline:
                     break
                 self._metrics.record_publish_retry(len(items) - first)
                 log.warning(
-                    "record %d of %d in flight not acknowledged by the broker (%r); sending it "
-                    "and the %d after it again in %.1fs",
+                    "record %d of %d in flight not acknowledged by the broker (%r); retrying it "
+                    "and the %d sent after it, in order, in %.1fs",
                     first + 1,
                     len(items),
                     flat[first],

@@ -67,6 +67,7 @@ class Contender:
     policy: str  # adaptive | fixed:SIZE:WINDOW_S
     description: str
     ingress: str = "batched"  # batched | stream (Faust's per-event stream: the old path)
+    torch_threads: int | None = None  # None: the run's --torch-threads
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -87,6 +88,13 @@ CONTENDERS: dict[str, Contender] = {
             "adaptive",
             "adaptive batching, student, Faust's per-event stream ingress",
             ingress="stream",
+        ),
+        Contender(
+            "adaptive-t2",
+            "student",
+            "adaptive",
+            "adaptive batching, student, 2 torch threads",
+            torch_threads=2,
         ),
         Contender("take64", "student", "fixed:64:0.05", "take(64, within=50 ms), student"),
         Contender("take256", "student", "fixed:256:0.2", "take(256, within=200 ms), student"),
@@ -591,7 +599,7 @@ def _run_contender(
         "model": contender.model,
         "artifact": str(artifact_dir),
         "cache_dir": str(default_cache_dir()),
-        "torch_threads": cfg.torch_threads,
+        "torch_threads": contender.torch_threads or cfg.torch_threads,
         "switch_interval_s": cfg.switch_interval_s,
     }
     log_path = scratch / f"worker-{contender.name}.log"

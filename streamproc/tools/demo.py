@@ -47,20 +47,21 @@ def _broker() -> Iterator[str]:
 
 
 def _ensure_model(model_dir: Path, quick: bool) -> str:
-    from streamproc.model.artifact import publish_artifact, resolve_current
+    """Serve what ``model_dir/CURRENT`` names; else publish the full ``make distill`` artifact if
+    it was built, else the TREC classifier shipped in the package (``--quick-model``: a fresh
+    ``--quick`` one, for tests)."""
+    from streamproc.model.artifact import builtin_artifact, publish_artifact, resolve_current
 
-    with contextlib.suppress(StreamprocError):
-        current = resolve_current(model_dir)
-        click.echo(f"[2/5] model: serving {current.name} from {model_dir}")
-        return current.name
+    if not quick:
+        with contextlib.suppress(StreamprocError):
+            current = resolve_current(model_dir)
+            click.echo(f"[2/5] model: serving {current.name} from {model_dir}")
+            return current.name
     built = Path("artifacts/trec")
-    if not (built / "manifest.json").exists() or quick:
+    if quick:
         from streamproc.compress.job import JobConfig, run_job
 
-        click.echo(
-            "[2/5] model: none published yet; running the offline job in --quick mode "
-            "(`make distill` builds the full one) …"
-        )
+        click.echo("[2/5] model: running the offline job in --quick mode (a test-sized model) …")
         built = Path("artifacts/trec-quick")
         run_job(
             JobConfig(
@@ -70,8 +71,10 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
                 report_dir=built.with_name("trec-quick-report"),
             )
         )
+    elif not (built / "manifest.json").exists():
+        built = builtin_artifact("trec")
     version = publish_artifact(built, model_dir)
-    click.echo(f"[2/5] model: published {version} to {model_dir}")
+    click.echo(f"[2/5] model: published {version} ({built}) to {model_dir}")
     return version
 
 
@@ -87,7 +90,11 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
 @click.option(
     "--model-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True
 )
-@click.option("--quick-model", is_flag=True, help="Always build a fresh --quick model.")
+@click.option(
+    "--quick-model",
+    is_flag=True,
+    help="Build and serve a fresh --quick model (test-sized, low accuracy) instead.",
+)
 @click.option("--web-port", type=int, default=6066, show_default=True)
 def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: int) -> None:
     """Broker, model, worker, producer and consumer, end to end, with a summary."""
