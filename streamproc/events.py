@@ -113,9 +113,14 @@ def encode_prediction(
     model_version: str,
     batch_size: int,
     now_ms: float | None = None,
+    record_timestamp_ms: float | None = None,
 ) -> bytes:
-    """The output record (orjson). ``latency_ms`` is event-to-prediction, when ``ts`` was given."""
+    """The output record (orjson). ``latency_ms`` is event-to-prediction: from the payload's
+    ``ts`` when given, else from the Kafka record's timestamp; ``latency_from`` says which."""
     now_ms = time.time() * 1000.0 if now_ms is None else now_ms
+    origin_ms, source = (
+        (event.ts_ms, "ts") if event.ts_ms is not None else (record_timestamp_ms, "kafka_timestamp")
+    )
     return orjson.dumps(
         {
             "id": event.id,
@@ -126,7 +131,8 @@ def encode_prediction(
             "batch_size": batch_size,
             "ts": event.ts_ms,
             "predicted_at": now_ms,
-            "latency_ms": None if event.ts_ms is None else max(0.0, now_ms - event.ts_ms),
+            "latency_ms": None if origin_ms is None else max(0.0, now_ms - origin_ms),
+            "latency_from": None if origin_ms is None else source,
         }
     )
 

@@ -41,16 +41,23 @@ class ConsumedRecord:
 def ensure_topics(
     conf: Mapping[str, Any], topics: Mapping[str, int], *, timeout_s: float = 30.0
 ) -> None:
-    """Create the topics (name -> partition count) that do not exist yet; wait until visible."""
+    """Create the topics (name -> partition count) that do not exist yet; wait until visible.
+
+    A topic that exists already is used as it is, whatever its partition count."""
     admin = AdminClient(dict(conf))
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [
-        NewTopic(name, num_partitions=n, replication_factor=1)
-        for name, n in topics.items()
-        if name not in existing
-    ]
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise BrokerError(
+            f"no Kafka broker answered at {conf.get('bootstrap.servers')} within "
+            f"{timeout_s:.0f}s ({exc.args[0].str() if exc.args else exc})"
+        ) from None
+    wanted = {name: n for name, n in topics.items() if name not in existing}
     if wanted:
-        for name, future in admin.create_topics(wanted, operation_timeout=timeout_s).items():
+        new_topics = [
+            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in wanted.items()
+        ]
+        for name, future in admin.create_topics(new_topics, operation_timeout=timeout_s).items():
             try:
                 future.result(timeout=timeout_s)
             except KafkaException as exc:
@@ -60,8 +67,10 @@ def ensure_topics(
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=timeout_s).topics
         if all(
-            name in metadata and not metadata[name].error and len(metadata[name].partitions) == n
-            for name, n in topics.items()
+            name in metadata
+            and not metadata[name].error
+            and len(metadata[name].partitions) >= wanted.get(name, 1)
+            for name in topics
         ):
             return
         time.sleep(0.2)

@@ -29,6 +29,12 @@ def worker(web_port: int | None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     w = create_worker(settings)
+    # Before Faust subscribes: a consumer group that subscribes to a topic that does not exist
+    # yet is assigned nothing, and only notices the topic at its next metadata refresh (minutes).
+    # So `streamproc worker` before the first `streamproc produce` works, as the README orders.
+    from streamproc.kafka import ensure_topics
+
+    ensure_topics(settings.confluent_config(), {settings.input_topic: settings.input_partitions})
     click.echo(
         f"streamproc worker: model {w.slot().version}, {settings.input_topic} -> "
         f"{settings.output_topic} (dead letters: {settings.dead_letter_topic}), "

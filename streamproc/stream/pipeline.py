@@ -376,10 +376,12 @@ class BatchingPipeline:
                 model_version=version,
                 batch_size=len(batch),
                 now_ms=now_wall * 1000.0,
+                record_timestamp_ms=record.timestamp_s * 1000.0 if record.timestamp_s else None,
             )
             # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
             partition = None if record.key and not self._transactional else record.partition
-            latency = max(0.0, now_wall - item.origin_s) if item.event.ts_ms is not None else None
+            # From the payload's ts, else the Kafka record timestamp (origin_s falls back to it).
+            latency = max(0.0, now_wall - item.origin_s) if item.origin_s else None
             outgoing.append(
                 _Outgoing(
                     "prediction",

@@ -75,7 +75,21 @@ def test_prediction_encoding_carries_version_batch_and_latency() -> None:
         "ts": 1000.0,
         "predicted_at": 1012.5,
         "latency_ms": 12.5,
+        "latency_from": "ts",
     }
+
+
+def test_without_ts_latency_starts_at_the_kafka_record_timestamp() -> None:
+    event = TextEvent("x", "text", None)
+    pred = Prediction("pos", 0.75, {"pos": 0.75, "neg": 0.25})
+    out = orjson.loads(
+        encode_prediction(
+            event, pred, model_version="v2", batch_size=1, now_ms=1030.0, record_timestamp_ms=1000.0
+        )
+    )
+    assert (out["ts"], out["latency_ms"], out["latency_from"]) == (None, 30.0, "kafka_timestamp")
+    bare = orjson.loads(encode_prediction(event, pred, model_version="v2", batch_size=1))
+    assert (bare["latency_ms"], bare["latency_from"]) == (None, None)
 
 
 def test_dead_letter_headers_keep_originals_and_name_the_reason() -> None:
