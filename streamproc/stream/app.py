@@ -1,7 +1,12 @@
 """The Faust app: one agent per worker process, wired to the batching pipeline.
 
-input topic ──agent──▶ BatchingPipeline ──▶ output topic (predictions, orjson)
-                              └──────────▶ dead-letter topic (original bytes + reason headers)
+input topic ──consumer (fetched batches)──▶ BatchingPipeline ──▶ output topic (predictions)
+                                                   └──────────▶ dead-letter topic (bytes + reason)
+
+The consumer (:class:`~streamproc.stream.consumer.WatermarkConsumer`) hands each fetched batch to
+the pipeline in one call; the agent subscribes the input topic, declares the output topics and
+owns the pipeline's lifetime (its per-event stream is the path only under Faust's in-memory test
+transport, or with ``batched_ingress=False``).
 
 Faust owns the consumer group, partition assignment and rebalances. What is committed is the
 pipeline's: it settles a source record only after the broker acknowledged its prediction (or
@@ -294,6 +299,7 @@ def create_worker(
         await dead_letter_topic.maybe_declare()
         pipeline.start()
         try:
+            # Real Kafka: records arrive through the consumer's batched ingress, not this stream.
             async for event in stream.noack().events():
                 await pipeline.submit(_Record.from_event(event))
         finally:

@@ -22,6 +22,7 @@ broker.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -62,6 +63,13 @@ class WatermarkConsumer(AIOKafkaConsumer):
                 await asyncio.sleep(0)  # getmany may not yield to the loop at all
                 if batch and not self.should_stop:
                     await self.wait_first(ingress(batch), self.suspend_flow.wait())
+                    # Faust's livelock check reads this (set per event on its stream path):
+                    # without it, steady lag would be logged as a stream that never started.
+                    inbound = self.app.monitor.stream_inbound_time
+                    if inbound is not None:
+                        now = time.monotonic()
+                        for message in batch:
+                            inbound[message.tp] = now
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

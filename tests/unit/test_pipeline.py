@@ -79,6 +79,24 @@ async def run_pipeline(
     policy: Any = None,
     max_buffered: int = 1000,
 ) -> BatchingPipeline:
+    pipeline, inference = make_pipeline(
+        model=model, publisher=publisher, policy=policy, max_buffered=max_buffered
+    )
+    pipeline.start()
+    for record in records:
+        await pipeline.submit(record)
+    await pipeline.drain(timeout_s=20)
+    inference.close()
+    return pipeline
+
+
+def make_pipeline(
+    *,
+    model: FakeClassifier,
+    publisher: FakePublisher,
+    policy: Any = None,
+    max_buffered: int = 1000,
+) -> tuple[BatchingPipeline, InferenceThread]:
     inference = InferenceThread()
     pipeline = BatchingPipeline(
         model=lambda: model,
@@ -89,12 +107,7 @@ async def run_pipeline(
         max_event_bytes=10_000,
         max_buffered=max_buffered,
     )
-    pipeline.start()
-    for record in records:
-        await pipeline.submit(record)
-    await pipeline.drain(timeout_s=20)
-    inference.close()
-    return pipeline
+    return pipeline, inference
 
 
 def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
@@ -160,15 +173,8 @@ def test_a_dead_letter_takes_its_place_in_read_order_and_never_passes_the_waterm
     watermarks: list[int | None] = []
 
     async def scenario() -> BatchingPipeline:
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: model,
-            policy=FixedBatchPolicy(size=4, window_s=0.01),
-            publisher=publisher,
-            metrics=StreamMetrics(),
-            inference=inference,
-            max_event_bytes=10_000,
-            max_buffered=1000,
+        pipeline, inference = make_pipeline(
+            model=model, publisher=publisher, policy=FixedBatchPolicy(size=4, window_s=0.01)
         )
         model.on_batch = lambda texts: watermarks.append(pipeline.offsets.committable(("in", 0)))
         pipeline.start()
