@@ -137,6 +137,10 @@ def encode_prediction(
     )
 
 
+#: Headers this service writes on dead letters start with this; incoming ones are renamed.
+DEAD_LETTER_HEADER_PREFIX = "streamproc-"
+
+
 def dead_letter_headers(
     error: EventError,
     *,
@@ -144,11 +148,11 @@ def dead_letter_headers(
     partition: int,
     offset: int,
     original: Any = None,
-) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: the reason, where it came from, and the original headers."""
-    headers: list[tuple[str, bytes]] = []
-    for key, value in _header_items(original):
-        headers.append((key, value))
+) -> list[tuple[str, bytes | None]]:
+    """Headers of a dead-letter record: the original headers, then the reason and where it came
+    from. An original header named ``streamproc-…`` is kept as ``original-streamproc-…``, so a
+    producer cannot spoof the reason or source; a null header value stays null."""
+    headers = _header_items(original)
     headers += [
         ("streamproc-reason", error.reason.encode()),
         ("streamproc-detail", error.detail.encode("utf-8", "replace")[:1024]),
@@ -159,13 +163,16 @@ def dead_letter_headers(
     return headers
 
 
-def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+def _header_items(headers: Any) -> list[tuple[str, bytes | None]]:
     if not headers:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
-    out = []
+    out: list[tuple[str, bytes | None]] = []
     for key, value in items:
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        out.append((str(key), value if isinstance(value, bytes) else str(value).encode()))
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        if name.startswith(DEAD_LETTER_HEADER_PREFIX):
+            name = "original-" + name
+        if value is not None and not isinstance(value, bytes):
+            value = str(value).encode()
+        out.append((name, value))
     return out

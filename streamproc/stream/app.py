@@ -179,7 +179,7 @@ class _ProducerPublisher:
         key: bytes | None,
         value: bytes | None,
         partition: int | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]:
         return await self._send(self._dead_letter, key, value, partition, headers)
 

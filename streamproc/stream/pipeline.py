@@ -80,7 +80,7 @@ class Publisher(Protocol):
         key: bytes | None,
         value: bytes | None,
         partition: int | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]: ...
 
 
@@ -101,7 +101,7 @@ class _Outgoing:
     key: bytes | None
     value: bytes | None
     partition: int | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
     settles: Sequence[SourceRecord] = ()
     latency_s: float | None = None
 

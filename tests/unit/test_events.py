@@ -106,3 +106,22 @@ def test_dead_letter_headers_keep_originals_and_name_the_reason() -> None:
     assert headers["streamproc-reason"] == b"empty_text"
     assert headers["streamproc-source-partition"] == b"3"
     assert headers["streamproc-source-offset"] == b"17"
+
+
+def test_incoming_streamproc_headers_cannot_spoof_the_reason_and_nulls_stay_null() -> None:
+    headers = dead_letter_headers(
+        EventError("malformed_json", "bad"),
+        topic="in",
+        partition=0,
+        offset=5,
+        original=[
+            ("streamproc-reason", b"looks_fine"),
+            (b"streamproc-source-offset", b"999"),
+            ("trace", None),
+        ],
+    )
+    assert [v for k, v in headers if k == "streamproc-reason"] == [b"malformed_json"]
+    assert [v for k, v in headers if k == "streamproc-source-offset"] == [b"5"]
+    assert ("original-streamproc-reason", b"looks_fine") in headers
+    assert ("original-streamproc-source-offset", b"999") in headers
+    assert ("trace", None) in headers
