@@ -8,7 +8,11 @@ table shrinks from 30,522 rows to a few thousand.
 
 **Truncation rule**: every encoding starts with ``[CLS]``; a text longer than the window keeps its
 *head* — the first ``max_tokens`` tokens (``[CLS]`` included) — and the rest is dropped, never
-rejected. An empty text encodes to ``[CLS]`` alone.
+rejected. An empty text encodes to ``[CLS]`` alone. Texts longer than
+``CHARS_PER_TOKEN_BOUND × max_tokens`` characters are first cut to that many characters, so a
+256 KiB text costs no more to encode than a short one; the head's tokens are the same for any
+text whose first ``max_tokens`` tokens lie within that prefix (English averages ~5 characters a
+token, far below the bound).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tokenizers import Tokenizer
 __all__ = ["SPECIAL_TOKENS", "StudentTokenizer", "build_subset_tokenizer", "train_wordpiece"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4 in the student vocab
+CHARS_PER_TOKEN_BOUND = 32  # characters kept per window token before tokenizing (see above)
 
 
 class StudentTokenizer:
@@ -39,6 +44,7 @@ class StudentTokenizer:
         self.pad_id = int(pad_id)
         self._tok.enable_truncation(max_length=max_tokens, direction="right")  # keep the head
         self._tok.enable_padding(pad_id=self.pad_id, pad_token="[PAD]")  # to the longest in batch
+        self._max_chars = CHARS_PER_TOKEN_BOUND * max_tokens
 
     @classmethod
     def from_file(cls, path: Path, max_tokens: int) -> StudentTokenizer:
@@ -69,7 +75,8 @@ class StudentTokenizer:
         """Encode the batch in one call: ids (B, T) int64, mask (B, T) bool; T = longest ≤ max."""
         if not texts:
             return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1, dtype=torch.bool)
-        encodings = self._tok.encode_batch(list(texts))
+        limit = self._max_chars
+        encodings = self._tok.encode_batch([t[:limit] if len(t) > limit else t for t in texts])
         ids = torch.from_numpy(np.asarray([e.ids for e in encodings], dtype=np.int64))  # (B, T)
         mask = torch.from_numpy(np.asarray([e.attention_mask for e in encodings], dtype=np.bool_))
         return ids, mask
