@@ -34,7 +34,7 @@ def test_a_huge_text_is_cut_before_tokenizing_and_keeps_the_same_head(tmp_path: 
     tokenizer = classifier.tokenizer
     huge = "the film was wonderful, and the cast? superb! " * 6000  # ~280 KB
     assert len(huge) > CHARS_PER_TOKEN_BOUND * tokenizer.max_tokens
-    ids, mask = tokenizer.encode_batch([huge])
+    ids, _mask = tokenizer.encode_batch([huge])
     assert ids.shape == (1, tokenizer.max_tokens)
     # The same head as tokenizing the whole text and keeping its first max_tokens tokens.
     whole = Tokenizer.from_str(tokenizer._tok.to_str())
