@@ -3,7 +3,8 @@
 Run as ``python -m tests.worker_proc`` with STREAMPROC_* set. ``FAKE_COST_S`` /
 ``FAKE_COST_PER_ITEM_S`` make batches take time, so a kill lands mid-stream;
 ``FAKE_STARTED_FILE`` is created when the first batch reaches the model (a test can then kill it
-mid-batch). Faust's Worker handles SIGTERM/SIGINT (graceful) exactly as ``streamproc worker`` does.
+mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches. Faust's Worker
+handles SIGTERM/SIGINT (graceful) exactly as ``streamproc worker`` does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -33,6 +35,17 @@ def main() -> None:
     if started_file:
         model.on_batch = lambda texts: Path(started_file).touch()
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
+    dies_after = os.environ.get("FAKE_LOOP_DIES_AFTER")
+    if dies_after:  # an unexpected bug in the pipeline: its batch loop dies after N batches
+        encode, batches = worker.pipeline._encode, [0]
+
+        def broken_encode(*args: Any, **kwargs: Any) -> Any:
+            batches[0] += 1
+            if batches[0] > int(dies_after):
+                raise RuntimeError("injected pipeline bug")
+            return encode(*args, **kwargs)
+
+        worker.pipeline._encode = broken_encode  # type: ignore[method-assign]
     faust.Worker(worker.app, loglevel="info", quiet=True).execute_from_commandline()
 
 

@@ -287,6 +287,8 @@ def create_worker(
         transactional=exactly_once,
         commit=(lambda: app.consumer.commit()) if exactly_once else None,
         commit_interval_s=settings.commit_interval_s,
+        # Crashing the app stops the worker: `streamproc worker` exits 1 with the reason.
+        on_failure=lambda exc: _background(app.crash(exc)),
     )
 
     app.pipeline = pipeline
@@ -358,6 +360,16 @@ def create_worker(
         dead_letter_topic,
         predict,
     )
+
+
+_background_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _background(coro: Any) -> None:
+    """Run ``coro`` on the loop, keeping a reference until it is done."""
+    task = asyncio.ensure_future(coro)
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
 
 
 def _assigned(consumer: Any) -> list[tuple[str, int]]:

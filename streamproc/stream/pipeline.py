@@ -126,6 +126,7 @@ class BatchingPipeline:
         transactional: bool = False,
         commit: Callable[[], Awaitable[Any]] | None = None,
         commit_interval_s: float = 1.0,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         # exactly_once: Faust runs one producer transaction per partition number and commits the
         # input offsets of partition p inside transaction p, so every record we publish for an
@@ -164,6 +165,7 @@ class BatchingPipeline:
         self._stopping = False
         self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
         self._failure: BaseException | None = None  # a loop that died: surfaced to the agent
+        self._on_failure = on_failure  # the worker stops (non-zero exit) rather than idle
         # Read → settled → committable, per partition: the consumer commits only its watermark.
         self.offsets = OffsetLedger()
 
@@ -179,11 +181,16 @@ class BatchingPipeline:
                 task.add_done_callback(self._on_loop_done)
 
     def _on_loop_done(self, task: asyncio.Task[None]) -> None:
-        # A dead loop would stall the worker silently: record it so submit() raises it into the
-        # agent, whose supervisor then crashes the worker (restart, resume from the last commit).
-        if not task.cancelled() and task.exception() is not None:
-            self._failure = task.exception()
-            log.error("pipeline loop %s died", task.get_name(), exc_info=self._failure)
+        # A dead loop would stall the worker while it keeps its partitions: record it (submit
+        # raises it) and tell the owner, which stops the worker with an error so the group moves
+        # the partitions and a restart resumes from the last commit.
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            if self._failure is None:
+                self._failure = error
+                log.critical("pipeline loop %s died", task.get_name(), exc_info=error)
+                if self._on_failure is not None:
+                    self._on_failure(error)
             self._grew.set()
             self._has_space.set()
 

@@ -155,3 +155,32 @@ def test_unwritable_output_topic_commits_nothing_unacknowledged_and_recovers(
     log = worker.log_path.read_text()
     assert "retrying" in log, "the worker retried with backoff"
     assert after == 500
+
+
+def test_a_failed_pipeline_stops_the_worker_with_an_error_instead_of_idling(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    # A bug that kills a pipeline loop must not leave a zombie that keeps its partitions and
+    # does nothing: the worker exits non-zero, so the group (or Kubernetes) moves on.
+    settings = make_settings(kafka_bootstrap, unique, partitions=1, session_timeout_s=6)
+    produce_payloads(settings, text_events(200))
+    worker = WorkerProcess(
+        settings, name="broken", log_dir=tmp_path, env={"FAKE_LOOP_DIES_AFTER": "1"}
+    )
+    try:
+        code = worker.wait(60)
+    except Exception:
+        worker.stop()
+        raise AssertionError("the worker kept running after its pipeline died") from None
+    log = worker.log_path.read_text()
+    assert code != 0, log[-2000:]
+    assert "injected pipeline bug" in log
+    # Nothing past what was settled was committed; a healthy worker then predicts everything.
+    assert committed_offsets(settings)[0] < 200
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    again = WorkerProcess(settings, name="healthy", log_dir=tmp_path)
+    try:
+        assert collector.wait_for_ids({f"e-{i}" for i in range(200)}, 120), again.log_tail()
+    finally:
+        again.stop()
+        collector.stop()
