@@ -184,6 +184,7 @@ def save_artifact(
             "files": {name: _sha256(staging / name) for name in (WEIGHTS, TOKENIZER)},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        _make_readable(staging)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)
@@ -204,6 +205,7 @@ def record_evaluation(path: Path, evaluation: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path / MANIFEST)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -235,6 +237,14 @@ def resolve_artifact_argument(argument: str | Path) -> Path:
     if text.startswith("builtin:"):
         return builtin_artifact(text.removeprefix("builtin:"))
     return Path(text)
+
+
+def _make_readable(directory: Path) -> None:
+    """Temp files and dirs are created owner-only; an artifact is read by other users (a worker
+    container's user, a package installed by root): 0755 for the directory, 0644 for files."""
+    os.chmod(directory, 0o755)
+    for file in directory.iterdir():
+        os.chmod(file, 0o644)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -365,6 +375,7 @@ def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
             for name in (MANIFEST, *manifest["files"]):
                 shutil.copy2(Path(artifact_dir) / name, staging / name)
             verify_artifact(staging)
+            _make_readable(staging)
             os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
