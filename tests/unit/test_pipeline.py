@@ -78,10 +78,13 @@ async def run_pipeline(
     publisher: FakePublisher,
     policy: Any = None,
     max_buffered: int = 1000,
+    before_start: Any = None,
 ) -> BatchingPipeline:
     pipeline, inference = make_pipeline(
         model=model, publisher=publisher, policy=policy, max_buffered=max_buffered
     )
+    if before_start is not None:
+        before_start(pipeline)
     pipeline.start()
     for record in records:
         await pipeline.submit(record)
@@ -172,20 +175,20 @@ def test_a_dead_letter_takes_its_place_in_read_order_and_never_passes_the_waterm
     publisher.log = log
     watermarks: list[int | None] = []
 
-    async def scenario() -> BatchingPipeline:
-        pipeline, inference = make_pipeline(
-            model=model, publisher=publisher, policy=FixedBatchPolicy(size=4, window_s=0.01)
-        )
-        model.on_batch = lambda texts: watermarks.append(pipeline.offsets.committable(("in", 0)))
-        pipeline.start()
-        for record in records:
-            await pipeline.submit(record)
-        await pipeline.drain(timeout_s=20)
-        inference.close()
-        return pipeline
-
     model = FakeClassifier(cost_s=0.01)
-    pipeline = asyncio.run(scenario())
+
+    def watch(pipeline: BatchingPipeline) -> None:
+        model.on_batch = lambda texts: watermarks.append(pipeline.offsets.committable(("in", 0)))
+
+    pipeline = asyncio.run(
+        run_pipeline(
+            records,
+            model=model,
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=4, window_s=0.01),
+            before_start=watch,
+        )
+    )
     acks = [line for line in log if line.startswith("ack")]
     assert acks == [f"ack {i}" for i in range(21)], "settled in read order"
     assert log.index("ack 20") > log.index("sent id-19")
