@@ -6,6 +6,7 @@ can catch the whole family with one ``except``::
     StreamprocError
     ├── ConfigError          a STREAMPROC_* setting or CLI option is invalid
     ├── BrokerError          the local Kafka broker could not be fetched, started or reached
+    │   └── RecordTooLarge   a record exceeds the producer's request size: it can never be sent
     ├── DataError            a labelled data set is missing, malformed or unusable
     ├── ModelError           a model could not be built, trained or run
     │   └── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
@@ -24,6 +25,7 @@ __all__ = [
     "DataError",
     "EventError",
     "ModelError",
+    "RecordTooLarge",
     "StreamprocError",
 ]
 
@@ -38,6 +40,11 @@ class ConfigError(StreamprocError):
 
 class BrokerError(StreamprocError):
     """The local broker could not be fetched, started, reached or stopped."""
+
+
+class RecordTooLarge(BrokerError):
+    """A record is larger than the producer's maximum request size: sending the same bytes again
+    can never succeed (unlike a broker's rejection, which an operator can lift)."""
 
 
 class DataError(StreamprocError):

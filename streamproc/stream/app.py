@@ -26,7 +26,7 @@ from typing import Any
 
 import faust
 
-from streamproc.errors import ArtifactError
+from streamproc.errors import ArtifactError, RecordTooLarge
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
@@ -164,9 +164,17 @@ class _ProducerPublisher:
             producer = self._app.consumer.transactions.producer
         else:
             producer = await self._app.maybe_start_producer()
-        fut: Awaitable[Any] = await producer.send(
-            topic, key, value, partition, None, headers, transactional_id=transactional_id
-        )
+        try:
+            fut: Awaitable[Any] = await producer.send(
+                topic, key, value, partition, None, headers, transactional_id=transactional_id
+            )
+        except Exception as exc:
+            from aiokafka.errors import MessageSizeTooLargeError
+
+            # The client refuses before sending (Faust wraps it): the same bytes never fit.
+            if isinstance(exc.__cause__ or exc, MessageSizeTooLargeError):
+                raise RecordTooLarge(f"{topic}: {exc.__cause__ or exc}") from exc
+            raise
         return fut
 
     async def send_prediction(

@@ -31,8 +31,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamproc.errors import EventError
-from streamproc.events import TextEvent, dead_letter_headers, decode_event, encode_prediction
+from streamproc.errors import EventError, RecordTooLarge
+from streamproc.events import (
+    DEAD_LETTER_HEADER_PREFIX,
+    TextEvent,
+    dead_letter_headers,
+    decode_event,
+    encode_prediction,
+)
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.inference import InferenceThread
@@ -465,18 +471,23 @@ class BatchingPipeline:
                 )
                 if first is None:
                     break
-                self._metrics.record_publish_retry(len(items) - first)
-                log.warning(
-                    "record %d of %d in flight not acknowledged by the broker (%r); retrying it "
-                    "and the %d sent after it, in order, in %.1fs",
-                    first + 1,
-                    len(items),
-                    flat[first],
-                    len(items) - first - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                if isinstance(flat[first], RecordTooLarge) and items[first].kind == "dead_letter":
+                    # The same bytes can never be sent: keep the head of the payload, at once.
+                    items[first] = self._truncated(items[first])
+                    log.warning("dead letter too large to send (%s); sent truncated", flat[first])
+                else:  # the broker may accept it later (it is back, or its limits were raised)
+                    self._metrics.record_publish_retry(len(items) - first)
+                    log.warning(
+                        "record %d of %d in flight not acknowledged by the broker (%r); retrying "
+                        "it and the %d sent after it, in order, in %.1fs",
+                        first + 1,
+                        len(items),
+                        flat[first],
+                        len(items) - first - 1,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
                 futures = [await self._send(item) for item in items[first:]]
                 flat[first:] = await asyncio.gather(*futures, return_exceptions=True)
             for outgoing, _, _ in batches:
@@ -484,6 +495,17 @@ class BatchingPipeline:
                 self._settle(outgoing)
                 self._record_published(outgoing)
                 self._in_flight_slots.release()
+
+    def _truncated(self, item: _Outgoing) -> _Outgoing:
+        """A dead letter whose value keeps its first ``max_event_bytes`` bytes; a header says how
+        long the original was. It settles the same source records."""
+        size = len(item.value or b"")
+        headers = [
+            *item.headers,
+            (DEAD_LETTER_HEADER_PREFIX + "truncated-from", str(size).encode()),
+        ]
+        value = (item.value or b"")[: self._max_event_bytes]
+        return _Outgoing("dead_letter", item.key, value, item.partition, headers, item.settles)
 
     def _record_published(self, outgoing: list[_Outgoing]) -> None:
         latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]

@@ -184,3 +184,40 @@ def test_a_failed_pipeline_stops_the_worker_with_an_error_instead_of_idling(
     finally:
         again.stop()
         collector.stop()
+
+
+def test_a_dead_letter_too_large_to_send_is_truncated_not_retried_forever(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    # A ~1.2 MB input is dead-lettered as `oversized` with its original bytes, which exceed the
+    # producer's maximum request size (1 MB): retrying the same bytes can never succeed, and used
+    # to stall every later event of the worker forever.
+    import orjson
+
+    from streamproc.kafka import make_producer
+
+    settings = make_settings(kafka_bootstrap, unique, partitions=1, max_event_bytes=4096)
+    admin = AdminClient(settings.confluent_config())
+    entry = ConfigEntry("max.message.bytes", "3000000", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", settings.input_topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+    huge = orjson.dumps({"id": "huge", "text": "x" * 1_200_000})
+    producer = make_producer(settings.confluent_config(), **{"message.max.bytes": 3_000_000})
+    producer.produce(settings.input_topic, key=b"big", value=huge)
+    assert producer.flush(30) == 0
+    produce_payloads(settings, text_events(20, prefix="after"))
+    predictions = LiveCollector(settings, settings.output_topic, unique=unique)
+    dead = LiveCollector(settings, settings.dead_letter_topic, unique=unique)
+    worker = WorkerProcess(settings, name="huge", log_dir=tmp_path)
+    try:
+        assert predictions.wait_for_ids({f"after-{i}" for i in range(20)}, 90), worker.log_tail()
+        assert dead.wait_for(lambda c: c.count() >= 1, 30), worker.log_tail()
+    finally:
+        worker.stop()
+        predictions.stop()
+        dead.stop()
+    record = dead.records[0]
+    assert record.headers["streamproc-reason"] == b"oversized"
+    assert record.headers["streamproc-truncated-from"] == str(len(huge)).encode()
+    assert record.value == huge[:4096]
