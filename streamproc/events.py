@@ -29,6 +29,7 @@ __all__ = [
     "dead_letter_headers",
     "decode_event",
     "encode_prediction",
+    "latency_origin",
 ]
 
 MAX_ID_CHARS = 512
@@ -106,6 +107,27 @@ def _validate(doc: Mapping[str, Any]) -> TextEvent:
     return TextEvent(id=event_id, text=text, ts_ms=ts)
 
 
+#: A payload ``ts`` further than this from the Kafka record timestamp is not trusted for latency
+#: (a ts in seconds, a producer clock far off, a replay of old events).
+MAX_TS_SKEW_MS = 3_600_000.0
+
+
+def latency_origin(
+    ts_ms: float | None, record_timestamp_ms: float | None
+) -> tuple[float | None, str | None]:
+    """Where event-to-prediction latency starts: ``(epoch ms, "ts" | "kafka_timestamp")``.
+
+    The payload's ``ts`` when it is within :data:`MAX_TS_SKEW_MS` of the record timestamp (or
+    there is none), else the record timestamp; ``(None, None)`` when neither exists."""
+    if ts_ms is not None and (
+        record_timestamp_ms is None or abs(ts_ms - record_timestamp_ms) <= MAX_TS_SKEW_MS
+    ):
+        return ts_ms, "ts"
+    if record_timestamp_ms is not None:
+        return record_timestamp_ms, "kafka_timestamp"
+    return None, None
+
+
 def encode_prediction(
     event: TextEvent,
     prediction: Prediction,
@@ -115,12 +137,10 @@ def encode_prediction(
     now_ms: float | None = None,
     record_timestamp_ms: float | None = None,
 ) -> bytes:
-    """The output record (orjson). ``latency_ms`` is event-to-prediction: from the payload's
-    ``ts`` when given, else from the Kafka record's timestamp; ``latency_from`` says which."""
+    """The output record (orjson). ``latency_ms`` is event-to-prediction, from the clock
+    :func:`latency_origin` picks; ``latency_from`` says which."""
     now_ms = time.time() * 1000.0 if now_ms is None else now_ms
-    origin_ms, source = (
-        (event.ts_ms, "ts") if event.ts_ms is not None else (record_timestamp_ms, "kafka_timestamp")
-    )
+    origin_ms, source = latency_origin(event.ts_ms, record_timestamp_ms)
     return orjson.dumps(
         {
             "id": event.id,

@@ -38,6 +38,7 @@ from streamproc.events import (
     dead_letter_headers,
     decode_event,
     encode_prediction,
+    latency_origin,
 )
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
@@ -95,7 +96,7 @@ class _Buffered:
     record: SourceRecord
     event: TextEvent | None  # None: invalid, ``error`` says why (dead-lettered in read order)
     arrived: float  # monotonic clock when it entered the buffer
-    origin_s: float  # wall-clock time the event was produced (payload ts, else record timestamp)
+    origin_s: float  # when the event was produced: a plausible payload ts, else record timestamp
     error: EventError | None = None
 
 
@@ -274,7 +275,9 @@ class BatchingPipeline:
             # partition, so outputs and settlements follow read order in both guarantees.
             event, failure = None, error
         ts_ms = event.ts_ms if event is not None else None
-        origin_s = ts_ms / 1000.0 if ts_ms is not None else record.timestamp_s
+        record_ms = record.timestamp_s * 1000.0 if record.timestamp_s else None
+        origin_ms, _ = latency_origin(ts_ms, record_ms)  # a ts in seconds is not trusted
+        origin_s = origin_ms / 1000.0 if origin_ms is not None else self._wall()
         return _Buffered(record, event, self._clock(), origin_s, failure)
 
     def _note_arrivals(self, count: int) -> None:
@@ -393,8 +396,8 @@ class BatchingPipeline:
             )
             # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
             partition = None if record.key and not self._transactional else record.partition
-            # From the payload's ts, else the Kafka record timestamp (origin_s falls back to it).
-            latency = max(0.0, now_wall - item.origin_s) if item.origin_s else None
+            # The origin latency_ms uses (arrival, for a record with no timestamp at all).
+            latency = max(0.0, now_wall - item.origin_s)
             outgoing.append(
                 _Outgoing(
                     "prediction",

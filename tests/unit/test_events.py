@@ -10,6 +10,7 @@ from streamproc.events import (
     dead_letter_headers,
     decode_event,
     encode_prediction,
+    latency_origin,
 )
 from streamproc.model.base import Prediction
 from streamproc.tools.produce import bad_payloads
@@ -125,3 +126,20 @@ def test_incoming_streamproc_headers_cannot_spoof_the_reason_and_nulls_stay_null
     assert ("original-streamproc-reason", b"looks_fine") in headers
     assert ("original-streamproc-source-offset", b"999") in headers
     assert ("trace", None) in headers
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "record_ms", "expected"),
+    [
+        (1_000_000_000_000.0, 1_000_000_005_000.0, (1_000_000_000_000.0, "ts")),  # 5 s skew: ok
+        (1_000_000_000.0, 1_000_000_005_000.0, (1_000_000_005_000.0, "kafka_timestamp")),  # ts in s
+        (2_000_000_000_000.0, 1_000_000_005_000.0, (1_000_000_005_000.0, "kafka_timestamp")),
+        (None, 1_000_000_005_000.0, (1_000_000_005_000.0, "kafka_timestamp")),
+        (1_000_000_000_000.0, None, (1_000_000_000_000.0, "ts")),
+        (None, None, (None, None)),
+    ],
+)
+def test_latency_starts_at_a_plausible_ts_else_the_record_timestamp(
+    ts_ms: float | None, record_ms: float | None, expected: tuple[float | None, str | None]
+) -> None:
+    assert latency_origin(ts_ms, record_ms) == expected
