@@ -11,7 +11,8 @@ Layout of ``STREAMPROC_MODEL_DIR``::
 Each worker polls CURRENT every ``STREAMPROC_MODEL_POLL_INTERVAL_S``; a new version is loaded
 and verified in a background thread, then swapped in *between* batches, so no event is dropped
 or run twice and every output names the version that produced it. An artifact that fails to
-load or verify is refused (logged, counted) and the old model keeps serving.
+load or verify is refused (logged, counted) and the old model keeps serving; it is tried again
+once its files change (fixed in place, or published again), not on every poll.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class ArtifactWatcher:
     def __init__(self, model_dir: Path, *, num_threads: int | None = None) -> None:
         self.model_dir = model_dir
         self._num_threads = num_threads
-        self._refused: set[str] = set()  # versions that failed: not retried every poll
+        # Refused artifacts by (version, file fingerprint): not retried every poll, but tried
+        # again once their files change.
+        self._refused: set[tuple[str, tuple[tuple[str, int, int], ...]]] = set()
 
     def load_current(self) -> TextClassifier:
         """The model CURRENT names; :class:`ArtifactError` if it is missing or invalid."""
@@ -65,19 +68,39 @@ class ArtifactWatcher:
     def poll(self, serving_version: str) -> TextClassifier | None:
         """A newly published, verified model, or None. Blocking: run it off the event loop.
 
-        Raises :class:`ArtifactError` once for a version that cannot be loaded (then ignores it).
+        Raises :class:`ArtifactError` once for an artifact that cannot be loaded; the same files
+        are then ignored until they change.
         """
+        from streamproc.model.artifact import MANIFEST, check_version_name
+        from streamproc.model.runtime import load_classifier
+
         wanted = self.wanted_version()
-        if wanted is None or wanted == serving_version or wanted in self._refused:
+        if wanted is None or wanted == serving_version:
+            return None
+        path = self.model_dir / wanted
+        key = (wanted, _fingerprint(path))
+        if key in self._refused:
             return None
         try:
-            model = self.load_current()
+            # The version read above, not CURRENT again: it may have moved on meanwhile.
+            check_version_name(wanted)
+            if not (path / MANIFEST).is_file():
+                raise ArtifactError(f"CURRENT names {wanted!r}, but {path} holds no artifact")
+            model = load_classifier(path, num_threads=self._num_threads)
+            if model.version != wanted:
+                raise ArtifactError(
+                    f"CURRENT names {wanted!r} but the artifact there declares {model.version!r}"
+                )
         except ArtifactError:
-            self._refused.add(wanted)
+            self._refused.add(key)
             raise
-        if model.version != wanted:
-            self._refused.add(wanted)
-            raise ArtifactError(
-                f"CURRENT names {wanted!r} but the artifact there declares {model.version!r}"
-            )
         return model
+
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of each file of an artifact directory (empty if none)."""
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file())
+    except OSError:
+        return ()
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
