@@ -13,12 +13,17 @@ from streamproc.model.artifact import publish_artifact
 from streamproc.stream.models import ArtifactWatcher
 
 
+def _watching_v1(tmp_path: Path, model_artifacts: dict[str, Path]) -> tuple[Path, ArtifactWatcher]:
+    """A model dir serving sentiment-v1 and a watcher on it."""
+    model_dir = tmp_path / "models"
+    publish_artifact(model_artifacts["sentiment-v1"], model_dir)
+    return model_dir, ArtifactWatcher(model_dir, num_threads=1)
+
+
 def test_a_refused_artifact_is_tried_again_once_it_is_fixed(
     tmp_path: Path, model_artifacts: dict[str, Path]
 ) -> None:
-    model_dir = tmp_path / "models"
-    publish_artifact(model_artifacts["sentiment-v1"], model_dir)
-    watcher = ArtifactWatcher(model_dir, num_threads=1)
+    model_dir, watcher = _watching_v1(tmp_path, model_artifacts)
     serving = watcher.load_current().version
     assert serving == "sentiment-v1"
     publish_artifact(model_artifacts["sentiment-v2"], model_dir)  # CURRENT -> sentiment-v2
@@ -38,9 +43,7 @@ def test_a_refused_artifact_is_tried_again_once_it_is_fixed(
 def test_poll_loads_the_version_it_read_and_ignores_the_serving_one(
     tmp_path: Path, model_artifacts: dict[str, Path]
 ) -> None:
-    model_dir = tmp_path / "models"
-    publish_artifact(model_artifacts["sentiment-v1"], model_dir)
-    watcher = ArtifactWatcher(model_dir, num_threads=1)
+    model_dir, watcher = _watching_v1(tmp_path, model_artifacts)
     assert watcher.poll("sentiment-v1") is None
     (model_dir / "CURRENT").write_text("no-such-version\n")
     with pytest.raises(ArtifactError, match="holds no artifact"):
