@@ -11,7 +11,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     Each field maps to ``STREAMPROC_<FIELD_NAME_UPPERCASE>``.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True
+    )
 
     # --- Kafka connection -------------------------------------------------------------------
     bootstrap_servers: str = Field(
@@ -70,9 +72,19 @@ class Settings(BaseSettings):
     # --- Model ------------------------------------------------------------------------------
     model_dir: Path = Field(Path("models"), description="versioned artifacts + a CURRENT file")
     model_poll_interval_s: float = Field(2.0, gt=0, description="hot-reload check period")
-    # 1, measured: on 2 cores a second torch thread fights the event loop and the producer for
-    # the other core (bench: adaptive capacity 1,199 ev/s with 1 thread vs 791 with 2).
-    torch_threads: int = Field(1, ge=0, description="0 = torch's default (one per core)")
+    # auto: the engine the artifact names (ONNX Runtime for artifacts that ship model.onnx).
+    model_runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
+    # 1, measured: on 2 cores a second model thread fights the event loop and the producer for
+    # the other core (bench: adaptive capacity 1,199 ev/s with 1 torch thread vs 791 with 2).
+    # STREAMPROC_TORCH_THREADS, its name before ONNX Runtime, is still read.
+    model_threads: int = Field(
+        1,
+        ge=0,
+        validation_alias=AliasChoices(
+            "model_threads", f"{ENV_PREFIX}MODEL_THREADS", f"{ENV_PREFIX}TORCH_THREADS"
+        ),
+        description="intra-op threads of the model runtime; 0 = its default (one per core)",
+    )
 
     # --- Web / metrics ----------------------------------------------------------------------
     web_host: str = "127.0.0.1"  # loopback unless configured otherwise

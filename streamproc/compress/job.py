@@ -39,11 +39,19 @@ from streamproc.compress.report import (
     macro_f1,
     measure_latency,
     predict,
+    score_classifier,
     write_report,
 )
 from streamproc.errors import ModelError
-from streamproc.model.artifact import WEIGHTS, record_evaluation, save_artifact
+from streamproc.model.artifact import (
+    WEIGHTS,
+    Runtime,
+    read_manifest,
+    record_evaluation,
+    save_artifact,
+)
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
+from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
 
 __all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job"]
@@ -287,6 +295,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 labels=data.labels,
                 version=version,
                 metadata=metadata,
+                runtime="onnxruntime",  # served by ONNX Runtime: see streamproc/model/onnx.py
             )
             bar.update(1)
 
@@ -328,17 +337,19 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         if teacher_meta.get("cached"):
             summary["job"]["total_seconds"] = round(total + float(teacher_meta["train_seconds"]), 1)
         summary["transfer"] = {"texts": len(transfer), "augmented": len(augmented)}
-        served = summary["models"]["quantized"]
-        record_evaluation(
-            artifact_dir,
-            {
-                "split": "test",
-                "rows": len(data.test_texts),
-                "accuracy": served["accuracy"],
-                "macro_f1": served["macro_f1"],
-                "teacher_accuracy": summary["models"]["teacher"]["accuracy"],
-            },
+        # What a worker serves: the artifact in its own runtime, through predict_batch.
+        served = score_classifier(
+            load_classifier(artifact_dir, num_threads=1),
+            data.test_texts,
+            data.test_labels,
+            data.labels,
         )
+        served["teacher_accuracy"] = summary["models"]["teacher"]["accuracy"]
+        record_evaluation(artifact_dir, served)
+        summary["served"] = {
+            **served,
+            "precision": read_manifest(artifact_dir)["runtime"].get("precision", ""),
+        }
         summary["artifact"] = {
             "version": version,
             "path": str(artifact_dir),
@@ -412,7 +423,6 @@ def _evaluate(
     transfer_size: int,
 ) -> dict[str, Any]:
     from streamproc.compress.teacher import teacher_dir
-    from streamproc.model.runtime import load_classifier
 
     teacher_pred = test_teacher.argmax(1)
     teacher_file = teacher_folder / "teacher.safetensors"
@@ -456,10 +466,10 @@ def _evaluate(
         ),
     ]
     # The artifact as a worker loads it must compute exactly what the in-memory model does.
-    loaded = load_classifier(artifact_dir)
+    loaded = load_classifier(artifact_dir, runtime="torch")
     with torch.inference_mode():
         ids, mask = tokenizer.encode_batch(data.test_texts[:64])
-        if not torch.equal(loaded.model(ids, mask), quantized(ids, mask)):
+        if not np.array_equal(loaded.logits(data.test_texts[:64]), quantized(ids, mask).numpy()):
             raise ModelError("the saved artifact does not reproduce the quantized model's outputs")
 
     rows: dict[str, Any] = {}
@@ -603,12 +613,15 @@ def _test_corpus(seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def build_test_artifact(out_dir: Path, version: str, *, seed: int = 0) -> Path:
+def build_test_artifact(
+    out_dir: Path, version: str, *, seed: int = 0, runtime: Runtime = "onnxruntime"
+) -> Path:
     """A small real artifact (labels ``negative`` / ``positive``) in a few seconds, no teacher.
 
     Trains a 2-layer student on a templated sentiment corpus with the same tokenizer, distillation
     loop (hard labels as targets), structured pruning, int8 quantization and artifact code as the
-    full job. Returns ``out_dir``.
+    full job; served by ONNX Runtime like the job's (``runtime="torch"``: weights only, as
+    before ONNX). Returns ``out_dir``.
     """
     from streamproc.compress.teacher import teacher_dir
 
@@ -668,6 +681,7 @@ def build_test_artifact(out_dir: Path, version: str, *, seed: int = 0) -> Path:
             labels=("negative", "positive"),
             version=version,
             metadata=metadata,
+            runtime=runtime,
         )
     finally:
         torch.set_num_threads(prev)

@@ -68,6 +68,25 @@ def macro_f1(pred: np.ndarray, gold: Sequence[int], num_labels: int) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def score_classifier(
+    classifier: Any, texts: Sequence[str], gold: Sequence[int], label_names: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a served classifier, run as the worker runs it (predict_batch, 64
+    at a time), and which runtime it ran in."""
+    index = {name: i for i, name in enumerate(label_names)}
+    predicted: list[int] = []
+    for start in range(0, len(texts), 64):
+        predicted += [index[p.label] for p in classifier.predict_batch(texts[start : start + 64])]
+    pred = np.asarray(predicted, dtype=np.int64)
+    return {
+        "split": "test",
+        "rows": len(gold),
+        "accuracy": round(accuracy(pred, gold), 4),
+        "macro_f1": round(macro_f1(pred, gold, len(label_names)), 4),
+        "runtime": getattr(classifier, "runtime", "?"),
+    }
+
+
 def predict(model: ModelUnderTest, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """argmax predictions for ``texts`` in batches of ``batch_size``."""
     out: list[np.ndarray] = []
@@ -309,6 +328,19 @@ fine-tuned teacher are cached under `~/.cache/streamproc`):
 """
 
 
+def _served_line(summary: dict[str, Any]) -> str:
+    served = summary.get("served")
+    if not served:
+        return ""
+    return (
+        f"**Served**: the artifact runs in {served['runtime']} "
+        f"({served.get('precision', '')}): accuracy {served['accuracy']:.2%}, macro-F1 "
+        f"{served['macro_f1']:.3f} through `predict_batch` (the torch int8 row above: "
+        f"{summary['models']['quantized']['accuracy']:.2%}). `streamproc bench model` compares "
+        "the runtimes' speed."
+    )
+
+
 def render_markdown(summary: dict[str, Any], *, plot_name: str = "report.png") -> str:
     job, data = summary["job"], summary["data"]
     met = sum(r["met"] for r in summary["targets"])
@@ -339,6 +371,8 @@ Machine: {summary["machine"]}. End-to-end `Classifier.predict_batch` (tokenize +
 softmax) for the quantized artifact, 2 threads:
 batch 1 {summary["end_to_end"]["b1_t2"]["median_ms"]:.2f} ms, batch 64
 {summary["end_to_end"]["b64_t2"]["median_ms"]:.2f} ms (median).
+
+{_served_line(summary)}
 
 int8 batch effect: dynamic quantization picks activation scales per call, so a text's label can
 change with its batch-mates. Labels at batch 1 vs batch 64 over the test set differ for

@@ -4,9 +4,18 @@ An artifact is a directory::
 
     <version>/
       manifest.json        format version, artifact version, model config, labels, max_tokens,
-                           quantization, data set + training metadata, sha256 of every other file
+                           quantization, runtime, data set + training metadata, sha256 of every
+                           other file
       tokenizer.json       the student's WordPiece tokenizer (``tokenizers`` JSON)
-      weights.safetensors  tensors only — never pickle
+      weights.safetensors  tensors only — never pickle (the source of truth; torch loads it)
+      model.onnx           format 2, optional: the same network as an ONNX graph for ONNX Runtime
+
+``manifest["runtime"]`` (format 2) names the engine that serves the artifact by default —
+``{"engine": "onnxruntime", "file": "model.onnx", "precision": "int8-dynamic", "check": {...}}``
+or ``{"engine": "torch"}`` — and for ONNX a self-check: a few probe texts, the logits ONNX
+Runtime gave for them when the artifact was written, and the tolerance a loading machine must
+reproduce them within (different CPUs pick different int8 kernels). Format 1 artifacts (no
+runtime block) are served by torch.
 
 Quantized (int8 dynamic) Linear layers are stored as their exact packed values:
 ``<name>.weight_int8`` (int8), ``<name>.weight_scale`` / ``<name>.weight_zero_point`` and
@@ -35,14 +44,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from streamproc.errors import ArtifactError
-from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
+
+if TYPE_CHECKING:  # torch only where a torch model is built or saved: ONNX serving needs none
+    import torch
+    from torch import nn
+
+    from streamproc.model.network import StudentConfig
 
 __all__ = [
     "CURRENT_FILE",
@@ -55,16 +66,36 @@ __all__ = [
     "record_evaluation",
     "resolve_artifact_argument",
     "resolve_current",
+    "runtime_engine",
     "save_artifact",
     "verify_artifact",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; 1 is still read (no ONNX graph, no runtime block)
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 WEIGHTS = "weights.safetensors"
+ONNX_GRAPH = "model.onnx"
 CURRENT_FILE = "CURRENT"
 QUANT_INT8 = "int8-dynamic"  # torch.ao quantize_dynamic, per-tensor symmetric qint8 Linear weights
+Runtime = Literal["torch", "onnxruntime"]
+OnnxPrecision = Literal["int8-dynamic", "fp32"]
+#: Probe texts of every ONNX artifact's self-check (fixed, so reports can compare artifacts).
+CHECK_TEXTS = (
+    "What is the capital of France?",
+    "Who wrote Hamlet?",
+    "How many miles is it from the Earth to the Moon?",
+    "What does NASA stand for?",
+    "Why is the sky blue?",
+    "",
+    "the quick brown fox jumps over the lazy dog " * 12,
+    "Où est la gare ? 東京はどこですか",
+)
+#: Largest |logit difference| a loading machine may show against the recorded check logits.
+#: Integer kernels differ by CPU (VNNI, AVX2, plain) only in rounding of the fp32 parts; a wrong
+#: graph, wrong weights or a broken runtime miss by whole units.
+CHECK_TOLERANCE = 0.05
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -75,7 +106,7 @@ class LoadedArtifact:
     path: Path
     manifest: dict[str, Any]
     config: StudentConfig
-    model: nn.Module
+    model: nn.Module  # torch, eval mode
     tokenizer: StudentTokenizer
 
     @property
@@ -109,11 +140,15 @@ def check_version_name(version: str) -> str:
 
 
 def _is_quantized_linear(module: nn.Module) -> bool:
+    import torch
+
     return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
 
 
 def _tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
     """Every tensor needed to rebuild ``model`` (float or int8-dynamic) + the quantization name."""
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
     quantized = False
     packed_prefixes = []
@@ -149,12 +184,19 @@ def save_artifact(
     labels: tuple[str, ...] | list[str],
     version: str,
     metadata: Mapping[str, Any] | None = None,
+    runtime: Runtime = "torch",
+    onnx_precision: OnnxPrecision = "int8-dynamic",
 ) -> Path:
     """Write ``model`` (fp32 or int8-dynamic :class:`StudentNetwork`) as an artifact in ``out_dir``.
+
+    ``runtime="onnxruntime"`` also writes ``model.onnx`` (the same weights exported, then
+    quantized by ONNX Runtime when ``onnx_precision`` is int8) and makes it the default engine,
+    with the self-check described in the module docstring.
 
     ``out_dir`` must not exist or be empty; the directory is written beside it and renamed into
     place, so a crash never leaves a half-written artifact under the final name.
     """
+    import torch
     from safetensors.torch import save_file
 
     check_version_name(version)
@@ -170,6 +212,11 @@ def save_artifact(
         tensors, quantization = _tensors(model)
         save_file(tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
         tokenizer.save(staging / TOKENIZER)
+        files = [WEIGHTS, TOKENIZER]
+        runtime_block: dict[str, Any] = {"engine": "torch"}
+        if runtime == "onnxruntime":
+            runtime_block = _write_onnx(staging, model, tokenizer, onnx_precision)
+            files.append(ONNX_GRAPH)
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -180,8 +227,9 @@ def save_artifact(
             "labels": list(labels),
             "max_tokens": tokenizer.max_tokens,
             "torch": torch.__version__.split("+")[0],
+            "runtime": runtime_block,
             "metadata": dict(metadata or {}),
-            "files": {name: _sha256(staging / name) for name in (WEIGHTS, TOKENIZER)},
+            "files": {name: _sha256(staging / name) for name in files},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         _make_readable(staging)
@@ -192,6 +240,41 @@ def save_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _write_onnx(
+    staging: Path, model: nn.Module, tokenizer: StudentTokenizer, precision: OnnxPrecision
+) -> dict[str, Any]:
+    """Export ``model`` into ``staging/model.onnx`` and describe it (the manifest's runtime)."""
+    import onnxruntime
+
+    from streamproc.model.onnx import OPSET, export_onnx, quantize_onnx
+    from streamproc.model.runtime import OnnxEngine
+
+    target = staging / ONNX_GRAPH
+    if precision == "int8-dynamic":
+        fp32 = export_onnx(model, staging / ".fp32.onnx")
+        quantize_onnx(fp32, target)
+        fp32.unlink()
+    elif precision == "fp32":
+        export_onnx(model, target)
+    else:
+        raise ArtifactError(f"unknown ONNX precision {precision!r}")
+    engine = OnnxEngine.from_file(target, num_threads=1)
+    ids, mask = tokenizer.encode_arrays(list(CHECK_TEXTS))
+    logits = engine(ids, mask)  # (len(CHECK_TEXTS), L)
+    return {
+        "engine": "onnxruntime",
+        "file": ONNX_GRAPH,
+        "precision": precision,
+        "opset": OPSET,
+        "onnxruntime": onnxruntime.__version__,
+        "check": {
+            "texts": list(CHECK_TEXTS),
+            "logits": [[round(float(v), 5) for v in row] for row in logits],
+            "tolerance": CHECK_TOLERANCE,
+        },
+    }
 
 
 def record_evaluation(path: Path, evaluation: dict[str, Any]) -> None:
@@ -261,18 +344,34 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{manifest_path}: the manifest is not a JSON object")
     fmt = manifest.get("format_version")
-    if fmt != FORMAT_VERSION:
+    if fmt not in READABLE_FORMATS:
         raise ArtifactError(
             f"{path}: unknown artifact format version {fmt!r} "
-            f"(this streamproc reads {FORMAT_VERSION})"
+            f"(this streamproc reads {', '.join(map(str, READABLE_FORMATS))})"
         )
     for key in ("version", "config", "labels", "max_tokens", "files", "quantization"):
         if key not in manifest:
             raise ArtifactError(f"{manifest_path}: missing field {key!r}")
     files = manifest["files"]
-    if not isinstance(files, dict) or set(files) != {WEIGHTS, TOKENIZER}:
-        raise ArtifactError(f"{manifest_path}: 'files' must list {WEIGHTS} and {TOKENIZER}")
+    allowed = [{WEIGHTS, TOKENIZER}] + ([{WEIGHTS, TOKENIZER, ONNX_GRAPH}] if fmt >= 2 else [])
+    if not isinstance(files, dict) or set(files) not in allowed:
+        raise ArtifactError(
+            f"{manifest_path}: 'files' must list {WEIGHTS} and {TOKENIZER}"
+            + (f" (and optionally {ONNX_GRAPH})" if fmt >= 2 else "")
+        )
+    engine = runtime_engine(manifest)
+    if engine == "onnxruntime" and ONNX_GRAPH not in files:
+        raise ArtifactError(f"{manifest_path}: runtime onnxruntime but no {ONNX_GRAPH} listed")
     return manifest
+
+
+def runtime_engine(manifest: Mapping[str, Any]) -> Runtime:
+    """The engine a manifest names as its default (format 1: torch)."""
+    block = manifest.get("runtime") or {"engine": "torch"}
+    engine = block.get("engine") if isinstance(block, dict) else None
+    if engine not in ("torch", "onnxruntime"):
+        raise ArtifactError(f"artifact {manifest.get('version')!r}: unknown runtime {engine!r}")
+    return "onnxruntime" if engine == "onnxruntime" else "torch"
 
 
 def verify_artifact(path: Path) -> dict[str, Any]:
@@ -291,14 +390,18 @@ def verify_artifact(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_artifact(path: Path) -> LoadedArtifact:
-    """Verify and load an artifact: the model in eval mode (int8 re-packed exactly) + tokenizer."""
+def load_artifact(path: Path, *, manifest: dict[str, Any] | None = None) -> LoadedArtifact:
+    """Verify and load an artifact as torch: the model in eval mode (int8 re-packed exactly) +
+    tokenizer. ``manifest``: one :func:`verify_artifact` already returned (skips re-hashing)."""
+    import torch
     from safetensors.torch import load_file
+    from torch import nn
 
     from streamproc.compress.quantize import quantize_int8
+    from streamproc.model.network import StudentConfig, StudentNetwork
 
     path = Path(path)
-    manifest = verify_artifact(path)
+    manifest = manifest if manifest is not None else verify_artifact(path)
     try:
         config = StudentConfig.from_dict(manifest["config"])
     except (KeyError, TypeError, ValueError) as exc:

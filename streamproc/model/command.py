@@ -44,6 +44,11 @@ def info(path: str, as_json: bool) -> None:
     )
     click.echo(f"labels:       {', '.join(manifest['labels'])}")
     click.echo(f"max_tokens:   {manifest['max_tokens']}")
+    runtime = manifest.get("runtime") or {"engine": "torch"}
+    detail = (
+        f" ({runtime.get('precision')}, opset {runtime.get('opset')})" if "file" in runtime else ""
+    )
+    click.echo(f"runtime:      {runtime['engine']}{detail}")
     click.echo(
         f"network:      dim {cfg['dim']}, heads/layer {cfg['layer_heads']}, "
         f"FFN/layer {cfg['layer_ffn']}, "
@@ -90,3 +95,87 @@ def publish(artifact: str, model_dir: Path) -> None:
     classifier shipped in the package)."""
     version = publish_artifact(resolve_artifact_argument(artifact), model_dir)
     click.echo(f"published {version} -> {model_dir / version} (CURRENT updated)")
+
+
+@model.command("export-onnx")
+@click.argument("source")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--version", required=True, help="the new artifact's version name")
+@click.option(
+    "--precision",
+    type=click.Choice(["int8-dynamic", "fp32"]),
+    default="int8-dynamic",
+    show_default=True,
+    help="int8-dynamic: ORT's dynamic quantization of every MatMul weight",
+)
+def export_onnx_command(source: str, out: Path, version: str, precision: str) -> None:
+    """Re-write SOURCE as a new artifact OUT served by ONNX Runtime (needs torch and onnx).
+
+    The weights are the same; the graph is exported and (int8) quantized by ONNX Runtime, so the
+    scores move slightly: run `streamproc model evaluate OUT --record` before publishing it."""
+    from streamproc.model.artifact import load_artifact, save_artifact
+
+    loaded = load_artifact(resolve_artifact_argument(source))
+    metadata = {k: v for k, v in loaded.manifest.get("metadata", {}).items() if k != "evaluation"}
+    metadata["exported_from"] = {
+        "version": loaded.version,
+        "files": loaded.manifest["files"],
+        "evaluation": loaded.manifest.get("metadata", {}).get("evaluation"),
+    }
+    save_artifact(
+        out,
+        model=loaded.model,
+        config=loaded.config,
+        tokenizer=loaded.tokenizer,
+        labels=loaded.labels,
+        version=version,
+        metadata=metadata,
+        runtime="onnxruntime",
+        onnx_precision=precision,  # type: ignore[arg-type]
+    )
+    click.echo(f"wrote {out} (version {version}, onnxruntime {precision})")
+
+
+@model.command("evaluate")
+@click.argument("path")
+@click.option("--dataset", default=None, help="[the artifact's own data set] name or file")
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "onnxruntime", "torch"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--record", is_flag=True, help="write the result into the manifest's evaluation")
+def evaluate(path: str, dataset: str | None, runtime: str, record: bool) -> None:
+    """Score an artifact on its data set's test split, as the worker runs it (predict_batch).
+
+    PATH: an artifact directory, or builtin:trec."""
+    from streamproc.compress.data import default_cache_dir, load_dataset
+    from streamproc.compress.report import score_classifier
+    from streamproc.model.artifact import record_evaluation
+    from streamproc.model.runtime import load_classifier
+
+    artifact = resolve_artifact_argument(path)
+    manifest = verify_artifact(artifact)
+    name = dataset or manifest.get("metadata", {}).get("dataset", {}).get("name")
+    if not name:
+        raise click.UsageError("the artifact names no data set: pass --dataset")
+    data = load_dataset(name, cache_dir=default_cache_dir())
+    classifier = load_classifier(artifact, num_threads=1, runtime=runtime)  # type: ignore[arg-type]
+    if list(classifier.labels) != list(data.labels):
+        raise click.ClickException(
+            f"label mismatch: model {list(classifier.labels)} vs data {list(data.labels)}"
+        )
+    result = score_classifier(classifier, data.test_texts, data.test_labels, data.labels)
+    meta = manifest.get("metadata", {})
+    for earlier in (meta.get("evaluation"), (meta.get("exported_from") or {}).get("evaluation")):
+        if earlier and "teacher_accuracy" in earlier:
+            result["teacher_accuracy"] = earlier["teacher_accuracy"]
+            break
+    click.echo(
+        f"{manifest['version']} ({classifier.runtime}): accuracy {result['accuracy']:.2%}, "
+        f"macro-F1 {result['macro_f1']:.3f} on {result['rows']} {name} test rows"
+    )
+    if record:
+        record_evaluation(artifact, result)
+        click.echo(f"recorded in {artifact / 'manifest.json'}")

@@ -1,43 +1,127 @@
 """The model the stream path runs: :class:`Classifier`, loaded from a verified artifact.
 
+A classifier is a tokenizer plus an *engine*: a callable ``(ids, mask) → logits`` over NumPy
+arrays. Two engines:
+
+- :class:`OnnxEngine` — ONNX Runtime on the artifact's ``model.onnx`` (the default wherever the
+  artifact has one). One ``run`` call per batch, with the GIL released for the whole graph, so
+  the event loop and the model no longer take turns (see ``streamproc/model/onnx.py`` for the
+  numbers). Serving this way never imports torch.
+- :class:`TorchEngine` — eager PyTorch on ``weights.safetensors`` under ``inference_mode``.
+
 ``predict_batch`` tokenizes the whole batch in one call, pads to the longest text, masks the
 padding out of attention and pooling (so a text gets the same fp32 answer alone or inside a
-batch), and runs under ``torch.inference_mode()`` with the model in ``eval()``.
-
-int8 dynamic quantization picks activation scales per call from the whole batch, so an int8
-model's scores for a text can move slightly with its batch-mates; the offline report measures how
-often the *label* changes between batch 1 and batch 64 on the test set.
+batch). int8 dynamic quantization picks activation scales per call from the whole batch, so an
+int8 model's scores for a text can move slightly with its batch-mates; the offline report
+measures how often the *label* changes between batch 1 and batch 64 on the test set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import torch
-from torch import nn
+import numpy as np
 
 from streamproc.errors import ArtifactError, ModelError
-from streamproc.model.artifact import LoadedArtifact, load_artifact
+from streamproc.model.artifact import (
+    ONNX_GRAPH,
+    LoadedArtifact,
+    load_artifact,
+    runtime_engine,
+    verify_artifact,
+)
 from streamproc.model.base import Prediction, predictions_from_probabilities
 from streamproc.model.tokenizer import StudentTokenizer
 
-__all__ = ["FORWARD_CHUNK", "Classifier", "load_classifier"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "FORWARD_CHUNK",
+    "Classifier",
+    "Engine",
+    "OnnxEngine",
+    "RuntimeChoice",
+    "TorchEngine",
+    "load_classifier",
+]
+
+RuntimeChoice = Literal["auto", "onnxruntime", "torch"]  # auto: what the artifact names
+
+#: Largest single forward pass; bigger batches are split into length-sorted chunks of this size.
+FORWARD_CHUNK = 64
+
+
+class Engine(Protocol):
+    """ids (B, T) int64, mask (B, T) bool → logits (B, L) float32."""
+
+    name: str
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+
+class OnnxEngine:
+    """An ONNX Runtime session on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    @classmethod
+    def from_file(cls, path: Path, *, num_threads: int | None = None) -> OnnxEngine:
+        """``num_threads``: intra-op threads (None or 0: ORT's default, one per core)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or 0
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads spin by default: on 2 cores that burns the event loop's core.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            raise ArtifactError(f"{path}: ONNX Runtime cannot load the graph ({exc})") from None
+        return cls(session)
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        (logits,) = self._session.run(["logits"], {"ids": ids, "mask": mask})  # (B, L)
+        return np.asarray(logits, dtype=np.float32)
+
+
+class TorchEngine:
+    """Eager PyTorch (fp32 or torch int8-dynamic)."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(ids), torch.from_numpy(mask))  # (B, L)
+        return logits.float().numpy()
 
 
 class Classifier:
-    """A :class:`~streamproc.model.base.TextClassifier` over a student network and its tokenizer."""
+    """A :class:`~streamproc.model.base.TextClassifier`: tokenizer + engine + label names."""
 
     def __init__(
         self,
-        model: nn.Module,
+        engine: Engine,
         tokenizer: StudentTokenizer,
         labels: Sequence[str],
         *,
         version: str,
         max_tokens: int,
     ) -> None:
-        self._model = model.eval()
+        self.engine = engine
         self._tokenizer = tokenizer
         self._labels = tuple(labels)
         self._version = version
@@ -45,8 +129,9 @@ class Classifier:
 
     @classmethod
     def from_artifact(cls, artifact: LoadedArtifact) -> Classifier:
+        """The torch engine over an artifact :func:`load_artifact` loaded."""
         return cls(
-            artifact.model,
+            TorchEngine(artifact.model),
             artifact.tokenizer,
             artifact.labels,
             version=artifact.version,
@@ -66,14 +151,15 @@ class Classifier:
         return self._max_tokens
 
     @property
-    def model(self) -> nn.Module:
-        return self._model
+    def runtime(self) -> str:
+        """Which engine serves: ``onnxruntime`` or ``torch``."""
+        return self.engine.name
 
     @property
     def tokenizer(self) -> StudentTokenizer:
         return self._tokenizer
 
-    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw scores (B, num_labels) for the batch.
 
         Batches larger than :data:`FORWARD_CHUNK` run as length-sorted chunks: one forward pass
@@ -81,46 +167,106 @@ class Classifier:
         in overhead (measured on the TREC student: 0.41 ms/text at 64, 0.56 ms/text at 256).
         """
         if not texts:
-            return torch.zeros(0, len(self._labels))
+            return np.zeros((0, len(self._labels)), dtype=np.float32)
         if len(texts) <= FORWARD_CHUNK:
-            return self._forward(texts)
+            return self.engine(*self._tokenizer.encode_arrays(texts))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # chars ≈ tokens
-        out = torch.empty(len(texts), len(self._labels))
+        out = np.empty((len(texts), len(self._labels)), dtype=np.float32)
         for start in range(0, len(order), FORWARD_CHUNK):
             chunk = order[start : start + FORWARD_CHUNK]
-            out[chunk] = self._forward([texts[i] for i in chunk]).float()
+            out[chunk] = self.engine(*self._tokenizer.encode_arrays([texts[i] for i in chunk]))
         return out
-
-    def _forward(self, texts: Sequence[str]) -> torch.Tensor:
-        ids, mask = self._tokenizer.encode_batch(texts)  # (B, T), (B, T)
-        with torch.inference_mode():
-            return self._model(ids, mask)  # (B, L)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """One :class:`Prediction` per text, in order; an empty batch gives an empty list."""
         if not texts:
             return []
         try:
-            probs = torch.softmax(self.logits(texts).float(), dim=-1).tolist()  # (B, L)
-        except RuntimeError as exc:
+            logits = self.logits(texts)  # (B, L)
+        except (RuntimeError, ValueError) as exc:  # torch and ORT failures on odd input
             raise ModelError(
                 f"model {self._version} failed on a batch of {len(texts)}: {exc}"
             ) from exc
-        return predictions_from_probabilities(self._labels, probs)
+        return predictions_from_probabilities(self._labels, softmax(logits).tolist())
 
 
-#: Largest single forward pass; bigger batches are split into length-sorted chunks of this size.
-FORWARD_CHUNK = 64
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (B, L) scores, in float64 so probabilities sum to 1 within 1e-12."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)  # (B, L)
 
 
-def load_classifier(artifact_dir: Path, *, num_threads: int | None = None) -> Classifier:
+def load_classifier(
+    artifact_dir: Path, *, num_threads: int | None = None, runtime: RuntimeChoice = "auto"
+) -> Classifier:
     """Verify (sha256) and load an artifact into a ready :class:`Classifier`.
 
-    ``num_threads`` sets torch's intra-op thread count for this process (None leaves it).
-    Raises :class:`ArtifactError` for a missing, corrupted, tampered or unknown artifact.
+    ``runtime``: ``auto`` serves with the engine the artifact names (ONNX Runtime when it ships
+    ``model.onnx``); ``torch`` / ``onnxruntime`` force one. ``num_threads`` sets the engine's
+    intra-op threads (torch: process-wide; None leaves the engine's default).
+    Raises :class:`ArtifactError` for a missing, corrupted, tampered or unknown artifact, and for
+    an ONNX graph that fails its self-check on this machine.
     """
+    if num_threads is not None and num_threads < 1:
+        raise ArtifactError(f"num_threads must be at least 1, got {num_threads}")
+    path = Path(artifact_dir)
+    manifest = verify_artifact(path)
+    engine = runtime_engine(manifest) if runtime == "auto" else runtime
+    if engine == "onnxruntime":
+        return _load_onnx(path, manifest, num_threads)
+    if engine != "torch":
+        raise ArtifactError(f"unknown runtime {engine!r} (choose auto, onnxruntime or torch)")
     if num_threads is not None:
-        if num_threads < 1:
-            raise ArtifactError(f"num_threads must be at least 1, got {num_threads}")
+        import torch
+
         torch.set_num_threads(num_threads)
-    return Classifier.from_artifact(load_artifact(Path(artifact_dir)))
+    return Classifier.from_artifact(load_artifact(path, manifest=manifest))
+
+
+def _load_onnx(path: Path, manifest: dict[str, Any], num_threads: int | None) -> Classifier:
+    if ONNX_GRAPH not in manifest["files"]:
+        raise ArtifactError(
+            f"{path}: artifact {manifest['version']!r} has no {ONNX_GRAPH} "
+            "(serve it with STREAMPROC_MODEL_RUNTIME=torch, or re-export it: "
+            "`streamproc model export-onnx`)"
+        )
+    try:
+        tokenizer = StudentTokenizer.from_file(path / "tokenizer.json", int(manifest["max_tokens"]))
+    except Exception as exc:  # tokenizers raises its own error types
+        raise ArtifactError(f"{path}: unreadable tokenizer ({exc})") from None
+    classifier = Classifier(
+        OnnxEngine.from_file(path / ONNX_GRAPH, num_threads=num_threads),
+        tokenizer,
+        manifest["labels"],
+        version=str(manifest["version"]),
+        max_tokens=int(manifest["max_tokens"]),
+    )
+    _self_check(path, manifest, classifier)
+    return classifier
+
+
+def _self_check(path: Path, manifest: dict[str, Any], classifier: Classifier) -> None:
+    """The graph must reproduce, on this machine, the logits recorded when it was written."""
+    check = (manifest.get("runtime") or {}).get("check")
+    if not check:
+        return  # an ONNX graph forced onto a torch-default artifact has nothing recorded
+    try:
+        expected = np.asarray(check["logits"], dtype=np.float64)  # (N, L)
+        texts, tolerance = list(check["texts"]), float(check["tolerance"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: malformed runtime self-check ({exc})") from None
+    try:
+        actual = classifier.logits(texts)  # (N, L)
+    except Exception as exc:  # ORT raises its own types for a graph that does not fit its inputs
+        raise ArtifactError(f"{path}: the ONNX graph fails on its probe texts ({exc})") from None
+    if actual.shape != expected.shape:
+        raise ArtifactError(
+            f"{path}: self-check logits have shape {actual.shape}, recorded {expected.shape}"
+        )
+    worst = float(np.abs(actual - expected).max())
+    if not worst <= tolerance:  # also catches NaN
+        raise ArtifactError(
+            f"{path}: ONNX Runtime on this machine misses the recorded self-check logits by "
+            f"{worst:.4g} (tolerance {tolerance}); refusing to serve it"
+        )

@@ -21,10 +21,13 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["SPECIAL_TOKENS", "StudentTokenizer", "build_subset_tokenizer", "train_wordpiece"]
 
@@ -71,15 +74,26 @@ class StudentTokenizer:
     def tokens(self, text: str) -> list[str]:
         return list(self._tok.encode(text).tokens)
 
-    def encode_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode the batch in one call: ids (B, T) int64, mask (B, T) bool; T = longest ≤ max."""
+    def encode_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode the batch in one call: ids (B, T) int64, mask (B, T) bool; T = longest ≤ max.
+
+        NumPy, so a worker serving through ONNX Runtime never imports torch. ``tokenizers``
+        releases the GIL while it encodes.
+        """
         if not texts:
-            return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1, dtype=torch.bool)
+            return np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.bool_)
         limit = self._max_chars
         encodings = self._tok.encode_batch([t[:limit] if len(t) > limit else t for t in texts])
-        ids = torch.from_numpy(np.asarray([e.ids for e in encodings], dtype=np.int64))  # (B, T)
-        mask = torch.from_numpy(np.asarray([e.attention_mask for e in encodings], dtype=np.bool_))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)  # (B, T)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.bool_)  # (B, T)
         return ids, mask
+
+    def encode_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`encode_arrays` as torch tensors: ids (B, T) int64, mask (B, T) bool."""
+        import torch
+
+        ids, mask = self.encode_arrays(texts)
+        return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def build_subset_tokenizer(

@@ -227,7 +227,11 @@ def create_worker(
     metrics = metrics or StreamMetrics()
     watcher: ArtifactWatcher | None = None
     if model is None:
-        watcher = ArtifactWatcher(settings.model_dir, num_threads=settings.torch_threads or None)
+        watcher = ArtifactWatcher(
+            settings.model_dir,
+            num_threads=settings.model_threads or None,
+            runtime=settings.model_runtime,
+        )
         model = watcher.load_current()
     slot = ModelSlot(model)
     metrics.set_model_version(model.version)
@@ -277,7 +281,7 @@ def create_worker(
         value_type=bytes,
         partitions=settings.input_partitions,
     )
-    inference = InferenceThread(settings.torch_threads)
+    inference = InferenceThread(settings.model_threads)
 
     def current_backlog() -> int:
         consumer = app.consumer

@@ -1,13 +1,16 @@
 """The inference thread: model calls run here, never on the event loop.
 
-One dedicated thread (torch's intra-op pool inside it does the parallel work), so batches run one
-after another while the event loop keeps consuming and producing. torch's thread count is set
-once, in that thread, from ``STREAMPROC_TORCH_THREADS``.
+One dedicated thread (the model runtime's intra-op pool inside it does the parallel work), so
+batches run one after another while the event loop keeps consuming and producing. ONNX Runtime
+gets its thread count when the session is built; torch's is set once, in that thread, from
+``STREAMPROC_MODEL_THREADS`` — and only if torch is already loaded (an ONNX-served worker never
+imports it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -18,9 +21,8 @@ T = TypeVar("T")
 
 
 def _configure_torch(num_threads: int) -> None:
-    if num_threads > 0:
-        import torch
-
+    torch = sys.modules.get("torch")
+    if num_threads > 0 and torch is not None:
         torch.set_num_threads(num_threads)
 
 

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamproc.errors import ArtifactError
 from streamproc.model.base import TextClassifier
+
+if TYPE_CHECKING:
+    from streamproc.model.runtime import RuntimeChoice
 
 __all__ = ["ArtifactWatcher", "ModelSlot"]
 
@@ -45,9 +49,16 @@ class ModelSlot:
 class ArtifactWatcher:
     """Loads the version named by ``<model_dir>/CURRENT`` and notices when it changes."""
 
-    def __init__(self, model_dir: Path, *, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        num_threads: int | None = None,
+        runtime: RuntimeChoice = "auto",
+    ) -> None:
         self.model_dir = model_dir
         self._num_threads = num_threads
+        self._runtime: RuntimeChoice = runtime
         # Refused artifacts by (version, file fingerprint): not retried every poll, but tried
         # again once their files change.
         self._refused: set[tuple[str, tuple[tuple[str, int, int], ...]]] = set()
@@ -57,7 +68,9 @@ class ArtifactWatcher:
         from streamproc.model.artifact import resolve_current
         from streamproc.model.runtime import load_classifier
 
-        return load_classifier(resolve_current(self.model_dir), num_threads=self._num_threads)
+        return load_classifier(
+            resolve_current(self.model_dir), num_threads=self._num_threads, runtime=self._runtime
+        )
 
     def wanted_version(self) -> str | None:
         try:
@@ -86,7 +99,7 @@ class ArtifactWatcher:
             check_version_name(wanted)
             if not (path / MANIFEST).is_file():
                 raise ArtifactError(f"CURRENT names {wanted!r}, but {path} holds no artifact")
-            model = load_classifier(path, num_threads=self._num_threads)
+            model = load_classifier(path, num_threads=self._num_threads, runtime=self._runtime)
             if model.version != wanted:
                 raise ArtifactError(
                     f"CURRENT names {wanted!r} but the artifact there declares {model.version!r}"

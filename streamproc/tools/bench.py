@@ -67,7 +67,8 @@ class Contender:
     policy: str  # adaptive | fixed:SIZE:WINDOW_S
     description: str
     ingress: str = "batched"  # batched | stream (Faust's per-event stream: the old path)
-    torch_threads: int | None = None  # None: the run's --torch-threads
+    model_threads: int | None = None  # None: the run's --model-threads
+    runtime: str = "auto"  # auto (what the artifact names) | onnxruntime | torch
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -93,8 +94,15 @@ CONTENDERS: dict[str, Contender] = {
             "adaptive-t2",
             "student",
             "adaptive",
-            "adaptive batching, student, 2 torch threads",
-            torch_threads=2,
+            "adaptive batching, student, 2 model threads",
+            model_threads=2,
+        ),
+        Contender(
+            "adaptive-torch",
+            "student",
+            "adaptive",
+            "adaptive batching, student in eager PyTorch (the runtime before ONNX Runtime)",
+            runtime="torch",
         ),
         Contender("take64", "student", "fixed:64:0.05", "take(64, within=50 ms), student"),
         Contender("take256", "student", "fixed:256:0.2", "take(256, within=200 ms), student"),
@@ -122,7 +130,7 @@ class BenchConfig:
     burst_max_drain_s: float
     drain_s: float
     partitions: int
-    torch_threads: int
+    model_threads: int
     latency_target_ms: float
     quick: bool
     min_events: int = 0  # low rates run longer, so a p99 rests on at least this many events
@@ -478,14 +486,9 @@ def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple
 
     with contextlib.suppress(StreamprocError):
         return resolve_current(load_settings().model_dir), "STREAMPROC_MODEL_DIR/CURRENT"
-    if (Path("artifacts/trec") / "manifest.json").is_file():
-        return Path("artifacts/trec"), "artifacts/trec (full offline job)"
-    from streamproc.compress.job import JobConfig, run_job
+    from streamproc.model.artifact import builtin_artifact
 
-    out = Path("artifacts/trec-quick")
-    if not (out / "manifest.json").is_file():
-        run_job(JobConfig(dataset="trec", out_dir=out, quick=True), quiet=True)
-    return out, "artifacts/trec-quick (offline job --quick: no full artifact existed)"
+    return builtin_artifact("trec"), "builtin:trec (the artifact shipped in the package)"
 
 
 def _teacher_available() -> bool:
@@ -511,7 +514,7 @@ def run_bench(
     scratch = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     texts, text_source = _texts(cfg.quick)
     artifact_dir, artifact_how = resolve_artifact(artifact, cfg.quick, scratch)
-    student = load_classifier(artifact_dir, num_threads=cfg.torch_threads or None)
+    student = load_classifier(artifact_dir, num_threads=cfg.model_threads or None)
     contenders = [CONTENDERS[name] for name in cfg.contenders]
     notes: list[str] = []
     if any(c.model == "teacher" for c in contenders) and not _teacher_available():
@@ -529,7 +532,8 @@ def run_bench(
         "artifact": str(artifact_dir),
         "artifact_choice": artifact_how,
         "student_version": student.version,
-        "torch_threads": cfg.torch_threads,
+        "student_runtime": student.runtime,
+        "model_threads": cfg.model_threads,
     }
     points: list[dict[str, Any]] = []
     floors: dict[str, Any] = {}
@@ -557,6 +561,9 @@ def run_bench(
         if p["contender"] == "adaptive" and p["batch"]:
             bar_sizes.add(int(p["batch"]["event_p50"]))
     floors["model_student"] = model_floor(student, texts, sorted(bar_sizes))
+    if any(c.model == "student" and c.runtime == "torch" for c in contenders):
+        eager = load_classifier(artifact_dir, num_threads=cfg.model_threads, runtime="torch")
+        floors["model_student_torch"] = model_floor(eager, texts, sorted(bar_sizes))
     if any(c.model == "teacher" for c in contenders):
         from streamproc.tools.teacher_model import load_teacher_classifier
 
@@ -599,7 +606,8 @@ def _run_contender(
         "model": contender.model,
         "artifact": str(artifact_dir),
         "cache_dir": str(default_cache_dir()),
-        "torch_threads": contender.torch_threads or cfg.torch_threads,
+        "model_threads": contender.model_threads or cfg.model_threads,
+        "runtime": contender.runtime,
         "switch_interval_s": cfg.switch_interval_s,
     }
     log_path = scratch / f"worker-{contender.name}.log"
@@ -696,7 +704,7 @@ def _canonical_command(params: dict[str, Any]) -> str:
     for name in ("artifact", "out", "rates", "contenders", "duration", "burst", "burst_rate"):
         if params.get(name) is not None:
             args += [f"--{name.replace('_', '-')}", str(params[name])]
-    for name in ("torch_threads", "switch_interval"):
+    for name in ("model_threads", "switch_interval"):
         if params.get(name) is not None:
             args += [f"--{name.replace('_', '-')}", str(params[name])]
     prefix = ""
@@ -713,8 +721,8 @@ def _canonical_command(params: dict[str, Any]) -> str:
     "--artifact",
     type=click.Path(path_type=Path),
     default=None,
-    help="Student artifact dir. Default: STREAMPROC_MODEL_DIR/CURRENT, else artifacts/trec, "
-    "else a --quick offline job (--quick: a small test artifact).",
+    help="Student artifact dir. Default: STREAMPROC_MODEL_DIR/CURRENT, else builtin:trec "
+    "(--quick: a small test artifact).",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[docs/results/bench]")
 @click.option("--rates", default=None, help="Offered rates for the sweep, e.g. 50,200,1000.")
@@ -726,7 +734,12 @@ def _canonical_command(params: dict[str, Any]) -> str:
 @click.option("--duration", type=click.FloatRange(min=1), default=None, help="Seconds per point.")
 @click.option("--burst", type=click.IntRange(min=0), default=None, help="Burst backlog (0: none).")
 @click.option("--burst-rate", type=click.FloatRange(min=1), default=None, help="Steady load, ev/s.")
-@click.option("--torch-threads", type=click.IntRange(min=1), default=None, help="[1]")
+@click.option(
+    "--model-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="[1] intra-op threads of the model runtime in each worker",
+)
 @click.option(
     "--switch-interval",
     type=click.FloatRange(min=1e-5),
@@ -742,7 +755,7 @@ def bench(
     duration: float | None,
     burst: int | None,
     burst_rate: float | None,
-    torch_threads: int | None,
+    model_threads: int | None,
     switch_interval: float | None,
 ) -> None:
     """Latency/throughput of per-event, fixed and adaptive batching against a real broker."""
@@ -766,8 +779,8 @@ def bench(
         burst_max_drain_s=20.0 if quick else 45.0,
         drain_s=30.0 if quick else 8.0,
         partitions=settings.input_partitions,
-        # One torch thread: the other core serves the broker, Faust's loop and the load generator.
-        torch_threads=torch_threads or 1,
+        # One model thread: the other core serves the broker, Faust's loop and the load generator.
+        model_threads=model_threads or 1,
         latency_target_ms=settings.latency_target_ms,
         quick=quick,
         min_events=0 if quick else 400,

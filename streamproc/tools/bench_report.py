@@ -249,7 +249,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{results['command']}`  ",
         f"Started {env['started_at']}, took {env.get('wall_s', '?')} s. Machine: {env['machine']}; "
         f"broker: {env.get('broker')}; model: `{env['student_version']}` "
-        f"({env['artifact_choice']}); torch threads per worker: {cfg['torch_threads']}; "
+        f"({env['artifact_choice']}; served by {env.get('student_runtime', 'torch')}); "
+        f"model threads per worker: {cfg['model_threads']}; "
         f"GIL switch interval: {cfg.get('switch_interval_s') or 'Python default (5 ms)'}; "
         f"texts: {env['texts']}.",
         "",
@@ -389,7 +390,9 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
             f"ms, max {_fmt(lat.get('max'))} ms ({p['delivered']:,}/{p['sent']:,} delivered)"
         )
     model = floors.get("model_student", {})
+    eager = floors.get("model_student_torch", {})
     teacher = floors.get("model_teacher", {})
+    runtime = results["environment"].get("student_runtime", "torch")
     lines += [
         "",
         "Model time alone (`predict_batch`, median, same thread count as the worker):",
@@ -398,7 +401,11 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     header = ["model", "batch", "ms/batch", "ms/event", "ceiling ev/s"]
     rows = [
         [name, size, _fmt(m["batch_ms"], 2), _fmt(m["per_event_ms"], 3), f"{m['ceiling_eps']:,.0f}"]
-        for name, table in (("student", model), ("teacher fp32", teacher))
+        for name, table in (
+            (f"student ({runtime})", model),
+            ("student (torch)", eager),
+            ("teacher fp32", teacher),
+        )
         for size, m in table.items()
     ]
     lines += _table(header, rows)
@@ -423,6 +430,8 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         if name == "passthrough":
             continue
         table = teacher if name.startswith("teacher") else model
+        if name.endswith("-torch") and eager:
+            table = eager
         for rate, p in sorted(pts.items()):
             floor = passthrough.get(rate)
             size = int(p["batch"].get("event_p50", 1) or 1)
@@ -567,7 +576,7 @@ def readme_snippet(results: dict[str, Any], out_dir: Path) -> str:
         "",
         "One worker, one local Kafka broker, the load generator and the consumer, all on one "
         f"machine ({env['machine'].split(',')[1].strip()}); model `{env['student_version']}`, "
-        f"{results['config']['torch_threads']} torch thread(s) in the worker. End-to-end latency "
+        f"{results['config']['model_threads']} model thread(s) in the worker. End-to-end latency "
         "= prediction received − event sent.",
         "",
         *_table(_HEADLINE_HEADER, headline_rows(results)),

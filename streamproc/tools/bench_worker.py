@@ -60,7 +60,11 @@ def load_model(kind: str, config: dict[str, Any]) -> Any:
     if kind == "student":
         from streamproc.model.runtime import load_classifier
 
-        return load_classifier(Path(config["artifact"]))
+        return load_classifier(
+            Path(config["artifact"]),
+            num_threads=int(config.get("model_threads") or 0) or None,
+            runtime=config.get("runtime") or "auto",
+        )
     if kind == "teacher":
         from streamproc.tools.teacher_model import load_teacher_classifier
 
@@ -80,18 +84,18 @@ def _counters(worker: Any) -> dict[str, float]:
 
 
 def _serve(config: dict[str, Any], proto: TextIO) -> None:
-    import torch
-
     from streamproc.settings import load_settings
     from streamproc.stream.app import create_worker
     from streamproc.testing import running_worker
 
-    threads = int(config.get("torch_threads") or 0)
+    threads = int(config.get("model_threads") or 0)
     if config.get("switch_interval_s"):
         # Experiment knob: how long a thread holding the GIL runs before yielding to a waiting
         # one (Python's default 5 ms). The inference thread re-takes the GIL after every torch op.
         sys.setswitchinterval(float(config["switch_interval_s"]))
-    if threads > 0:
+    if threads > 0 and config["model"] == "teacher":
+        import torch
+
         torch.set_num_threads(threads)
     started = time.perf_counter()
     model = load_model(config["model"], config)
@@ -111,7 +115,7 @@ def _serve(config: dict[str, Any], proto: TextIO) -> None:
         cmd = msg.get("cmd")
         try:
             if cmd == "start":
-                settings = load_settings(**msg["settings"], torch_threads=threads)
+                settings = load_settings(**msg["settings"], model_threads=threads)
                 policy = make_policy(msg["policy"], settings)
                 batched = msg.get("ingress", "batched") == "batched"
 

@@ -45,7 +45,7 @@ def test_5000_events_with_the_real_model_match_offline_predictions(
 ) -> None:
     model_dir = tmp_path / "models"
     publish_artifact(model_artifacts["sentiment-v1"], model_dir)
-    settings = make_settings(kafka_bootstrap, unique, model_dir=model_dir, torch_threads=1)
+    settings = make_settings(kafka_bootstrap, unique, model_dir=model_dir, model_threads=1)
     texts = corpus(5000)
     events = text_events(5000, texts=texts)
     worker = WorkerProcess(settings, name="real", log_dir=tmp_path, real_model=True)
@@ -77,7 +77,7 @@ def test_hot_reload_mid_stream_switches_versions_without_losing_events(
     model_dir = tmp_path / "models"
     publish_artifact(model_artifacts["sentiment-v1"], model_dir)
     settings = make_settings(
-        kafka_bootstrap, unique, model_dir=model_dir, model_poll_interval_s=0.5, torch_threads=1
+        kafka_bootstrap, unique, model_dir=model_dir, model_poll_interval_s=0.5, model_threads=1
     )
     events = text_events(3000, texts=corpus(3000))
     worker = WorkerProcess(settings, name="reload", log_dir=tmp_path, real_model=True)
