@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -349,6 +350,7 @@ def create_worker(
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
+        _freeze_startup_heap()
         assigned = set(_assigned(app.consumer))
         for tp in pipeline.offsets.partitions():
             if tp not in assigned:
@@ -375,6 +377,22 @@ def create_worker(
 
 
 _background_tasks: set[asyncio.Task[Any]] = set()
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move every object alive once the worker is up (Faust, aiokafka, the model) out of the
+    cyclic GC's reach, once per process.
+
+    A full collection scans every tracked object; measured in a serving worker at 250 ev/s they
+    paused the event loop 30–64 ms, a pause every in-flight event pays. Frozen objects are never
+    scanned again, so later collections only walk what was allocated since (``gc.freeze``).
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _background(coro: Any) -> None:
