@@ -2,8 +2,8 @@
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-# torch first, from PyPI, so nothing pulls a second copy.
-RUN pip install --no-cache-dir "torch==2.13.0"
+# No torch: the worker serves ONNX artifacts (builtin:trec and everything `streamproc distill`
+# writes) with onnxruntime alone. For weights-only artifacts: pip install ".[torch]".
 COPY pyproject.toml README.md ./
 COPY streamproc ./streamproc
 RUN pip install --no-cache-dir .

@@ -64,6 +64,7 @@ __all__ = [
     "publish_artifact",
     "read_manifest",
     "record_evaluation",
+    "require_torch",
     "resolve_artifact_argument",
     "resolve_current",
     "runtime_engine",
@@ -137,6 +138,22 @@ def check_version_name(version: str) -> str:
             "(it becomes a directory name)"
         )
     return version
+
+
+def require_torch(purpose: str) -> None:
+    """ArtifactError naming ``purpose`` when torch is not installed (a worker-only install)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        found = False
+    if not found:
+        raise ArtifactError(
+            f"{purpose} needs torch, which is not installed here (a worker-only install serves "
+            "ONNX artifacts): pip install 'streamproc[torch]', or serve an artifact that ships "
+            "model.onnx (`streamproc model export-onnx`)"
+        )
 
 
 def _is_quantized_linear(module: nn.Module) -> bool:
@@ -393,6 +410,7 @@ def verify_artifact(path: Path) -> dict[str, Any]:
 def load_artifact(path: Path, *, manifest: dict[str, Any] | None = None) -> LoadedArtifact:
     """Verify and load an artifact as torch: the model in eval mode (int8 re-packed exactly) +
     tokenizer. ``manifest``: one :func:`verify_artifact` already returned (skips re-hashing)."""
+    require_torch(f"{path}: loading the artifact's weights in torch")
     import torch
     from safetensors.torch import load_file
     from torch import nn

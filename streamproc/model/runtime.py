@@ -29,6 +29,7 @@ from streamproc.model.artifact import (
     ONNX_GRAPH,
     LoadedArtifact,
     load_artifact,
+    require_torch,
     runtime_engine,
     verify_artifact,
 )
@@ -217,6 +218,7 @@ def load_classifier(
         return _load_onnx(path, manifest, num_threads)
     if engine != "torch":
         raise ArtifactError(f"unknown runtime {engine!r} (choose auto, onnxruntime or torch)")
+    require_torch(f"{path}: serving artifact {manifest['version']!r} with the torch runtime")
     if num_threads is not None:
         import torch
 

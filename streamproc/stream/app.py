@@ -234,6 +234,9 @@ def create_worker(
             runtime=settings.model_runtime,
         )
         model = watcher.load_current()
+        log.info(
+            "serving model %s (runtime %s)", model.version, getattr(model, "runtime", "custom")
+        )
     slot = ModelSlot(model)
     metrics.set_model_version(model.version)
     policy = policy or AdaptiveBatchController.from_settings(settings)

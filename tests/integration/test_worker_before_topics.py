@@ -2,7 +2,8 @@
 
 A consumer group subscribed to a topic that does not exist is assigned nothing and only notices
 the topic at its next metadata refresh (minutes), so the worker creates its input topic itself.
-The producer here sends no ``ts``: latency then starts from the Kafka record timestamp.
+The producer here sends no ``ts``: latency then starts from the Kafka record timestamp. The
+worker runs as a worker-only install does: with torch unimportable, serving the ONNX artifact.
 """
 
 from __future__ import annotations
@@ -37,7 +38,16 @@ def test_a_worker_started_before_its_input_topic_exists_consumes_it(
     )
     admin = AdminClient(settings.confluent_config())
     assert settings.input_topic not in admin.list_topics(timeout=10).topics
-    worker = WorkerProcess(settings, name="first", log_dir=tmp_path, real_model=True)
+    blocked = tmp_path / "no-torch" / "torch"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('torch is not installed here')\n")
+    worker = WorkerProcess(
+        settings,
+        name="first",
+        log_dir=tmp_path,
+        real_model=True,
+        env={"PYTHONPATH": str(blocked.parent)},
+    )
     collector = None
     try:
         deadline = time.monotonic() + 60
@@ -61,6 +71,7 @@ def test_a_worker_started_before_its_input_topic_exists_consumes_it(
         worker.stop()
         if collector is not None:
             collector.stop()
+    assert "serving model sentiment-v1 (runtime onnxruntime)" in worker.log_tail(400)
     outputs = [orjson.loads(r.value or b"{}") for r in collector.records]
     assert all(o["ts"] is None and o["latency_from"] == "kafka_timestamp" for o in outputs)
     assert all(0 <= o["latency_ms"] < 60_000 for o in outputs)

@@ -14,8 +14,10 @@ from streamproc.cli import main
 from streamproc.compress.quantize import quantize_int8
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import (
+    builtin_artifact,
     load_artifact,
     publish_artifact,
+    read_manifest,
     resolve_current,
     save_artifact,
     verify_artifact,
@@ -179,3 +181,32 @@ def test_model_cli_info_verify_publish(tmp_path: Path, capsys: pytest.CaptureFix
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "tampered" in err and "\n" not in err
+
+
+def test_model_cli_export_onnx_then_evaluate_and_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weights-only artifact becomes an ONNX one that serves the same answers; `evaluate`
+    scores the built-in TREC model on the test split and records it in the manifest."""
+    source = _save(tmp_path)
+    out = tmp_path / "onnx"
+    main(["model", "export-onnx", str(source), str(out), "--version", "v1-onnx"])
+    assert "onnxruntime int8-dynamic" in capsys.readouterr().out
+    main(["model", "info", str(out)])
+    assert "runtime:      onnxruntime (int8-dynamic, opset 17)" in capsys.readouterr().out
+    texts = ["a fine film", "the worst service ever", "what a day", ""]
+    onnx, eager = load_classifier(out), load_classifier(source)
+    assert onnx.runtime == "onnxruntime" and eager.runtime == "torch"
+    assert abs(onnx.logits(texts) - eager.logits(texts)).max() < 0.25
+
+    trec = tmp_path / "trec"
+    shutil.copytree(builtin_artifact("trec"), trec)
+    main(["model", "evaluate", str(trec), "--record"])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("trec-v3 (onnxruntime): accuracy 9")
+    recorded = read_manifest(trec)["metadata"]["evaluation"]
+    assert recorded["runtime"] == "onnxruntime" and recorded["rows"] == 500
+    assert (
+        recorded["accuracy"]
+        == read_manifest(builtin_artifact())["metadata"]["evaluation"]["accuracy"]
+    )

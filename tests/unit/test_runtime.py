@@ -99,7 +99,7 @@ def test_a_torch_only_artifact_cannot_be_forced_onto_onnxruntime(tmp_path: Path)
     path = build_test_artifact(tmp_path / "t", "torch-v1", runtime="torch")
     assert read_manifest(path)["runtime"] == {"engine": "torch"}
     assert load_classifier(path).runtime == "torch"
-    with pytest.raises(ArtifactError, match="has no model.onnx"):
+    with pytest.raises(ArtifactError, match=r"has no model\.onnx"):
         load_classifier(path, runtime="onnxruntime")
 
 

@@ -31,6 +31,8 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("STREAMPROC_WEB_PORT", "70000"),
         ("STREAMPROC_PROCESSING_GUARANTEE", "maybe_once"),
         ("STREAMPROC_BOOTSTRAP_SERVERS", "no-port-here"),
+        ("STREAMPROC_MODEL_THREADS", "-1"),
+        ("STREAMPROC_MODEL_RUNTIME", "tensorflow"),
     ],
 )
 def test_invalid_value_names_the_setting(
@@ -41,6 +43,15 @@ def test_invalid_value_names_the_setting(
         load_settings()
     assert name in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_model_threads_keeps_reading_its_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().model_threads == 1
+    monkeypatch.setenv("STREAMPROC_TORCH_THREADS", "2")  # its name before ONNX Runtime
+    assert load_settings().model_threads == 2
+    monkeypatch.setenv("STREAMPROC_MODEL_THREADS", "3")  # the new name wins
+    assert load_settings().model_threads == 3
+    assert load_settings(model_threads=4).to_env()["STREAMPROC_MODEL_THREADS"] == "4"
 
 
 def test_batch_bounds_must_be_ordered() -> None:
