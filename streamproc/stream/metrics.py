@@ -24,6 +24,8 @@ name                                          type       what
                                                          handed to the producer), ``ack`` (broker
                                                          acknowledgement after hand-over)
 ``streamproc_publish_retries_total``          counter    records sent again after a failed send
+``streamproc_outbox_records``                 gauge      outputs handed to the producer, not yet
+                                                         acknowledged by the broker
 ``process_*``, ``python_info``                (various)  CPU, memory, fds (in a registry we own)
 ============================================  =========  ========================================
 
@@ -103,6 +105,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "streamproc_inference_errors_total",
     "streamproc_stage_seconds",
     "streamproc_publish_retries_total",
+    "streamproc_outbox_records",
 )
 
 _RATE_WINDOW_S = 10  # throughput is averaged over this many seconds …
@@ -219,6 +222,11 @@ class StreamMetrics:
             "Records sent again after a send the broker did not acknowledge.",
             registry=r,
         )
+        self.outbox = Gauge(
+            "streamproc_outbox_records",
+            "Outputs handed to the producer that the broker has not acknowledged yet.",
+            registry=r,
+        )
         for stage in ("ingress", "publish", "ack"):
             self.stage_seconds.labels(stage=stage)
         for result in ("ok", "refused"):  # both series exist from the start, so rate() works
@@ -307,6 +315,10 @@ class StreamMetrics:
             self.consumer_lag.remove(topic, str(partition))
         with self._lock:
             self._lag.pop((topic, partition), None)
+
+    def set_outbox(self, count: int) -> None:
+        """Outputs handed to the producer and not acknowledged yet."""
+        self.outbox.set(count)
 
     def set_buffered(self, count: int) -> None:
         """Events decoded and waiting for a batch."""

@@ -433,7 +433,12 @@ class BatchingPipeline:
                 futures = [await self._send(item) for item in outgoing]
                 self._in_flight.append((outgoing, futures, self._clock()))
                 self._metrics.record_stage("publish", self._clock() - started)
+                self._metrics.set_outbox(self._unacknowledged())
             self._sent.set()
+
+    def _unacknowledged(self) -> int:
+        """Outputs handed to the producer that the broker has not acknowledged yet."""
+        return sum(len(outgoing) for outgoing, _, _ in self._in_flight)
 
     async def _settle_loop(self) -> None:
         """at_least_once: settle batches in the order they were sent, as the broker acks them."""
@@ -445,8 +450,10 @@ class BatchingPipeline:
             results = await asyncio.gather(*futures, return_exceptions=True)
             if any(isinstance(result, BaseException) for result in results):
                 await self._resend_in_order(results)  # settles every batch in flight
+                self._metrics.set_outbox(self._unacknowledged())
                 continue
             self._in_flight.popleft()
+            self._metrics.set_outbox(self._unacknowledged())
             self._metrics.record_stage("ack", self._clock() - sent_at)
             self._settle(outgoing)
             self._record_published(outgoing)

@@ -202,7 +202,8 @@ def _plot(result: SoakResult, path: Path) -> None:
     "--artifact",
     type=click.Path(path_type=Path),
     default=None,
-    help="Model artifact (default: <model dir>/CURRENT, else artifacts/trec).",
+    help="Model artifact dir or builtin:trec (default: <model dir>/CURRENT, else builtin:trec; "
+    "--quick: a small test artifact).",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("docs/results/soak"), show_default=True
@@ -211,22 +212,28 @@ def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: 
     """Steady load on one worker with the real model: do memory and latency stay flat?"""
     from tqdm import tqdm
 
-    from streamproc.model.artifact import publish_artifact, resolve_current
+    from streamproc.model.artifact import (
+        builtin_artifact,
+        publish_artifact,
+        resolve_artifact_argument,
+        resolve_current,
+    )
 
     if quick:
         duration, rate = min(duration, 45.0), min(rate, 200.0)
     base = load_settings()
     work = Path(tempfile.mkdtemp(prefix="streamproc-soak-"))
     model_dir = work / "models"
-    if artifact is None:
-        with contextlib.suppress(StreamprocError):
-            artifact = resolve_current(base.model_dir)
-    if artifact is None and Path("artifacts/trec/manifest.json").exists():
-        artifact = Path("artifacts/trec")
-    if artifact is None:
+    if artifact is not None:
+        artifact = resolve_artifact_argument(artifact)
+    elif quick:
         from streamproc.compress.job import build_test_artifact
 
         artifact = build_test_artifact(work / "test-artifact", "soak-test")
+    else:
+        with contextlib.suppress(StreamprocError):
+            artifact = resolve_current(base.model_dir)
+        artifact = artifact or builtin_artifact("trec")
     version = publish_artifact(artifact, model_dir)
     texts = [f"question {i}: what is the population of city number {i}?" for i in range(500)]
     configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")

@@ -235,16 +235,26 @@ def test_batches_are_sent_before_earlier_ones_are_acknowledged() -> None:
     records = [Record(i, event(i), log=log) for i in range(64)]
     publisher = SlowAcks()
     publisher.log = log
-    asyncio.run(
+    outbox: list[int] = []
+
+    def watch_outbox(pipeline: BatchingPipeline) -> None:
+        gauge = pipeline._metrics.set_outbox
+        pipeline._metrics.set_outbox = lambda n: (outbox.append(n), gauge(n))[1]  # type: ignore[method-assign]
+
+    pipeline = asyncio.run(
         run_pipeline(
             records,
             model=FakeClassifier(),
             publisher=publisher,
             policy=FixedBatchPolicy(size=8, window_s=0.0),
+            before_start=watch_outbox,
         )
     )
     assert max(publisher.unacked_at_send) > 8, "a later batch was sent while earlier were unacked"
     assert [line for line in log if line.startswith("ack")] == [f"ack {i}" for i in range(64)]
+    # The outbox gauge saw more than one batch awaiting acknowledgement, and ends empty.
+    assert max(outbox) > 8 and outbox[-1] == 0
+    assert pipeline._metrics.registry.get_sample_value("streamproc_outbox_records") == 0
 
 
 @pytest.mark.parametrize("max_buffered", [1, 4])
