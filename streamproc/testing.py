@@ -82,18 +82,22 @@ class FakeClassifier:
 
 @contextlib.contextmanager
 def running_worker(
-    factory: Callable[[], Worker], *, startup_timeout_s: float = 60.0
+    factory: Callable[[], Worker],
+    *,
+    startup_timeout_s: float = 60.0,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> Iterator[Worker]:
     """Run a worker's Faust app in a background thread with its own event loop.
 
-    ``factory`` is called *inside* that thread, so the app binds to the thread's loop. On exit
-    the app is stopped gracefully (in-flight batches drain, offsets commit).
+    ``factory`` is called *inside* that thread, so the app binds to the thread's loop (made by
+    ``loop_factory``: e.g. ``uvloop.new_event_loop``). On exit the app is stopped gracefully
+    (in-flight batches drain, offsets commit).
     """
     ready = threading.Event()
     state: dict[str, Any] = {}
 
     def serve() -> None:
-        loop = asyncio.new_event_loop()
+        loop = loop_factory()
         asyncio.set_event_loop(loop)
 
         async def main() -> None:

@@ -33,7 +33,7 @@ from streamproc.model.artifact import (
     runtime_engine,
     verify_artifact,
 )
-from streamproc.model.base import Prediction, predictions_from_probabilities
+from streamproc.model.base import Prediction
 from streamproc.model.tokenizer import StudentTokenizer
 
 if TYPE_CHECKING:
@@ -188,7 +188,13 @@ class Classifier:
             raise ModelError(
                 f"model {self._version} failed on a batch of {len(texts)}: {exc}"
             ) from exc
-        return predictions_from_probabilities(self._labels, softmax(logits).tolist())
+        probs = softmax(logits)  # (B, L)
+        # One argmax and one tolist per batch: this runs in the inference thread holding the GIL.
+        labels, best = self._labels, probs.argmax(axis=1).tolist()
+        return [
+            Prediction(labels[b], row[b], dict(zip(labels, row, strict=True)))
+            for b, row in zip(best, probs.tolist(), strict=True)
+        ]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

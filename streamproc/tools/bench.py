@@ -69,6 +69,7 @@ class Contender:
     ingress: str = "batched"  # batched | stream (Faust's per-event stream: the old path)
     model_threads: int | None = None  # None: the run's --model-threads
     runtime: str = "auto"  # auto (what the artifact names) | onnxruntime | torch
+    event_loop: str = "asyncio"  # asyncio | uvloop
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -103,6 +104,13 @@ CONTENDERS: dict[str, Contender] = {
             "adaptive",
             "adaptive batching, student in eager PyTorch (the runtime before ONNX Runtime)",
             runtime="torch",
+        ),
+        Contender(
+            "adaptive-uvloop",
+            "student",
+            "adaptive",
+            "adaptive batching, student, uvloop event loop",
+            event_loop="uvloop",
         ),
         Contender("take64", "student", "fixed:64:0.05", "take(64, within=50 ms), student"),
         Contender("take256", "student", "fixed:256:0.2", "take(256, within=200 ms), student"),
@@ -612,6 +620,7 @@ def _run_contender(
         "cache_dir": str(default_cache_dir()),
         "model_threads": contender.model_threads or cfg.model_threads,
         "runtime": contender.runtime,
+        "event_loop": contender.event_loop,
         "switch_interval_s": cfg.switch_interval_s,
     }
     log_path = scratch / f"worker-{contender.name}.log"

@@ -21,6 +21,7 @@ Run as ``python -m streamproc.tools.bench_worker '<json>'``; not a user-facing c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -83,6 +84,15 @@ def _counters(worker: Any) -> dict[str, float]:
     }
 
 
+def _loop_factory(config: dict[str, Any]) -> Any:
+    """The contender's event loop: asyncio's own, or uvloop's."""
+    if config.get("event_loop", "asyncio") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def _serve(config: dict[str, Any], proto: TextIO) -> None:
     from streamproc.settings import load_settings
     from streamproc.stream.app import create_worker
@@ -130,7 +140,9 @@ def _serve(config: dict[str, Any], proto: TextIO) -> None:
                         batched_ingress=batched,
                     )
 
-                worker = stack.enter_context(running_worker(factory))
+                worker = stack.enter_context(
+                    running_worker(factory, loop_factory=_loop_factory(config))
+                )
                 reply(ok=True, event="started", policy=repr(policy))
             elif cmd == "mark":
                 reply(ok=True, event="mark", counters=_counters(worker))
