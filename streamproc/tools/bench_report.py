@@ -172,7 +172,105 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             held_eps=held,
         )
     )
+    return out + hot_path_targets(results)
+
+
+def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 9's targets (the hot path), numbered 5–9 after issue 5's four."""
+    by = _rate_points(results)
+    floors = results["floors"]
+    passthrough, adaptive = by.get("passthrough", {}), by.get("adaptive", {})
+    model = floors.get("model_student", {})
+    out: list[dict[str, Any]] = []
+
+    # 5. the model-free worker: capacity and CPU per event, beside the broker alone
+    hops = floors.get("broker_one_hop", [])
+    broker = max((p["throughput_eps"] for p in hops), default=0.0)
+    if passthrough:
+        cap, sat = capacity(passthrough.values())
+        top = max(passthrough.values(), key=lambda p: p["throughput_eps"])
+        cpu = top["cpu"].get("worker_ms_per_event")
+        met = cap >= 8000 and cpu is not None and cpu <= 0.10
+        out.append(
+            _target(
+                5,
+                "pass-through worker ≥ 8,000 ev/s at ≤ 0.10 ms CPU per event",
+                met,
+                f"capacity {cap:,.0f}{'' if sat else '+'} ev/s"
+                f"{'' if sat else ' (never saturated)'}, {_fmt(cpu, 3)} ms CPU/event at "
+                f"{top['throughput_eps']:,.0f} ev/s; in the same run the broker alone (one hop) "
+                f"delivered {broker:,.0f} ev/s at the top offered rate",
+            )
+        )
+    # 6. adaptive: rate held at p99 ≤ 100 ms vs the model-alone ceiling at batch 64
+    b64 = model.get("64", {}).get("ceiling_eps")
+    if adaptive and b64:
+        held = _held(adaptive.values())
+        share = held / b64
+        out.append(
+            _target(
+                6,
+                "adaptive holds p99 ≤ 100 ms up to ≥ 70% of the model-alone ceiling at batch 64",
+                share >= 0.70,
+                f"held {held:,.0f} ev/s = {share:.0%} of {b64:,.0f} ev/s "
+                f"(model alone, batch 64, {results['config'].get('model_threads', 1)} thread)",
+                share=round(share, 3),
+            )
+        )
+    # 7. model time inside the worker vs alone, at the batch size it ran
+    ratios = []
+    for rate, p in sorted(adaptive.items()):
+        inside = (p.get("model") or {}).get("ms_per_event")
+        size = p["batch"].get("event_mean") or 0
+        alone = _per_event_ms(model, float(size)) if size else None
+        if inside and alone and not p["saturated"] and rate >= 250:
+            ratios.append((rate, inside / alone, inside, alone, size))
+    if ratios:
+        worst = max(ratios, key=lambda r: r[1])
+        out.append(
+            _target(
+                7,
+                "model time per event inside the worker ≤ 1.3× alone (same batch size, ≥ 250 ev/s)",
+                worst[1] <= 1.3,
+                "; ".join(
+                    f"{r:g}/s: {i:.3f} vs {a:.3f} ms at batch {b:.0f} ({x:.2f}×)"
+                    for r, x, i, a, b in ratios
+                ),
+                worst_ratio=round(worst[1], 2),
+            )
+        )
+    # 8. low load: adaptive p99 ≤ pass-through p99 + batch-1 model time + 5 ms
+    batch1 = model.get("1", {}).get("batch_ms")
+    low = sorted(r for r in adaptive if 25 <= r <= 100 and r in passthrough)
+    if low and batch1 is not None:
+        rows, ok = [], True
+        for r in low:
+            bound = _p99(passthrough[r]) + batch1 + 5.0
+            ok &= _p99(adaptive[r]) <= bound
+            rows.append(f"{r:g}/s: {_p99(adaptive[r]):.1f} vs ≤ {bound:.1f} ms")
+        out.append(
+            _target(
+                8,
+                "at 25–100 ev/s adaptive p99 ≤ pass-through p99 + batch-1 model time + 5 ms",
+                ok,
+                "; ".join(rows),
+            )
+        )
     return out
+
+
+def _per_event_ms(table: dict[str, Any], size: float) -> float | None:
+    """Model-alone ms/event at ``size``, interpolated linearly in batch size between measured
+    sizes (the table is measured at 1, 64, 256 and the sizes the adaptive contender ran)."""
+    if not table:
+        return None
+    points = sorted((int(k), float(v["batch_ms"])) for k, v in table.items())
+    lo = max((p for p in points if p[0] <= size), default=points[0])
+    hi = min((p for p in points if p[0] >= size), default=points[-1])
+    if hi[0] == lo[0]:
+        return lo[1] / lo[0]
+    batch_ms = lo[1] + (hi[1] - lo[1]) * (size - lo[0]) / (hi[0] - lo[0])
+    return batch_ms / size
 
 
 def _target(n: int, name: str, met: bool | None, detail: str, **extra: Any) -> dict[str, Any]:
@@ -284,7 +382,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{cfg['burst']:,} events at once on top of {cfg['burst_rate']:g} ev/s.",
         "",
     ]
-    lines += ["## Targets (issue 5)", ""]
+    lines += ["## Targets (issue 5: batching; issue 9: the hot path)", ""]
     for t in results["targets"]:
         lines.append(f"- **{_verdict(t['met'])}** — {t['name']}: {t['detail']}")
     lines += ["", "## Rate sweep", ""]

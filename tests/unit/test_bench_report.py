@@ -1,0 +1,79 @@
+"""The benchmark report's verdicts on the hot-path targets, from a hand-built results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamproc.tools.bench_report import _per_event_ms, hot_path_targets
+
+
+def _point(
+    contender: str,
+    rate: float,
+    p99: float,
+    *,
+    cpu: float = 0.2,
+    batch_mean: float = 1.0,
+    model_ms: float | None = None,
+    saturated: bool = False,
+) -> dict[str, Any]:
+    return {
+        "contender": contender,
+        "profile": "rate",
+        "offered_eps": rate,
+        "throughput_eps": rate,
+        "latency_ms": {"p99": p99},
+        "cpu": {"worker_ms_per_event": cpu},
+        "batch": {"event_p50": int(batch_mean), "event_mean": batch_mean},
+        "model": {"ms_per_event": model_ms} if model_ms else {},
+        "saturated": saturated,
+    }
+
+
+MODEL = {
+    "1": {"batch_ms": 0.5, "per_event_ms": 0.5, "ceiling_eps": 2000.0},
+    "64": {"batch_ms": 12.8, "per_event_ms": 0.2, "ceiling_eps": 5000.0},
+}
+
+
+def _results(points: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "config": {"model_threads": 1},
+        "floors": {"model_student": MODEL, "broker_one_hop": [{"throughput_eps": 9000.0}]},
+        "points": points,
+    }
+
+
+def test_model_time_alone_is_interpolated_between_measured_batch_sizes() -> None:
+    assert _per_event_ms(MODEL, 1) == pytest.approx(0.5)
+    assert _per_event_ms(MODEL, 64) == pytest.approx(0.2)
+    # batch 32: 0.5 + (12.8 − 0.5)·31/63 ms for 32 events
+    assert _per_event_ms(MODEL, 32) == pytest.approx((0.5 + 12.3 * 31 / 63) / 32)
+    assert _per_event_ms(MODEL, 500) == pytest.approx(0.2)  # beyond the table: its last size
+
+
+def test_hot_path_targets_met_and_missed() -> None:
+    points = [
+        _point("passthrough", 25, 10.0),
+        _point("passthrough", 9000, 80.0, cpu=0.09),
+        _point("adaptive", 25, 15.0),  # ≤ 10 + 0.5 + 5
+        _point("adaptive", 1000, 50.0, batch_mean=64, model_ms=0.25),  # 1.25× alone
+        _point("adaptive", 4000, 90.0, batch_mean=64, model_ms=0.30),  # 1.5× alone
+    ]
+    verdicts = {t["target"]: t for t in hot_path_targets(_results(points))}
+    assert verdicts[5]["met"] is True
+    assert "9,000 ev/s at the top offered rate" in verdicts[5]["detail"]
+    assert verdicts[6]["met"] is True and verdicts[6]["share"] == pytest.approx(0.8)
+    assert verdicts[7]["met"] is False and verdicts[7]["worst_ratio"] == pytest.approx(1.5)
+    assert verdicts[8]["met"] is True
+
+    slow_low_load = [*points[:2], _point("adaptive", 25, 16.0), *points[3:]]
+    assert {t["target"]: t for t in hot_path_targets(_results(slow_low_load))}[8]["met"] is False
+
+
+def test_a_busy_pass_through_worker_misses_the_cpu_target() -> None:
+    points = [_point("passthrough", 9000, 80.0, cpu=0.16)]
+    (verdict,) = [t for t in hot_path_targets(_results(points)) if t["target"] == 5]
+    assert verdict["met"] is False and "0.160 ms CPU/event" in verdict["detail"]
