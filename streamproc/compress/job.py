@@ -27,7 +27,14 @@ import torch
 from tqdm import tqdm
 
 from streamproc.compress import distill as distill_mod
-from streamproc.compress.data import LabelledData, default_cache_dir, load_dataset
+from streamproc.compress.augment import TransferConfig
+from streamproc.compress.data import (
+    LabelledData,
+    default_cache_dir,
+    load_dataset,
+    load_transfer_set,
+    resolve_transfer_corpus,
+)
 from streamproc.compress.prune import PruneConfig, prune_network, score_importance
 from streamproc.compress.quantize import quantize_int8
 from streamproc.compress.report import (
@@ -72,6 +79,8 @@ class JobConfig:
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
     distill: distill_mod.DistillConfig = field(default_factory=distill_mod.DistillConfig)
+    # Question-word-keeping augmentation and the unlabelled corpus (Tatoeba for trec).
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     rebuild_command: str = ""
 
@@ -85,6 +94,7 @@ class JobResult:
 
 QUICK_DISTILL = dict(vocab_size=1500, epochs=2, augment_per_text=1, layers=2)
 QUICK_PRUNE = dict(score_batches=4, finetune_epochs=1)
+QUICK_TRANSFER_LIMIT = 64  # corpus texts in a --quick run
 
 
 class _Stages:
@@ -140,9 +150,11 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     dcfg = config.distill
     pcfg = config.prune
     tcfg = config.teacher or TeacherConfig(seed=config.seed)
+    xcfg = config.transfer
     if config.quick:
         dcfg = dataclasses.replace(dcfg, **QUICK_DISTILL)
         pcfg = dataclasses.replace(pcfg, **QUICK_PRUNE)
+        xcfg = dataclasses.replace(xcfg, limit=QUICK_TRANSFER_LIMIT)
         if config.teacher is None:
             tcfg = TeacherConfig(seed=config.seed, epochs=1, max_train_rows=96)
     stages = _Stages(quiet)
@@ -164,7 +176,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             )
         teacher_folder = cache_dir / "teachers" / teacher_meta["key"]
 
-        # 3. transfer set: train rows + teacher-labelled augmentations ----------------------
+        # 3. transfer set: train rows + teacher-labelled augmentations + corpus texts --------
         with stages.stage("transfer", unit="text") as bar:
             teacher_vocab = teacher.tokenizer.get_vocab()
             word_emb = teacher.encoder.embeddings.word_embeddings.weight.detach()
@@ -179,17 +191,44 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 replace_prob=dcfg.replace_prob,
                 drop_prob=dcfg.drop_prob,
                 seed=config.seed,
+                keep_question_words=xcfg.keep_question_words,
             )
-            transfer = list(data.train_texts) + augmented
-            hard = list(data.train_labels) + [-1] * len(augmented)
+            own = list(data.train_texts) + augmented
+            corpus = resolve_transfer_corpus(xcfg.corpus, config.dataset)
+            external: list[str] = []
+            external_meta: dict[str, Any] = {}
+            if corpus is not None:
+                extra = load_transfer_set(
+                    corpus,
+                    cache_dir=cache_dir,
+                    # Never a test text (Tatoeba holds some TREC test questions); train rows are
+                    # in the transfer set already.
+                    exclude=[*data.test_texts, *data.train_texts],
+                    limit=xcfg.limit,
+                    seed=config.seed,
+                    top_up=xcfg.top_up,
+                )
+                external, external_meta = extra.texts, extra.meta
+            transfer = own + external
+            hard = list(data.train_labels) + [-1] * (len(augmented) + len(external))
             bar.reset(total=len(transfer) + len(data.test_texts))
             soft, soft_features = teacher_outputs(
                 teacher,
-                transfer,
+                own,
                 max_tokens=tcfg.max_tokens,
                 cache_file=teacher_folder / "transfer.npy",
                 progress=bar.update,
             )
+            if external:  # its own cache: changing the augmentation does not relabel the corpus
+                ext_soft, ext_features = teacher_outputs(
+                    teacher,
+                    external,
+                    max_tokens=tcfg.max_tokens,
+                    cache_file=teacher_folder / f"transfer-{corpus}.npy",
+                    progress=bar.update,
+                )
+                soft = np.concatenate([soft, ext_soft])
+                soft_features = np.concatenate([soft_features, ext_features])
             test_teacher = teacher_logits(
                 teacher,
                 data.test_texts,
@@ -203,7 +242,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         with stages.stage("distill") as bar:
             raw_tok, student_vocab = build_subset_tokenizer(
                 (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8"),
-                transfer,
+                own,  # the data set's own texts pick the vocabulary, as before the corpus
                 dcfg.vocab_size,
             )
             tokenizer = StudentTokenizer(raw_tok, dcfg.max_tokens)
@@ -279,6 +318,12 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                     "teacher": {k: v for k, v in teacher_meta.items() if k != "cached"},
                     "distill": dataclasses.asdict(dcfg),
                     "prune": dataclasses.asdict(pcfg),
+                    "transfer": {
+                        **dataclasses.asdict(xcfg),
+                        "corpus_used": corpus,
+                        "corpus_texts": len(external),
+                        "corpus_source": external_meta,  # files + sha256, license (CC-BY 2.0 FR)
+                    },
                     "transfer_texts": len(transfer),
                     "distill_loss": [round(x, 4) for x in distill_history],
                     "prune_finetune_loss": [round(x, 4) for x in prune_history],
@@ -336,7 +381,13 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         }
         if teacher_meta.get("cached"):
             summary["job"]["total_seconds"] = round(total + float(teacher_meta["train_seconds"]), 1)
-        summary["transfer"] = {"texts": len(transfer), "augmented": len(augmented)}
+        summary["transfer"] = {
+            "texts": len(transfer),
+            "augmented": len(augmented),
+            "corpus": corpus or "",
+            "corpus_texts": len(external),
+            "corpus_license": external_meta.get("license", ""),
+        }
         # What a worker serves: the artifact in its own runtime, through predict_batch.
         served = score_classifier(
             load_classifier(artifact_dir, num_threads=1),

@@ -328,6 +328,17 @@ fine-tuned teacher are cached under `~/.cache/streamproc`):
 """
 
 
+def _corpus_clause(summary: dict[str, Any]) -> str:
+    transfer = summary["transfer"]
+    if not transfer.get("corpus_texts"):
+        return ""
+    return (
+        f", plus {transfer['corpus_texts']:,} unlabelled {transfer['corpus']} sentences labelled "
+        f"by the teacher (licence: {transfer.get('corpus_license') or 'see the corpus'}); "
+        "any equal to a test text after normalisation removed"
+    )
+
+
 def _served_line(summary: dict[str, Any]) -> str:
     served = summary.get("served")
     if not served:
@@ -356,8 +367,10 @@ def render_markdown(summary: dict[str, Any], *, plot_name: str = "report.png") -
 
 Data: {data["description"]} — {data["train"]} train rows, {data["test"]} held-out test rows
 ({data["split"]}); transfer set {summary["transfer"]["texts"]} texts
-({summary["transfer"]["augmented"]} teacher-labelled augmentations of the train rows; no test row is
-ever used for training, augmentation, pruning or calibration).
+({summary["transfer"]["augmented"]} teacher-labelled augmentations of the train rows{
+        _corpus_clause(summary)
+    };
+no test row is ever used for training, augmentation, pruning or calibration).
 Artifact `{summary["artifact"]["version"]}`: {summary["artifact"]["files_summary"]}.
 
 ## Results on the held-out test set
