@@ -9,7 +9,8 @@ can catch the whole family with one ``except``::
     │   └── RecordTooLarge   a record exceeds the producer's request size: it can never be sent
     ├── DataError            a labelled data set is missing, malformed or unusable
     ├── ModelError           a model could not be built, trained or run
-    │   └── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
+    │   ├── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
+    │   └── InferenceTimeout a model call did not return in time: the worker stops
     └── EventError           an input event is invalid (carries a machine-readable reason)
 
 Bad *events* are values, not crashes: the stream path turns an :class:`EventError` into a
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EventError",
+    "InferenceTimeout",
     "ModelError",
     "RecordTooLarge",
     "StreamprocError",
@@ -57,6 +59,17 @@ class ModelError(StreamprocError):
 
 class ArtifactError(ModelError):
     """A model artifact is missing, of an unknown version, corrupted or tampered with."""
+
+
+class InferenceTimeout(ModelError):
+    """A model call did not return within ``STREAMPROC_INFERENCE_TIMEOUT_S``.
+
+    Not an event's fault that a smaller batch could avoid (as a model exception is): the call
+    may never return, and it holds the only inference thread. The pipeline fails with this
+    error and the worker exits non-zero; nothing of the batch was acknowledged, so the group
+    re-delivers it from the last commit. The message names the records (topic[partition]
+    offsets) that were in the call: the suspects.
+    """
 
 
 class EventError(StreamprocError):

@@ -65,6 +65,36 @@ class Settings(BaseSettings):
     min_batch_size: int = Field(1, ge=1)
     max_batch_size: int = Field(256, ge=1)
     max_buffered_events: int = Field(4096, ge=1, description="backpressure bound on the buffer")
+    max_buffered_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1,
+        description=(
+            "backpressure bound on the raw payload bytes of records taken from Kafka and not "
+            "settled yet (buffered, in inference or awaiting the broker's acknowledgement); a "
+            "record larger than this is still taken when nothing else is outstanding"
+        ),
+    )
+
+    # --- Liveness and readiness -------------------------------------------------------------
+    inference_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "deadline of one model call (a batch, or part of one being bisected): a call that "
+            "has not returned by then is taken as hung; its records' offsets are logged as "
+            "suspects, nothing of the batch is acknowledged or committed, and the worker exits "
+            "with status 1 so the group re-delivers them to another worker"
+        ),
+    )
+    ready_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "/readyz answers 503 (stalled) while records are outstanding (buffered, in "
+            "inference or awaiting the broker's acknowledgement) and none has settled for "
+            "longer than this"
+        ),
+    )
 
     # --- Events -----------------------------------------------------------------------------
     max_event_bytes: int = Field(256 * 1024, ge=64, description="larger payloads are dead-lettered")

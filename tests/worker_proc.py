@@ -3,7 +3,9 @@
 Run as ``python -m tests.worker_proc`` with STREAMPROC_* set. ``FAKE_COST_S`` /
 ``FAKE_COST_PER_ITEM_S`` make batches take time, so a kill lands mid-stream;
 ``FAKE_STARTED_FILE`` is created when the first batch reaches the model (a test can then kill it
-mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches. Faust's Worker
+mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches;
+``FAKE_HANG_AFTER=N`` makes model call N+1 hang forever (it never returns nor raises, like a
+wedged runtime), or for ``FAKE_HANG_S`` seconds if set. Faust's Worker
 handles SIGTERM/SIGINT (graceful) exactly as ``streamproc worker`` does.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,21 @@ def main() -> None:
         cost_per_item_s=float(os.environ.get("FAKE_COST_PER_ITEM_S", "0")),
     )
     started_file = os.environ.get("FAKE_STARTED_FILE")
-    if started_file:
-        model.on_batch = lambda texts: Path(started_file).touch()
+    hang_after = os.environ.get("FAKE_HANG_AFTER")
+    hang_s = float(os.environ["FAKE_HANG_S"]) if os.environ.get("FAKE_HANG_S") else None
+    calls = [0]
+
+    def on_batch(texts: Sequence[str]) -> None:
+        if started_file:
+            Path(started_file).touch()
+        calls[0] += 1
+        if hang_after and calls[0] == int(hang_after) + 1:
+            logging.getLogger("tests.worker_proc").warning(
+                "model call %d hangs (FAKE_HANG_AFTER=%s)", calls[0], hang_after
+            )
+            threading.Event().wait(hang_s)  # None: forever
+
+    model.on_batch = on_batch
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
     dies_after = os.environ.get("FAKE_LOOP_DIES_AFTER")
     if dies_after:  # an unexpected bug in the pipeline: its batch loop dies after N batches

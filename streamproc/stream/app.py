@@ -21,13 +21,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import sys
+import threading
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
-from streamproc.errors import ArtifactError, RecordTooLarge
+from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
@@ -299,12 +302,14 @@ def create_worker(
         inference=inference,
         max_event_bytes=settings.max_event_bytes,
         max_buffered=settings.max_buffered_events,
+        max_buffered_bytes=settings.max_buffered_bytes,
         backlog=current_backlog,
         transactional=exactly_once,
         commit=(lambda: app.consumer.commit()) if exactly_once else None,
         commit_interval_s=settings.commit_interval_s,
         # Crashing the app stops the worker: `streamproc worker` exits 1 with the reason.
-        on_failure=lambda exc: _background(app.crash(exc)),
+        on_failure=lambda exc: _fail(app, pipeline, exc),
+        inference_timeout_s=settings.inference_timeout_s,
     )
 
     app.pipeline = pipeline
@@ -331,6 +336,7 @@ def create_worker(
         for (topic, partition), lag in lags.items():
             metrics.set_lag(topic, partition, lag)
         metrics.set_buffered(pipeline.buffered)
+        metrics.set_unsettled_bytes(pipeline.unsettled_bytes)
 
     if watcher is not None:
         reload_watcher = watcher
@@ -361,9 +367,20 @@ def create_worker(
                 metrics.forget_partition(*tp)
 
     if web_enabled:
-        from streamproc.stream.dashboard import register_web
+        from streamproc.stream.dashboard import Readiness, assess_readiness, register_web
 
-        register_web(app, metrics)
+        def readiness() -> Readiness:
+            return assess_readiness(
+                started=pipeline.started,
+                failed=pipeline.failed,
+                assigned_partitions=len(_assigned(app.consumer)),
+                outstanding=pipeline.unsettled,
+                buffered=pipeline.buffered,
+                stalled_for_s=pipeline.stalled_for(),
+                stall_after_s=settings.ready_stall_s,
+            )
+
+        register_web(app, metrics, readiness=readiness)
 
     return Worker(
         app,
@@ -396,6 +413,38 @@ def _freeze_startup_heap() -> None:
         _heap_frozen = True
         gc.collect()
         gc.freeze()
+
+
+def _fail(app: faust.App, pipeline: BatchingPipeline, error: BaseException) -> None:
+    """The pipeline failed: stop the worker with an error (``streamproc worker`` exits 1)."""
+    if isinstance(error, InferenceTimeout):
+        _exit_without_waiting_for_a_hung_model(pipeline)
+    _background(app.crash(error))
+
+
+def _exit_without_waiting_for_a_hung_model(pipeline: BatchingPipeline) -> None:
+    """Make sure a model call that never returns cannot keep the process alive.
+
+    The inference thread is not a daemon: at exit the interpreter joins it (``concurrent.futures``
+    does, and then ``threading`` does), so a hung call would keep the stopped worker alive
+    forever. Once the worker has stopped and the interpreter starts joining threads, this hook
+    (``threading``'s pre-join hooks run newest first, so before that join) exits at once with
+    status 1 if the call is still running, after flushing the logs.
+    """
+
+    def exit_now_if_hung() -> None:
+        if pipeline.inference_hung:
+            log.critical("a timed-out model call is still running: exiting without it")
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(1)
+
+    register = getattr(threading, "_register_atexit", None)  # CPython ≥ 3.9
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already shutting down
+            register(exit_now_if_hung)
 
 
 def _background(coro: Any) -> None:

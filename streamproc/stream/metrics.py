@@ -16,9 +16,15 @@ name                                          type       what
 ``streamproc_event_latency_seconds``          histogram  producer timestamp → prediction (1 ms–10 s)
 ``streamproc_consumer_lag{topic,partition}``  gauge      highwater − position, assigned partitions
 ``streamproc_buffered_events``                gauge      events decoded and waiting for a batch
+``streamproc_unsettled_bytes``                gauge      raw payload bytes of events taken off
+                                                         Kafka and not settled yet (what
+                                                         ``STREAMPROC_MAX_BUFFERED_BYTES`` bounds)
 ``streamproc_model_info{version}``            gauge      1 for the model version now serving
 ``streamproc_model_reloads_total{result}``    counter    hot reloads: ``ok`` | ``refused``
 ``streamproc_inference_errors_total``         counter    batches whose inference raised
+``streamproc_inference_timeouts_total``       counter    model calls that did not return within
+                                                         ``STREAMPROC_INFERENCE_TIMEOUT_S`` (the
+                                                         worker then stops)
 ``streamproc_stage_seconds{stage}``           histogram  per call: ``ingress`` (a fetched batch
                                                          decoded, buffered), ``publish`` (a batch
                                                          handed to the producer), ``ack`` (broker
@@ -100,9 +106,11 @@ METRIC_NAMES: tuple[str, ...] = (
     "streamproc_event_latency_seconds",
     "streamproc_consumer_lag",
     "streamproc_buffered_events",
+    "streamproc_unsettled_bytes",
     "streamproc_model_info",
     "streamproc_model_reloads_total",
     "streamproc_inference_errors_total",
+    "streamproc_inference_timeouts_total",
     "streamproc_stage_seconds",
     "streamproc_publish_retries_total",
     "streamproc_outbox_records",
@@ -193,6 +201,12 @@ class StreamMetrics:
         self.buffered = Gauge(
             "streamproc_buffered_events", "Decoded events waiting for a batch.", registry=r
         )
+        self.unsettled_bytes = Gauge(
+            "streamproc_unsettled_bytes",
+            "Raw payload bytes of events taken off Kafka and not settled yet (buffered, in "
+            "inference or awaiting the broker's acknowledgement).",
+            registry=r,
+        )
         self.model_info = Gauge(
             "streamproc_model_info",
             "Model version now serving (value 1; the version is a label).",
@@ -207,6 +221,11 @@ class StreamMetrics:
         )
         self.inference_errors = Counter(
             "streamproc_inference_errors", "Batches whose inference raised.", registry=r
+        )
+        self.inference_timeouts = Counter(
+            "streamproc_inference_timeouts",
+            "Model calls that did not return within the inference timeout (the worker stops).",
+            registry=r,
         )
         self.stage_seconds = Histogram(
             "streamproc_stage_seconds",
@@ -248,6 +267,7 @@ class StreamMetrics:
         self._model_version: str | None = None
         self._reloads = {"ok": 0, "refused": 0}
         self._inference_errors = 0
+        self._inference_timeouts = 0
 
     # ------------------------------------------------------------------ recording
     def record_consumed(self, count: int = 1) -> None:
@@ -326,6 +346,10 @@ class StreamMetrics:
         with self._lock:
             self._buffered = count
 
+    def set_unsettled_bytes(self, size: int) -> None:
+        """Raw payload bytes of the events taken off Kafka and not settled yet."""
+        self.unsettled_bytes.set(size)
+
     def set_model_version(self, version: str) -> None:
         """The model now serving; the previous version's series is removed."""
         with self._lock:
@@ -345,6 +369,12 @@ class StreamMetrics:
         self.inference_errors.inc()
         with self._lock:
             self._inference_errors += 1
+
+    def record_inference_timeout(self) -> None:
+        """A model call did not return within the inference timeout."""
+        self.inference_timeouts.inc()
+        with self._lock:
+            self._inference_timeouts += 1
 
     # ------------------------------------------------------------------ reading
     def exposition(self) -> bytes:
@@ -373,6 +403,7 @@ class StreamMetrics:
                     "dead_lettered": sum(dead.values()),
                     "batches": self._batches,
                     "inference_errors": self._inference_errors,
+                    "inference_timeouts": self._inference_timeouts,
                     "model_reloads": dict(self._reloads),
                 },
                 "dead_letters": dead,

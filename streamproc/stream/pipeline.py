@@ -4,7 +4,10 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
 
 1. :meth:`BatchingPipeline.submit` (called by the agent per record) decodes and validates; every
    record joins the buffer in read order, a bad one carrying its dead-letter reason (bounded: a
-   full buffer blocks the agent, which is Kafka back-pressure).
+   full buffer blocks the agent, which is Kafka back-pressure). Two bounds: ``max_buffered``
+   records in the buffer, and ``max_buffered_bytes`` of raw payload held by records not settled
+   yet (buffered, in inference or awaiting the broker: each keeps its payload until it settles).
+   A record larger than the byte bound is still taken when nothing else is outstanding.
 2. :meth:`BatchingPipeline._batch_loop` asks the :class:`~streamproc.stream.batching.BatchPolicy`
    how many buffered events to run and how long to wait for more, then runs ``predict_batch`` in
    the inference thread (off the event loop).
@@ -18,6 +21,12 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
 
 A batch whose inference raises is split in halves and retried, down to single events; an event
 that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
+
+A model call that does not return within ``inference_timeout_s`` is taken as hung (it may never
+return, and it holds the only inference thread): the records it held are logged as suspects
+(topic[partition] and offsets), nothing of its batch is acknowledged, and the batch loop fails
+with :class:`~streamproc.errors.InferenceTimeout`, so the worker stops with an error and the
+group re-delivers the batch from the last commit.
 """
 
 from __future__ import annotations
@@ -25,13 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamproc.errors import EventError, RecordTooLarge
+from streamproc.errors import EventError, InferenceTimeout, RecordTooLarge
 from streamproc.events import (
     DEAD_LETTER_HEADER_PREFIX,
     TextEvent,
@@ -46,7 +56,7 @@ from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.offsets import OffsetLedger
 
-__all__ = ["BatchingPipeline", "Publisher", "SourceRecord"]
+__all__ = ["BatchingPipeline", "Publisher", "SourceRecord", "describe_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +64,41 @@ _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
 
 
-def _timed(fn: Callable[[list[str]], list[Prediction]], texts: list[str]) -> tuple[Any, float]:
-    """Run in the inference thread: the result and the seconds the model itself took."""
-    started = time.perf_counter()
-    result = fn(texts)
-    return result, time.perf_counter() - started
+class _ModelCall:
+    """One model call, run in the inference thread: returns the result and the seconds the model
+    itself took, and says (``finished``, set in that thread) whether the call has returned."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self) -> None:
+        self.finished = False
+
+    def __call__(
+        self, fn: Callable[[list[str]], list[Prediction]], texts: list[str]
+    ) -> tuple[Any, float]:
+        started = time.perf_counter()
+        try:
+            result = fn(texts)
+        finally:
+            self.finished = True
+        return result, time.perf_counter() - started
+
+
+def describe_offsets(records: Sequence[SourceRecord]) -> str:
+    """Where ``records`` came from, per partition in first-seen order: ``topic[p] first..last (n)``.
+
+    Offsets of one partition in a batch ascend (read order) but need not be contiguous (bad
+    records never reach the model; other partitions interleave), hence the count."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        span = spans.setdefault((record.topic, record.partition), [record.offset, record.offset, 0])
+        span[0] = min(span[0], record.offset)
+        span[1] = max(span[1], record.offset)
+        span[2] += 1
+    return ", ".join(
+        f"{topic}[{partition}] {first}..{last} ({count})"
+        for (topic, partition), (first, last, count) in spans.items()
+    )
 
 
 class SourceRecord(Protocol):
@@ -134,6 +174,8 @@ class BatchingPipeline:
         commit: Callable[[], Awaitable[Any]] | None = None,
         commit_interval_s: float = 1.0,
         on_failure: Callable[[BaseException], None] | None = None,
+        inference_timeout_s: float | None = None,
+        max_buffered_bytes: int | None = None,
     ) -> None:
         # exactly_once: Faust runs one producer transaction per partition number and commits the
         # input offsets of partition p inside transaction p, so every record we publish for an
@@ -151,8 +193,12 @@ class BatchingPipeline:
         self.publisher = publisher  # public: tests swap in a fake
         self._metrics = metrics
         self._inference = inference
+        self._inference_timeout_s = inference_timeout_s  # None: no deadline
+        self._hung_call: _ModelCall | None = None  # a call that timed out (it may still return)
         self._max_event_bytes = max_event_bytes
         self._max_buffered = max_buffered
+        self._max_buffered_bytes = sys.maxsize if max_buffered_bytes is None else max_buffered_bytes
+        self._unsettled_bytes = 0  # raw payload bytes of the records counted in _unsettled
         self._backlog = backlog
         self._clock = clock
         self._wall = wall_clock
@@ -171,6 +217,8 @@ class BatchingPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._unsettled = 0  # consumed records not yet acked (buffered, computing or publishing)
+        # Last time work advanced: something settled, or records arrived at an idle pipeline.
+        self._progress_at = clock()
         self._failure: BaseException | None = None  # a loop that died: surfaced to the agent
         self._on_failure = on_failure  # the worker stops (non-zero exit) rather than idle
         # Read → settled → committable, per partition: the consumer commits only its watermark.
@@ -223,9 +271,32 @@ class BatchingPipeline:
         return len(self._buffer)
 
     @property
+    def started(self) -> bool:
+        """The loops were started and not stopped (they may have failed: see :attr:`failed`)."""
+        return bool(self._tasks)
+
+    def stalled_for(self) -> float:
+        """Seconds records have been outstanding with nothing settling; 0 when none are."""
+        if not self._unsettled:
+            return 0.0
+        return max(0.0, self._clock() - self._progress_at)
+
+    @property
     def failed(self) -> bool:
         """A loop died: nothing will settle any more (the agent raises on its next submit)."""
         return self._failure is not None
+
+    @property
+    def inference_hung(self) -> bool:
+        """A model call timed out and has still not returned: it holds the inference thread
+        (which the interpreter would wait for at exit)."""
+        return self._hung_call is not None and not self._hung_call.finished
+
+    @property
+    def unsettled_bytes(self) -> int:
+        """Raw payload bytes of the :attr:`unsettled` records (what ``max_buffered_bytes``
+        bounds)."""
+        return self._unsettled_bytes
 
     @property
     def unsettled(self) -> int:
@@ -250,23 +321,37 @@ class BatchingPipeline:
         started = self._clock()
         try:
             for record in records:
-                if len(self._buffer) >= self._max_buffered:
+                size = len(record.value or b"")
+                if self._no_room_for(size):
                     self._note_arrivals(taken)
                     taken = 0
-                    while len(self._buffer) >= self._max_buffered and self._failure is None:
+                    while self._no_room_for(size) and self._failure is None:
                         self._has_space.clear()
+                        self._grew.set()  # the buffer cannot grow now: run what it holds
                         await self._has_space.wait()
                     if self._failure is not None:
                         raise RuntimeError("the batching pipeline failed") from self._failure
-                self._buffer.append(self._accept(record))
+                self._buffer.append(self._accept(record, size))
                 taken += 1
         finally:
             self._note_arrivals(taken)
             self._metrics.record_stage("ingress", self._clock() - started)
 
-    def _accept(self, record: SourceRecord) -> _Buffered:
+    def _no_room_for(self, size: int) -> bool:
+        """Whether a record of ``size`` payload bytes must wait: the buffer holds
+        ``max_buffered`` records, or its bytes would take the unsettled ones past
+        ``max_buffered_bytes`` (unless nothing is unsettled: one record, however large, is
+        always taken, so an oversized one cannot block the worker)."""
+        if len(self._buffer) >= self._max_buffered:
+            return True
+        return self._unsettled > 0 and self._unsettled_bytes + size > self._max_buffered_bytes
+
+    def _accept(self, record: SourceRecord, size: int) -> _Buffered:
         self.offsets.read((record.topic, record.partition), record.offset)
+        if not self._unsettled:  # idle until now: the stall clock starts here
+            self._progress_at = self._clock()
         self._unsettled += 1
+        self._unsettled_bytes += size
         try:
             event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
             failure = None
@@ -313,6 +398,7 @@ class BatchingPipeline:
             waited = await self._wait_for(decision.size, decision.wait_s)
             batch = [self._buffer.popleft() for _ in range(min(decision.size, len(self._buffer)))]
             self._metrics.set_buffered(len(self._buffer))
+            self._metrics.set_unsettled_bytes(self._unsettled_bytes)
             self._has_space.set()
             model = self._model()
             # Model time is measured inside the inference thread: the hand-off and GIL waits
@@ -333,7 +419,8 @@ class BatchingPipeline:
             return 0.0
         start = self._clock()
         deadline = start + wait_s
-        while len(self._buffer) < size and not self._stopping:
+        # A blocked submitter (a bound reached) clears _has_space: no more will come, run now.
+        while len(self._buffer) < size and not self._stopping and self._has_space.is_set():
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
@@ -355,10 +442,12 @@ class BatchingPipeline:
             indices = pending.pop()
             texts = [batch[i].event.text for i in indices]  # type: ignore[union-attr]
             try:
-                result, seconds = await self._inference.run(_timed, model.predict_batch, texts)
+                result, seconds = await self._call_model(model, texts, [batch[i] for i in indices])
                 model_s += seconds
                 if len(result) != len(texts):
                     raise RuntimeError(f"model returned {len(result)} predictions for {len(texts)}")
+            except InferenceTimeout:
+                raise  # not the events' fault: the pipeline fails, the worker stops
             except Exception as exc:  # a model failure must never kill the worker
                 self._metrics.record_inference_error()
                 log.warning("inference failed on %d events: %r", len(indices), exc)
@@ -370,6 +459,33 @@ class BatchingPipeline:
                 continue
             predictions.update(zip(indices, result, strict=True))
         return predictions, failed, model_s
+
+    async def _call_model(
+        self, model: TextClassifier, texts: list[str], items: list[_Buffered]
+    ) -> tuple[Any, float]:
+        """One ``predict_batch`` call in the inference thread, within the inference timeout."""
+        call = _ModelCall()
+        if self._inference_timeout_s is None:
+            return await self._inference.run(call, model.predict_batch, texts)
+        deadline = asyncio.timeout(self._inference_timeout_s)
+        try:
+            async with deadline:
+                return await self._inference.run(call, model.predict_batch, texts)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the model itself raised TimeoutError: an ordinary inference error
+        # The thread cannot be interrupted: leave the call behind, fail loudly. Nothing of this
+        # batch (or anything read after it) was acknowledged, so no commit passes it.
+        self._hung_call = call
+        self._metrics.record_inference_timeout()
+        suspects = describe_offsets([item.record for item in items])
+        message = (
+            f"model call on {len(texts)} events did not return within "
+            f"{self._inference_timeout_s:g}s (STREAMPROC_INFERENCE_TIMEOUT_S); suspects: "
+            f"{suspects}; nothing from them on is acknowledged or committed"
+        )
+        log.critical("inference timeout: %s", message)
+        raise InferenceTimeout(message)
 
     def _encode(
         self,
@@ -523,11 +639,14 @@ class BatchingPipeline:
             self._metrics.record_predictions(latencies)
 
     def _settle(self, outgoing: list[_Outgoing]) -> None:
+        self._progress_at = self._clock()
         for item in outgoing:
             for record in item.settles:
                 self.offsets.settle((record.topic, record.partition), record.offset)
                 record.ack()  # Faust's own bookkeeping (wait_empty on rebalance and stop)
                 self._unsettled -= 1
+                self._unsettled_bytes -= len(record.value or b"")
+        self._has_space.set()  # bytes were freed (a submitter may wait on the byte bound)
 
     async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> None:
         """exactly_once: put each record into its open transaction and ack its source at once.

@@ -214,7 +214,24 @@ def test_healthz_and_pages(server: Server) -> None:
     assert content_type.startswith("text/html")
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/dashboard/", "/dashboard/data.json", "/healthz"])
+def test_livez_and_readyz(server: Server) -> None:
+    status, content_type, body = _get(f"{server.url}/livez")
+    assert status == 200
+    assert content_type.startswith("application/json")
+    assert json.loads(body)["status"] == "alive"
+    status, content_type, body = _get(f"{server.url}/readyz")
+    assert content_type.startswith("application/json")
+    ready = json.loads(body)
+    assert status == (200 if ready["status"] == "ready" else 503)
+    assert ready["reason"] and ready["detail"]
+    if server.metrics is not None:  # a web server without a pipeline is never ready
+        assert status == 503
+        assert ready["reason"] == "not_started"
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics", "/dashboard/", "/dashboard/data.json", "/healthz", "/livez", "/readyz"]
+)
 def test_pages_are_read_only(server: Server, path: str) -> None:
     for method in ("POST", "PUT", "DELETE"):
         status, _, _ = _get(f"{server.url}{path}", method=method)

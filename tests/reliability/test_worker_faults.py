@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import signal
 import threading
 import time
@@ -184,6 +185,59 @@ def test_a_failed_pipeline_stops_the_worker_with_an_error_instead_of_idling(
     finally:
         again.stop()
         collector.stop()
+
+
+def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    # A model call that never returns used to stall the worker forever, partitions held, no
+    # error. Now it times out: the worker logs the suspects' offsets and exits non-zero (even
+    # though the call still runs in its thread), and no commit passes the hung batch.
+    settings = make_settings(
+        kafka_bootstrap,
+        unique,
+        partitions=1,
+        session_timeout_s=6,
+        max_batch_size=10,
+        inference_timeout_s=3,
+    )
+    produce_payloads(settings, text_events(200))
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    worker = WorkerProcess(settings, name="hung", log_dir=tmp_path, env={"FAKE_HANG_AFTER": "2"})
+    started = time.monotonic()
+    try:
+        code = worker.wait(90)
+    except Exception:
+        worker.stop()
+        collector.stop()
+        raise AssertionError("the worker kept running with a hung model call") from None
+    took = time.monotonic() - started
+    log = worker.log_path.read_text()
+    assert code != 0, log[-3000:]
+    assert "model call 3 hangs" in log, log[-3000:]
+    assert "did not return within 3s" in log, log[-3000:]
+    # the call never returned: only the pre-join exit hook let the process end
+    assert "a timed-out model call is still running: exiting without it" in log, log[-3000:]
+    suspects = re.search(rf"suspects: {re.escape(settings.input_topic)}\[0\] (\d+)\.\.(\d+)", log)
+    assert suspects, log[-3000:]
+    first, last = int(suspects.group(1)), int(suspects.group(2))
+    assert 0 < first <= last < 200
+    committed = committed_offsets(settings)[0]
+    assert committed <= first, f"committed {committed} passed the hung batch {first}..{last}"
+    time.sleep(1)
+    published = {int(i.split("-")[1]) for i in collector.ids()}
+    assert published and max(published) < first, "nothing of the hung batch was published"
+    # The group re-delivers the hung batch: a healthy worker predicts everything.
+    again = WorkerProcess(settings, name="healthy", log_dir=tmp_path)
+    try:
+        assert collector.wait_for_ids({f"e-{i}" for i in range(200)}, 120), again.log_tail()
+    finally:
+        again.stop()
+        collector.stop()
+    print(
+        f"\nhung model call: worker exited {code} after {took:.1f}s; suspects {first}..{last}, "
+        f"committed {committed}, {len(published)} predicted before the hang"
+    )
 
 
 def test_a_dead_letter_too_large_to_send_is_truncated_not_retried_forever(

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from streamproc.settings import ENV_PREFIX, Settings, load_settings
-from streamproc.stream.dashboard import HEALTH_PATH, METRICS_PATH
+from streamproc.stream.dashboard import HEALTH_PATH, LIVE_PATH, METRICS_PATH, READY_PATH
 from streamproc.stream.metrics import StreamMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +176,8 @@ def test_deployment_wiring(manifests: dict[str, dict[str, Any]], config: dict[st
     assert ports == {"http": web_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         get = container[probe]["httpGet"]
-        assert get["path"] == HEALTH_PATH, probe
+        expected = {"startupProbe": HEALTH_PATH, "readinessProbe": READY_PATH}
+        assert get["path"] == expected.get(probe, LIVE_PATH), probe
         assert ports.get(get["port"], get["port"]) == web_port, probe
 
     assert {"configMapRef": {"name": manifests["ConfigMap"]["metadata"]["name"]}} in container[

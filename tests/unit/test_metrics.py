@@ -112,10 +112,13 @@ def test_counters(metrics: StreamMetrics) -> None:
     metrics.record_dead_letter("malformed_json")
     metrics.record_dead_letter("empty_text")
     metrics.record_inference_error()
+    metrics.record_inference_timeout()
     assert value(metrics, "streamproc_events_consumed_total") == 10
     assert value(metrics, "streamproc_dead_letters_total", reason="malformed_json") == 2
     assert value(metrics, "streamproc_dead_letters_total", reason="empty_text") == 1
     assert value(metrics, "streamproc_inference_errors_total") == 1
+    assert value(metrics, "streamproc_inference_timeouts_total") == 1
+    assert metrics.snapshot()["totals"]["inference_timeouts"] == 1
 
 
 def test_batch_histograms_and_target(metrics: StreamMetrics) -> None:
@@ -203,6 +206,8 @@ def test_buffered_gauge(metrics: StreamMetrics) -> None:
     metrics.set_buffered(42)
     assert value(metrics, "streamproc_buffered_events") == 42
     assert metrics.snapshot()["buffered"] == 42
+    metrics.set_unsettled_bytes(3 * 1024 * 1024)
+    assert value(metrics, "streamproc_unsettled_bytes") == 3 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -299,6 +304,7 @@ def test_snapshot_batches_totals_and_uptime(clock: FakeClock) -> None:
         "dead_lettered": 3,
         "batches": 2,
         "inference_errors": 0,
+        "inference_timeouts": 0,
         "model_reloads": {"ok": 0, "refused": 0},
     }
     assert snap["dead_letters"] == {"empty_text": 2, "invalid_utf8": 1}

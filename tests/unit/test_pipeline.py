@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
 
+from streamproc.errors import InferenceTimeout
 from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.pipeline import BatchingPipeline
+from streamproc.stream.pipeline import BatchingPipeline, describe_offsets
 from streamproc.testing import FakeClassifier
 
 
@@ -79,9 +83,10 @@ async def run_pipeline(
     policy: Any = None,
     max_buffered: int = 1000,
     before_start: Any = None,
+    **options: Any,
 ) -> BatchingPipeline:
     pipeline, inference = make_pipeline(
-        model=model, publisher=publisher, policy=policy, max_buffered=max_buffered
+        model=model, publisher=publisher, policy=policy, max_buffered=max_buffered, **options
     )
     if before_start is not None:
         before_start(pipeline)
@@ -99,6 +104,7 @@ def make_pipeline(
     publisher: FakePublisher,
     policy: Any = None,
     max_buffered: int = 1000,
+    **options: Any,
 ) -> tuple[BatchingPipeline, InferenceThread]:
     inference = InferenceThread()
     pipeline = BatchingPipeline(
@@ -109,6 +115,7 @@ def make_pipeline(
         inference=inference,
         max_event_bytes=10_000,
         max_buffered=max_buffered,
+        **options,
     )
     return pipeline, inference
 
@@ -373,3 +380,195 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
     assert log[10] == "dead p3 b'{bad'", "the dead letter did not overtake earlier events"
     assert [e.split()[-1] for e in log[:10]] == [f"id-{i}" for i in range(10)]
     assert commits, "exactly_once commits from the delivery loop"
+
+
+def test_a_hung_model_call_times_out_fails_the_pipeline_and_settles_nothing_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A model call that never returns (nor raises) used to stall the worker forever while it
+    # kept its partitions. Now it fails the pipeline after the timeout, naming the suspects.
+    release = threading.Event()
+    model = FakeClassifier()
+
+    def hang_on_the_second_batch(texts: Sequence[str]) -> None:
+        if "text 5" in texts:
+            release.wait(30)
+
+    model.on_batch = hang_on_the_second_batch
+    records = [Record(i, event(i), partition=2) for i in range(10)]
+    failures: list[BaseException] = []
+
+    async def scenario() -> BatchingPipeline:
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: model,
+            publisher=FakePublisher(),
+            metrics=StreamMetrics(),
+            policy=FixedBatchPolicy(size=5, window_s=0.0),
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=100,
+            on_failure=failures.append,
+            inference_timeout_s=0.3,
+        )
+        pipeline.start()
+        started = asyncio.get_running_loop().time()
+        await pipeline.submit_many(records)  # all buffered before the first batch is taken
+        while not pipeline.failed and asyncio.get_running_loop().time() - started < 10:
+            await asyncio.sleep(0.01)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert pipeline.failed, "the hung call was not timed out"
+        assert elapsed < 5
+        assert pipeline.inference_hung, "the call is still running in the inference thread"
+        with pytest.raises(RuntimeError, match="pipeline failed"):
+            await pipeline.submit(Record(10, event(10), partition=2))
+        await pipeline.drain(timeout_s=5)  # returns at once: nothing will settle any more
+        release.set()
+        inference.close()
+        return pipeline
+
+    with caplog.at_level(logging.CRITICAL, logger="streamproc.stream.pipeline"):
+        pipeline = asyncio.run(scenario())
+    assert len(failures) == 1 and isinstance(failures[0], InferenceTimeout)
+    assert "in[2] 5..9 (5)" in str(failures[0])
+    assert "in[2] 5..9 (5)" in caplog.text, "the suspects' offsets are logged"
+    assert [r.acked for r in records] == [True] * 5 + [False] * 5
+    assert pipeline.offsets.committable(("in", 2)) == 5, "no commit passes the hung batch"
+    assert pipeline.unsettled == 5
+    assert not pipeline.inference_hung, "the call returned once released"
+    registry = pipeline._metrics.registry
+    assert registry.get_sample_value("streamproc_inference_timeouts_total") == 1
+    assert registry.get_sample_value("streamproc_inference_errors_total") == 0
+
+
+def test_a_model_that_raises_timeout_error_itself_is_an_ordinary_inference_error() -> None:
+    # Only the pipeline's own deadline means "hung"; a TimeoutError from inside the model (a
+    # remote call, say) is bisected and dead-lettered like any exception.
+    class TimesOut(FakeClassifier):
+        def predict_batch(self, texts: Sequence[str]) -> list[Any]:
+            if "text 3" in texts:
+                raise TimeoutError("upstream timed out")
+            return super().predict_batch(texts)
+
+    records = [Record(i, event(i)) for i in range(8)]
+    publisher = FakePublisher()
+    pipeline = asyncio.run(
+        run_pipeline(
+            records,
+            model=TimesOut(),
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=8, window_s=0.01),
+            inference_timeout_s=5.0,
+        )
+    )
+    assert len(publisher.predictions) == 7
+    assert [h["streamproc-reason"] for _, h in publisher.dead_letters] == [b"inference_error"]
+    assert all(r.acked for r in records) and not pipeline.failed
+
+
+def test_describe_offsets_groups_by_partition_in_first_seen_order() -> None:
+    records = [Record(7, None, 1), Record(3, None, 0), Record(9, None, 1), Record(4, None, 0)]
+    assert describe_offsets(records) == "in[1] 7..9 (2), in[0] 3..4 (2)"
+    assert describe_offsets([]) == ""
+
+
+def test_the_stall_clock_runs_only_while_records_are_outstanding_and_unsettled() -> None:
+    # What /readyz reads: how long records have been outstanding with nothing settling.
+    release = threading.Event()
+    model = FakeClassifier()
+
+    def stuck_until_released(texts: Sequence[str]) -> None:
+        release.wait(10)
+
+    model.on_batch = stuck_until_released
+
+    async def scenario() -> None:
+        pipeline, inference = make_pipeline(
+            model=model, publisher=FakePublisher(), policy=FixedBatchPolicy(size=4, window_s=0)
+        )
+        assert not pipeline.started
+        pipeline.start()
+        assert pipeline.started and pipeline.stalled_for() == 0.0
+        await asyncio.sleep(0.3)  # idle for a while: not a stall, and not counted later
+        await pipeline.submit_many([Record(i, event(i)) for i in range(3)])
+        assert pipeline.stalled_for() < 0.1, "the clock starts when records arrive, not before"
+        await asyncio.sleep(0.3)  # the model is stuck: nothing settles
+        assert pipeline.unsettled == 3
+        assert pipeline.stalled_for() >= 0.29
+        release.set()
+        while pipeline.unsettled:
+            await asyncio.sleep(0.01)
+        assert pipeline.stalled_for() == 0.0
+        await pipeline.drain(timeout_s=5)
+        assert not pipeline.started
+        inference.close()
+
+    asyncio.run(scenario())
+
+
+def sized_event(i: int, size: int) -> bytes:
+    """An event whose raw payload is exactly ``size`` bytes."""
+    value = event(i, "x")
+    return event(i, "x" * (size - len(value) + 1))
+
+
+@pytest.mark.parametrize("max_buffered_bytes", [1000, 2500])
+def test_a_byte_bound_applies_back_pressure(max_buffered_bytes: int) -> None:
+    # 40 payloads of 500 bytes: the count bound (1000) alone would take them all at once; the
+    # byte bound holds what is unsettled (buffered, computing, publishing) to its bytes.
+    records = [Record(i, sized_event(i, 500)) for i in range(40)]
+    assert {len(r.value or b"") for r in records} == {500}
+    publisher = FakePublisher()
+    model = FakeClassifier(cost_s=0.001)
+    seen: list[int] = []
+
+    async def scenario() -> BatchingPipeline:
+        pipeline, inference = make_pipeline(
+            model=model, publisher=publisher, max_buffered_bytes=max_buffered_bytes
+        )
+        pipeline.start()
+        for start in range(0, 40, 8):  # fetched batches of 8, as the consumer hands them over
+            await asyncio.wait_for(pipeline.submit_many(records[start : start + 8]), 10)
+            seen.append(pipeline.unsettled_bytes)
+        await pipeline.drain(timeout_s=20)
+        inference.close()
+        return pipeline
+
+    pipeline = asyncio.run(scenario())
+    assert len(publisher.predictions) == 40
+    assert all(r.acked for r in records)
+    assert max(seen) <= max_buffered_bytes, seen
+    assert max(model.batch_sizes) <= max_buffered_bytes // 500
+    assert pipeline.unsettled_bytes == 0
+
+
+def test_a_record_larger_than_the_byte_bound_is_taken_alone_never_deadlocks() -> None:
+    records = [
+        Record(0, sized_event(0, 100)),
+        Record(1, sized_event(1, 100)),
+        Record(2, sized_event(2, 5000)),  # 10x the bound
+        Record(3, sized_event(3, 100)),
+    ]
+    publisher = FakePublisher()
+    model = FakeClassifier(cost_s=0.001)
+    unsettled_before: list[int] = []
+
+    async def scenario() -> None:
+        pipeline, inference = make_pipeline(
+            model=model,
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=8, window_s=0.01),
+            max_buffered_bytes=500,
+        )
+        pipeline.start()
+        for record in records:
+            await asyncio.wait_for(pipeline.submit(record), 10)  # no deadlock
+            unsettled_before.append(pipeline.unsettled)
+        await pipeline.drain(timeout_s=10)
+        inference.close()
+
+    asyncio.run(scenario())
+    assert [p["id"] for p in publisher.predictions] == [f"id-{i}" for i in range(4)]
+    assert all(r.acked for r in records)
+    assert unsettled_before[2] == 1, "the oversized record waited until it was alone"
+    assert 1 in model.batch_sizes

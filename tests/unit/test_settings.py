@@ -33,6 +33,9 @@ def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) ->
         ("STREAMPROC_BOOTSTRAP_SERVERS", "no-port-here"),
         ("STREAMPROC_MODEL_THREADS", "-1"),
         ("STREAMPROC_MODEL_RUNTIME", "tensorflow"),
+        ("STREAMPROC_INFERENCE_TIMEOUT_S", "0"),
+        ("STREAMPROC_READY_STALL_S", "-1"),
+        ("STREAMPROC_MAX_BUFFERED_BYTES", "0"),
     ],
 )
 def test_invalid_value_names_the_setting(
@@ -43,6 +46,25 @@ def test_invalid_value_names_the_setting(
         load_settings()
     assert name in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_reliability_bounds_have_defaults_and_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = load_settings()
+    assert defaults.inference_timeout_s == 30.0
+    assert defaults.ready_stall_s == 30.0
+    assert defaults.max_buffered_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("STREAMPROC_INFERENCE_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("STREAMPROC_READY_STALL_S", "10")
+    monkeypatch.setenv("STREAMPROC_MAX_BUFFERED_BYTES", "1048576")
+    settings = load_settings()
+    assert settings.inference_timeout_s == 2.5
+    assert settings.ready_stall_s == 10.0
+    assert settings.max_buffered_bytes == 1048576
+    env = settings.to_env()  # what a worker process is handed
+    assert env["STREAMPROC_INFERENCE_TIMEOUT_S"] == "2.5"
+    assert env["STREAMPROC_MAX_BUFFERED_BYTES"] == "1048576"
 
 
 def test_model_threads_keeps_reading_its_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
