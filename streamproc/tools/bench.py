@@ -70,6 +70,7 @@ class Contender:
     model_threads: int | None = None  # None: the run's --model-threads
     runtime: str = "auto"  # auto (what the artifact names) | onnxruntime | torch
     event_loop: str = "asyncio"  # asyncio | uvloop
+    switch_interval_s: float | None = None  # None: the run's --switch-interval
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -111,6 +112,13 @@ CONTENDERS: dict[str, Contender] = {
             "adaptive",
             "adaptive batching, student, uvloop event loop",
             event_loop="uvloop",
+        ),
+        Contender(
+            "adaptive-si1ms",
+            "student",
+            "adaptive",
+            "adaptive batching, student, GIL switch interval 1 ms (Python's default: 5 ms)",
+            switch_interval_s=0.001,
         ),
         Contender("take64", "student", "fixed:64:0.05", "take(64, within=50 ms), student"),
         Contender("take256", "student", "fixed:256:0.2", "take(256, within=200 ms), student"),
@@ -621,7 +629,7 @@ def _run_contender(
         "model_threads": contender.model_threads or cfg.model_threads,
         "runtime": contender.runtime,
         "event_loop": contender.event_loop,
-        "switch_interval_s": cfg.switch_interval_s,
+        "switch_interval_s": contender.switch_interval_s or cfg.switch_interval_s,
     }
     log_path = scratch / f"worker-{contender.name}.log"
     worker: WorkerProcess | None = None
