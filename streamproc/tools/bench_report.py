@@ -579,6 +579,11 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     by = _rate_points(results)
     paths = []
     styles: dict[str, dict[str, Any]] = {"passthrough": {"color": "0.5", "linestyle": "--"}}
+    # Gray is the floor's: every other contender gets a distinct non-gray colour.
+    palette = [f"C{i}" for i in range(10) if i != 7]  # the default cycle (tab10) minus its gray
+    palette += ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"]  # Dark2
+    others = [name for name in by if name not in styles]
+    styles.update({name: {"color": palette[i % len(palette)]} for i, name in enumerate(others)})
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, q in zip(axes, ("p50", "p99"), strict=True):
@@ -605,6 +610,7 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xticks(sorted({r for pts in by.values() for r in pts}))
+        ax.tick_params(axis="x", labelrotation=45)
         ax.set_xlabel("offered load, events/s (red ring: saturated)")
         ax.set_title(f"{q} end-to-end latency (received − sent)")
         ax.grid(True, which="both", alpha=0.3)
