@@ -46,6 +46,14 @@ def test_quick_soak_predicts_everything_and_reports_growth(
     for window in ("first_window", "last_window"):
         stats = summary[window]
         assert 0 < stats["p50_ms"] <= stats["p99_ms"]
-        assert stats["rss_mb"] > 50, "RSS of a torch worker was sampled"
+        assert stats["rss_mb"] > 50, "the worker's RSS was sampled"
     assert set(summary["growth"]) == {"p50_ms", "p99_ms", "rss_mb"}
+    # A leak of a few KiB per event would show in 25 s; warm-up allocations stay well below this.
+    assert summary["growth"]["rss_mb"] < 0.25, summary["growth"]
+    windows = summary["windows_5s"]
+    assert sum(w["events"] for w in windows) == 2500 and len(windows) >= 5
+    worst = summary["worst_5s_p99_after_settle"]
+    assert worst is None or worst["p99_ms"] == max(
+        w["p99_ms"] for w in windows if w["t_s"] >= 30
+    )
     assert (tmp_path / "soak" / "soak.png").stat().st_size > 10_000
