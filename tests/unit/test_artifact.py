@@ -203,7 +203,8 @@ def test_model_cli_export_onnx_then_evaluate_and_record(
     shutil.copytree(builtin_artifact("trec"), trec)
     main(["model", "evaluate", str(trec), "--record"])
     line = capsys.readouterr().out.splitlines()[0]
-    assert line.startswith("trec-v3 (onnxruntime): accuracy 9")
+    version = read_manifest(trec)["version"]
+    assert line.startswith(f"{version} (onnxruntime): accuracy 9")
     recorded = read_manifest(trec)["metadata"]["evaluation"]
     assert recorded["runtime"] == "onnxruntime" and recorded["rows"] == 500
     assert (
