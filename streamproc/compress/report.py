@@ -347,7 +347,7 @@ def _served_line(summary: dict[str, Any]) -> str:
         f"**Served**: the artifact runs in {served['runtime']} "
         f"({served.get('precision', '')}): accuracy {served['accuracy']:.2%}, macro-F1 "
         f"{served['macro_f1']:.3f} through `predict_batch` (the torch int8 row above: "
-        f"{summary['models']['quantized']['accuracy']:.2%}). `streamproc bench model` compares "
+        f"{summary['models']['quantized']['accuracy']:.2%}). `streamproc bench` measures "
         "the runtimes' speed."
     )
 

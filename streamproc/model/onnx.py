@@ -6,7 +6,8 @@ event loop holds the GIL between them. Measured on this 2-core VM with the shipp
 batch 64, one thread, while another thread spins in Python: eager torch int8 10.7 → 461 ms (43×),
 ONNX Runtime int8 6.3 → 12.4 ms (2×, the two threads share 2 vCPUs). ``InferenceSession.run`` is
 one call that releases the GIL for the whole graph. Alone, ORT is also faster: 0.18 vs 0.97 ms at
-batch 1, 5.8 vs 8.7 ms at batch 64 (int8 both); ``streamproc bench model`` measures it again.
+batch 1, 5.8 vs 8.7 ms at batch 64 (int8 both); ``streamproc bench`` measures both again (its
+model floors, beside the ``adaptive-torch`` contender).
 
 Graph contract (what :mod:`streamproc.model.runtime` feeds and reads)::
 
