@@ -71,5 +71,6 @@ def test_quick_bench_accounts_for_every_event(kafka_bootstrap: str, tmp_path: Pa
             assert p["burst"]["peak_lag"] >= p["burst"]["events"] // 4, p["burst"]
     student = results["floors"]["model_student"]
     assert student["1"]["batch_ms"] > 0
-    assert [t["target"] for t in results["targets"]] == [1, 2, 3, 4]
+    # Issue 5's four, then the hot path's (5–8; a --quick run has no rate ≤ 100 ev/s for 8).
+    assert [t["target"] for t in results["targets"]][:7] == [1, 2, 3, 4, 5, 6, 7]
     assert all(t["met"] in (True, False, None) for t in results["targets"])
