@@ -63,7 +63,7 @@ class TextEvent:
 def decode_event(raw: bytes | None, *, max_bytes: int) -> TextEvent:
     """Validate one raw input value; raise :class:`EventError` with a reason when it is bad."""
     if not raw:
-        raise EventError("empty_payload")
+        raise EventError("empty_payload", "the record has no value (null or 0 bytes)")
     if len(raw) > max_bytes:
         raise EventError("oversized", f"{len(raw)} bytes > limit {max_bytes}")
     try:
@@ -82,17 +82,19 @@ def decode_event(raw: bytes | None, *, max_bytes: int) -> TextEvent:
 
 def _validate(doc: Mapping[str, Any]) -> TextEvent:
     if "id" not in doc:
-        raise EventError("missing_id")
+        raise EventError("missing_id", 'no "id" field')
     event_id = doc["id"]
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_CHARS:
         raise EventError("invalid_id", f"id must be a string of 1..{MAX_ID_CHARS} characters")
     if "text" not in doc:
-        raise EventError("missing_text")
+        raise EventError("missing_text", 'no "text" field')
     text = doc["text"]
     if not isinstance(text, str):
         raise EventError("invalid_text", f"text must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise EventError("empty_text")
+        raise EventError(
+            "empty_text", f'"text" is empty or only whitespace ({len(text)} characters)'
+        )
     ts = doc.get("ts")
     if ts is not None:
         # bool is an int subclass: reject it explicitly.

@@ -53,7 +53,5 @@ def test_quick_soak_predicts_everything_and_reports_growth(
     windows = summary["windows_5s"]
     assert sum(w["events"] for w in windows) == 2500 and len(windows) >= 5
     worst = summary["worst_5s_p99_after_settle"]
-    assert worst is None or worst["p99_ms"] == max(
-        w["p99_ms"] for w in windows if w["t_s"] >= 30
-    )
+    assert worst is None or worst["p99_ms"] == max(w["p99_ms"] for w in windows if w["t_s"] >= 30)
     assert (tmp_path / "soak" / "soak.png").stat().st_size > 10_000

@@ -35,6 +35,9 @@ def test_every_bad_kind_has_its_reason(reason: str, payload: bytes) -> None:
         decode_event(payload, max_bytes=LIMIT)
     assert info.value.reason == reason
     assert reason in DEAD_LETTER_REASONS
+    # The dead letter's streamproc-detail header: never empty, so an operator reading the topic
+    # (kcat, tail --dead-letters) learns what was wrong without decoding the payload.
+    assert info.value.detail.strip(), f"{reason} has no detail"
 
 
 @pytest.mark.parametrize(
