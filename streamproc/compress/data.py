@@ -59,7 +59,6 @@ __all__ = [
     "load_builtin",
     "load_dataset",
     "load_transfer_set",
-    "load_transfer_texts",
     "load_user_file",
     "normalise_text",
     "read_wheel_file",
@@ -751,18 +750,3 @@ def load_transfer_set(
         "selection": f"questions first, seeded (seed {seed}); limit {limit}; top_up {top_up}",
     }
     return TransferSet(spec.name, chosen + extra, meta)
-
-
-def load_transfer_texts(
-    name: str | BuiltinDataset = "tatoeba",
-    *,
-    cache_dir: Path,
-    exclude: Sequence[str],
-    limit: int | None = None,
-    seed: int = 0,
-    top_up: bool = True,
-) -> list[str]:
-    """The texts of :func:`load_transfer_set` (same arguments) without their provenance."""
-    return load_transfer_set(
-        name, cache_dir=cache_dir, exclude=exclude, limit=limit, seed=seed, top_up=top_up
-    ).texts

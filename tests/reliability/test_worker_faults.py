@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from streamproc.settings import Settings
 from tests.helpers import (
     LiveCollector,
     WorkerProcess,
@@ -179,12 +180,7 @@ def test_a_failed_pipeline_stops_the_worker_with_an_error_instead_of_idling(
     # Nothing past what was settled was committed; a healthy worker then predicts everything.
     assert committed_offsets(settings)[0] < 200
     collector = LiveCollector(settings, settings.output_topic, unique=unique)
-    again = WorkerProcess(settings, name="healthy", log_dir=tmp_path)
-    try:
-        assert collector.wait_for_ids({f"e-{i}" for i in range(200)}, 120), again.log_tail()
-    finally:
-        again.stop()
-        collector.stop()
+    _a_healthy_worker_predicts_all(settings, collector, tmp_path, count=200)
 
 
 def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
@@ -228,12 +224,7 @@ def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
     published = {int(i.split("-")[1]) for i in collector.ids()}
     assert published and max(published) < first, "nothing of the hung batch was published"
     # The group re-delivers the hung batch: a healthy worker predicts everything.
-    again = WorkerProcess(settings, name="healthy", log_dir=tmp_path)
-    try:
-        assert collector.wait_for_ids({f"e-{i}" for i in range(200)}, 120), again.log_tail()
-    finally:
-        again.stop()
-        collector.stop()
+    _a_healthy_worker_predicts_all(settings, collector, tmp_path, count=200)
     print(
         f"\nhung model call: worker exited {code} after {took:.1f}s; suspects {first}..{last}, "
         f"committed {committed}, {len(published)} predicted before the hang"
@@ -275,3 +266,16 @@ def test_a_dead_letter_too_large_to_send_is_truncated_not_retried_forever(
     assert record.headers["streamproc-reason"] == b"oversized"
     assert record.headers["streamproc-truncated-from"] == str(len(huge)).encode()
     assert record.value == huge[:4096]
+
+
+def _a_healthy_worker_predicts_all(
+    settings: Settings, collector: LiveCollector, tmp_path: Path, *, count: int
+) -> None:
+    """After a failure: a fresh worker resumes from the last commit and every id e-0…e-(count−1)
+    is predicted (then the worker and the collector stop)."""
+    again = WorkerProcess(settings, name="healthy", log_dir=tmp_path)
+    try:
+        assert collector.wait_for_ids({f"e-{i}" for i in range(count)}, 120), again.log_tail()
+    finally:
+        again.stop()
+        collector.stop()

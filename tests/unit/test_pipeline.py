@@ -399,14 +399,10 @@ def test_a_hung_model_call_times_out_fails_the_pipeline_and_settles_nothing_afte
     failures: list[BaseException] = []
 
     async def scenario() -> BatchingPipeline:
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: model,
+        pipeline, inference = make_pipeline(
+            model=model,
             publisher=FakePublisher(),
-            metrics=StreamMetrics(),
             policy=FixedBatchPolicy(size=5, window_s=0.0),
-            inference=inference,
-            max_event_bytes=10_000,
             max_buffered=100,
             on_failure=failures.append,
             inference_timeout_s=0.3,

@@ -16,7 +16,6 @@ from streamproc.compress.data import (
     is_question,
     iter_wheel_lines,
     load_transfer_set,
-    load_transfer_texts,
     normalise_text,
     resolve_transfer_corpus,
 )
@@ -113,18 +112,18 @@ def test_unique_and_questions_first(tmp_path: Path) -> None:
     n_q = every.meta["unique_questions"]
     assert n_q == 7 and every.meta["unique_non_questions"] == 5
     assert all(is_question(t) for t in texts[:n_q]) and not any(is_question(t) for t in texts[n_q:])
-    questions_only = load_transfer_texts(spec, cache_dir=tmp_path, exclude=TEST_TEXTS)
+    questions_only = load_transfer_set(spec, cache_dir=tmp_path, exclude=TEST_TEXTS).texts
     assert sorted(questions_only) == sorted(texts[:n_q])  # limit=None: every question, no more
     few = load_transfer_set(spec, cache_dir=tmp_path, exclude=TEST_TEXTS, limit=3)
     assert len(few.texts) == 3 and all(is_question(t) for t in few.texts)
     topped = load_transfer_set(spec, cache_dir=tmp_path, exclude=TEST_TEXTS, limit=n_q + 2)
     assert [is_question(t) for t in topped.texts] == [True] * n_q + [False] * 2
     assert (topped.meta["questions"], topped.meta["non_questions"]) == (n_q, 2)
-    no_top = load_transfer_texts(
+    no_top = load_transfer_set(
         spec, cache_dir=tmp_path, exclude=TEST_TEXTS, limit=n_q + 2, top_up=False
-    )
+    ).texts
     assert len(no_top) == n_q and all(is_question(t) for t in no_top)
-    assert load_transfer_texts(spec, cache_dir=tmp_path, exclude=[], limit=0) == []
+    assert load_transfer_set(spec, cache_dir=tmp_path, exclude=[], limit=0).texts == []
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
@@ -132,7 +131,8 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     spec = _fake_corpus(tmp_path, {"fake/data/spa.tsv": _tsv(many)})
 
     def load(seed: int, limit: int | None) -> list[str]:
-        return load_transfer_texts(spec, cache_dir=tmp_path, exclude=[], limit=limit, seed=seed)
+        corpus = load_transfer_set(spec, cache_dir=tmp_path, exclude=[], limit=limit, seed=seed)
+        return corpus.texts
 
     assert load(1, 20) == load(1, 20)
     assert load(1, 80) == load(1, 80)
