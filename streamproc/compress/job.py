@@ -49,6 +49,7 @@ from streamproc.compress.report import (
     score_classifier,
     write_report,
 )
+from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.errors import ModelError
 from streamproc.model.artifact import (
     WEIGHTS,
@@ -364,6 +365,30 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 dcfg=dcfg,
                 pcfg=pcfg,
                 transfer_size=len(transfer),
+            )
+        # 9. runtimes: the student (and teacher) in torch and ONNX Runtime, fp32 and int8 -------
+        with stages.stage("runtimes", unit="call") as bar, tempfile.TemporaryDirectory() as tmp:
+            repeats = {1: 10, 64: 3} if config.quick else {1: 200, 64: 40}
+            calibration = random.Random(config.seed).sample(transfer, min(512, len(transfer)))
+            variants = build_variants(
+                teacher=teacher,
+                teacher_encode=lambda texts: teacher.encode(texts, tcfg.max_tokens),
+                pruned=pruned,
+                quantized=quantized,
+                served_onnx=artifact_dir / read_manifest(artifact_dir)["runtime"]["file"],
+                tokenizer=tokenizer,
+                calibration_texts=calibration,  # transfer texts, never test texts
+                work_dir=Path(tmp),
+                threads=config.threads,
+            )
+            bar.reset(total=sum(repeats.values()))
+            summary["runtimes"] = compare_runtimes(
+                variants,
+                data.test_texts,
+                data.test_labels,
+                threads=config.threads,
+                repeats=repeats,
+                progress=bar.update,
             )
         total = time.perf_counter() - job_start
         summary["job"] = {

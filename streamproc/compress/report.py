@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamproc.compress.runtimes import runtime_targets, runtimes_table, speedups
+
 __all__ = [
     "ModelUnderTest",
     "Targets",
@@ -147,11 +149,11 @@ def measure_latency(
 
 @dataclass(frozen=True)
 class Targets:
-    """Issue 3's targets."""
+    """What the job's report judges (the model issue's bars)."""
 
     teacher_accuracy: float = 0.96
     student_relative_accuracy: float = 0.97
-    student_absolute_accuracy: float = 0.936  # Kim 2014 CNN on TREC-6
+    student_absolute_accuracy: float = 0.94  # above Kim 2014's CNN (93.6%) on TREC-6
     param_reduction: float = 10.0
     latency_reduction: float = 10.0
     prune_flops_cut: float = 0.30
@@ -167,6 +169,10 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
     m = summary["models"]
     t, d, p, q = m["teacher"], m["distilled"], m["pruned"], m["quantized"]
     lat = summary["latency"]
+    runtimes = summary.get("runtimes")  # reports from before the runtime comparison lack it
+    # The accuracy a worker gets: the artifact in its own runtime (older reports: torch int8).
+    served_accuracy = summary.get("served", {}).get("accuracy", q["accuracy"])
+    who = "served student" if "served" in summary else "quantized"
     rows: list[dict[str, Any]] = []
 
     def add(name: str, measured: str, met: bool) -> None:
@@ -177,16 +183,16 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
         f"{t['accuracy']:.2%}",
         t["accuracy"] >= targets.teacher_accuracy,
     )
-    rel = q["accuracy"] / t["accuracy"] if t["accuracy"] else 0.0
+    rel = served_accuracy / t["accuracy"] if t["accuracy"] else 0.0
     add(
-        f"quantized ≥ {targets.student_relative_accuracy:.0%} of teacher accuracy",
+        f"{who} ≥ {targets.student_relative_accuracy:.0%} of teacher accuracy",
         f"{rel:.2%}",
         rel >= targets.student_relative_accuracy,
     )
     add(
-        f"quantized accuracy > {targets.student_absolute_accuracy:.1%} (Kim 2014)",
-        f"{q['accuracy']:.2%}",
-        q["accuracy"] > targets.student_absolute_accuracy,
+        f"{who} accuracy ≥ {targets.student_absolute_accuracy:.1%}",
+        f"{served_accuracy:.2%}",
+        served_accuracy >= targets.student_absolute_accuracy,
     )
     ratio = t["params"] / max(1, q["params"])
     add(
@@ -194,7 +200,7 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
         f"{ratio:.1f}×",
         ratio >= targets.param_reduction,
     )
-    for batch in (1, 64):
+    for batch in (1, 64) if runtimes is None else ():
         key = f"b{batch}_t2"
         speed = lat["teacher"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
         add(
@@ -216,7 +222,16 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
         f"{drop:+.1f} pts",
         drop <= targets.prune_max_drop_pts + 1e-9,
     )
-    for batch in (1, 64):
+    if runtimes is not None:  # speed judged in the served runtime, same-runtime ratios
+        rows.extend(
+            runtime_targets(
+                runtimes,
+                latency_reduction=targets.latency_reduction,
+                quant_speedup=targets.quant_speedup,
+                max_drop=targets.quant_max_drop_pts,
+            )
+        )
+    for batch in (1, 64) if runtimes is None else ():
         key = f"b{batch}_t2"
         speed = lat["pruned"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
         add(
@@ -387,6 +402,8 @@ batch 1 {summary["end_to_end"]["b1_t2"]["median_ms"]:.2f} ms, batch 64
 
 {_served_line(summary)}
 
+{_runtimes_section(summary)}
+
 int8 batch effect: dynamic quantization picks activation scales per call, so a text's label can
 change with its batch-mates. Labels at batch 1 vs batch 64 over the test set differ for
 {summary["batch_disagreement"]["quantized"]:.2%} of texts (fp32 pruned student:
@@ -394,7 +411,7 @@ change with its batch-mates. Labels at batch 1 vs batch 64 over the test set dif
 
 ![comparison]({plot_name})
 
-## Targets (issue 3)
+## Targets
 
 {targets_table(summary)}
 
@@ -417,6 +434,28 @@ Job time: {job["total_seconds"] / 60:.1f} min ({stages}){job["teacher_note"]}.
 """
 
 
+def _runtimes_section(summary: dict[str, Any]) -> str:
+    runtimes = summary.get("runtimes")
+    if not runtimes:
+        return ""
+    ratio = speedups(runtimes)
+    calls = runtimes["calls"]
+    return f"""## Runtimes: where int8 pays
+
+The pruned student and the teacher in eager PyTorch and in ONNX Runtime, fp32 and int8, all at
+{runtimes["threads"]} threads, timed round-robin in one run ({calls["b1"]} calls at batch 1,
+{calls["b64"]} at batch 64); median / p99 ms. *Forward*: the graph on pre-tokenized input; *end to
+end*: tokenization included, what `predict_batch` pays. int8 static = per-channel QDQ with
+activation ranges calibrated on 512 transfer-set texts. Accuracy is each variant's own, on the
+test set.
+
+{runtimes_table(runtimes)}
+
+int8 vs fp32 student, forward, median: ONNX Runtime {ratio["onnxruntime_b1"]:.2f}× at batch 1,
+{ratio["onnxruntime_b64"]:.2f}× at batch 64; eager torch {ratio["torch_b1"]:.2f}× /
+{ratio["torch_b64"]:.2f}×."""
+
+
 def _notes(summary: dict[str, Any]) -> str:
     """Plain-language reading of the misses, derived from the measured numbers."""
     lat = summary["latency"]
@@ -427,7 +466,16 @@ def _notes(summary: dict[str, Any]) -> str:
         dim = found.group(1) if found else "?"
     q_b64 = lat["pruned"]["b64_t1"]["median_ms"] / lat["quantized"]["b64_t1"]["median_ms"]
     q_b1 = lat["pruned"]["b1_t1"]["median_ms"] / lat["quantized"]["b1_t1"]["median_ms"]
-    if q_b1 < 1.5 or q_b64 < 1.5:
+    if summary.get("runtimes"):
+        ratio = speedups(summary["runtimes"])
+        if ratio["onnxruntime_b1"] < 1.5:
+            notes.append(
+                f"- **int8 does not pay at batch 1** even in ONNX Runtime "
+                f"({ratio['onnxruntime_b1']:.2f}×): one ~10-token question is a few tiny GEMMs, "
+                "and quantizing each activation costs about what the int8 kernel saves. It pays "
+                f"where the arithmetic is: {ratio['onnxruntime_b64']:.2f}× at batch 64."
+            )
+    elif q_b1 < 1.5 or q_b64 < 1.5:
         notes.append(
             f"- **int8 speed-up is small at this width** (1 thread: {q_b1:.2f}× at batch 1, "
             f"{q_b64:.2f}× at batch 64). Dynamic quantization adds, per Linear call, a pass "
@@ -438,17 +486,18 @@ def _notes(summary: dict[str, Any]) -> str:
         )
     b1 = lat["teacher"]["b1_t2"]["median_ms"] / lat["quantized"]["b1_t2"]["median_ms"]
     b64 = lat["teacher"]["b64_t2"]["median_ms"] / lat["quantized"]["b64_t2"]["median_ms"]
-    if b1 < 10:
+    if b1 < 10 and not summary.get("runtimes"):
         notes.append(
             f"- **Batch-1 latency ratio vs the teacher is {b1:.1f}×** (2 threads): at batch 1 the "
             "student's time is mostly per-operator overhead (about a hundred small kernels), not "
             "arithmetic; at batch 64 arithmetic dominates and the ratio is "
             f"{b64:.1f}×."
         )
-    q = summary["models"]["quantized"]["accuracy"]
-    if q <= 0.936:
+    q = summary.get("served", {}).get("accuracy", summary["models"]["quantized"]["accuracy"])
+    if q < Targets.student_absolute_accuracy:
         notes.append(
-            f"- **Accuracy {q:.1%} is below Kim 2014's 93.6%**: the student learns from the "
+            f"- **Accuracy {q:.1%} is below {Targets.student_absolute_accuracy:.0%}**: the student "
+            f"learns from the "
             f"{summary['data']['train']} labelled rows plus teacher-labelled augmentations only; "
             "its embeddings start from the teacher's but its transformer layers from scratch."
         )

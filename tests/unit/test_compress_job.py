@@ -91,7 +91,30 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert summary["models"]["quantized"]["params"] < summary["models"]["teacher"]["params"] / 10
     assert {"b1_t1", "b1_t2", "b64_t1", "b64_t2"} <= set(summary["latency"]["quantized"])
     assert len(summary["targets"]) >= 10 and all("met" in t for t in summary["targets"])
-    assert (report / "report.md").read_text().startswith("# Compression report")
+    # The runtime comparison: every variant in one run, the served graph among them.
+    rows = summary["runtimes"]["rows"]
+    assert {(r["model"], r["runtime"], r["precision"]) for r in rows} == {
+        ("teacher", "torch", "fp32"),
+        ("teacher", "onnxruntime", "fp32"),
+        ("student", "torch", "fp32"),
+        ("student", "torch", "int8-dynamic"),
+        ("student", "onnxruntime", "fp32"),
+        ("student", "onnxruntime", "int8-dynamic"),
+        ("student", "onnxruntime", "int8-static"),
+    }
+    served = [r for r in rows if r["served"]]
+    assert len(served) == 1 and served[0]["runtime"] == "onnxruntime"
+    # The served row scores what the worker's predict_batch scored (same graph, same inputs).
+    assert served[0]["accuracy"] == pytest.approx(summary["served"]["accuracy"], abs=1e-9)
+    for r in rows:
+        for batch in ("b1", "b64"):
+            cell = r["latency"][batch]
+            assert 0 < cell["forward"]["median_ms"] <= cell["forward"]["p99_ms"]
+            assert cell["end_to_end"]["median_ms"] > 0
+    assert any("in onnxruntime, batch 64" in t["target"] for t in summary["targets"])
+    markdown = (report / "report.md").read_text()
+    assert markdown.startswith("# Compression report")
+    assert "## Runtimes: where int8 pays" in markdown and "**(served)**" in markdown
     assert (report / "report.png").stat().st_size > 1000
     clf = load_classifier(out)
     assert clf.version == "quick-1" and set(clf.labels) == {"HUM", "LOC", "NUM"}
