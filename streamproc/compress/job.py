@@ -77,6 +77,7 @@ class JobConfig:
     # The student's matrices are small: one thread is nearly as fast, and on a shared machine two
     # threads that wait on each other can be 10x slower (measured here under load).
     student_threads: int = 1
+    runtime_threads: int = 2  # the runtime comparison's threads, every variant alike
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
     distill: distill_mod.DistillConfig = field(default_factory=distill_mod.DistillConfig)
@@ -379,14 +380,14 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 tokenizer=tokenizer,
                 calibration_texts=calibration,  # transfer texts, never test texts
                 work_dir=Path(tmp),
-                threads=config.threads,
+                threads=config.runtime_threads,
             )
             bar.reset(total=sum(repeats.values()))
             summary["runtimes"] = compare_runtimes(
                 variants,
                 data.test_texts,
                 data.test_labels,
-                threads=config.threads,
+                threads=config.runtime_threads,
                 repeats=repeats,
                 progress=bar.update,
             )
