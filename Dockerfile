@@ -7,10 +7,15 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streamproc ./streamproc
 RUN pip install --no-cache-dir .
-RUN useradd --create-home streamproc
+# /models belongs to the worker's user: a named volume mounted there starts with this owner, so
+# `model publish` inside a container can write it (docker-compose.yml's model-init does).
+RUN useradd --create-home streamproc && mkdir /models && chown streamproc /models
 USER streamproc
 EXPOSE 6066
-# Models are mounted at /models (CURRENT + versioned artifacts): see README "Model artifacts".
+# Models live in /models (CURRENT + versioned artifacts): see README "Model artifacts".
 ENV STREAMPROC_MODEL_DIR=/models
+# The worker's own liveness endpoint, on the port its settings name (no curl in a slim image).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "streamproc.tools.probe", "/livez"]
 ENTRYPOINT ["streamproc"]
 CMD ["worker"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from streamproc.model.artifact import (
+    CURRENT_FILE,
     publish_artifact,
     resolve_artifact_argument,
     verify_artifact,
@@ -88,11 +89,20 @@ def verify(path: str) -> None:
     required=True,
     help="the directory workers watch: gets <version>/ and an atomically replaced CURRENT",
 )
-def publish(artifact: str, model_dir: Path) -> None:
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="do nothing when MODEL_DIR already has a CURRENT (a container's first-start seed)",
+)
+def publish(artifact: str, model_dir: Path, if_missing: bool) -> None:
     """Copy ARTIFACT into MODEL_DIR/<version>/ and point MODEL_DIR/CURRENT at it.
 
     ARTIFACT: a directory written by `streamproc distill`, or builtin:trec (the TREC question
     classifier shipped in the package)."""
+    current = model_dir / CURRENT_FILE
+    if if_missing and current.is_file():
+        click.echo(f"{current} names {current.read_text().strip()!r}: left as it is")
+        return
     version = publish_artifact(resolve_artifact_argument(artifact), model_dir)
     click.echo(f"published {version} -> {model_dir / version} (CURRENT updated)")
 

@@ -183,6 +183,22 @@ def test_model_cli_info_verify_publish(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith("error:") and "tampered" in err and "\n" not in err
 
 
+def test_publish_if_missing_seeds_once_and_never_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker-compose's model-init runs on every start: the first seeds an empty model dir, the
+    next ones must leave a model published since then in place."""
+    models = tmp_path / "models"
+    v1, v2 = _save(tmp_path, version="v1", name="a1"), _save(tmp_path, version="v2", name="a2")
+    main(["model", "publish", str(v1), "--model-dir", str(models), "--if-missing"])
+    assert (models / "CURRENT").read_text().strip() == "v1"
+    main(["model", "publish", str(v2), "--model-dir", str(models)])  # the operator's publish
+    capsys.readouterr()
+    main(["model", "publish", str(v1), "--model-dir", str(models), "--if-missing"])  # restart
+    assert (models / "CURRENT").read_text().strip() == "v2"
+    assert "left as it is" in capsys.readouterr().out
+
+
 def test_model_cli_export_onnx_then_evaluate_and_record(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

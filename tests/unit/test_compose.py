@@ -59,3 +59,29 @@ def test_observability_services_mount_the_deploy_files() -> None:
     datasource = (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
     assert "http://prometheus:9090" in datasource
     assert "127.0.0.1:9090:9090" in prometheus["ports"]
+
+
+def test_a_fresh_clone_gets_a_serving_worker_without_a_host_models_dir() -> None:
+    """`docker compose up --build` on a fresh clone: no ./models on the host is needed (Docker
+    would create it root-owned and empty, and the worker would have nothing to serve)."""
+    compose = _compose()
+    services = compose["services"]
+    init, worker = services["model-init"], services["worker"]
+    assert init["command"][:3] == ["model", "publish", "builtin:trec"]
+    assert "--if-missing" in init["command"]  # a later publish survives a restart
+    assert worker["depends_on"]["model-init"]["condition"] == "service_completed_successfully"
+    assert init["image"] == worker["image"]  # one build serves both
+    model_dir = Settings(model_dir=worker["environment"]["STREAMPROC_MODEL_DIR"]).model_dir
+    assert f"models:{model_dir}" in init["volumes"]
+    assert f"models:{model_dir}:ro" in worker["volumes"]
+    assert "models" in compose["volumes"]
+    assert not any(v.startswith("./models") for v in worker["volumes"])
+    assert worker["restart"] == "unless-stopped"  # a worker that exits non-zero comes back
+
+
+def test_the_image_checks_liveness_and_owns_its_model_dir() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile and "streamproc.tools.probe" in dockerfile
+    assert "/livez" in dockerfile
+    assert "chown streamproc /models" in dockerfile
+    assert "torch" not in dockerfile.split("RUN pip install", 1)[1].split("\n", 1)[0]
