@@ -61,7 +61,7 @@ demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (mo
 
 .PHONY: distill
 distill: $(STAMP) ## Build the compressed model artifact and report for DATASET (default trec; refreshes the shipped builtin:trec)
-	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v3
+	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v5
 	@if [ "$(DATASET)" = trec ]; then rm -rf streamproc/resources/models/trec && cp -r artifacts/trec streamproc/resources/models/trec && echo "refreshed streamproc/resources/models/trec"; fi
 
 .PHONY: bench

@@ -276,5 +276,7 @@ def _self_check(path: Path, manifest: dict[str, Any], classifier: Classifier) ->
     if not worst <= tolerance:  # also catches NaN
         raise ArtifactError(
             f"{path}: ONNX Runtime on this machine misses the recorded self-check logits by "
-            f"{worst:.4g} (tolerance {tolerance}); refusing to serve it"
+            f"{worst:.4g} (tolerance {tolerance}); refusing to serve it (an int8 graph quantized "
+            "with full-range weights differs between CPUs with and without VNNI: re-export it "
+            "with `streamproc model export-onnx`, which uses the portable 7-bit range)"
         )
