@@ -99,9 +99,7 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
     help="Build and serve a fresh --quick model (test-sized, low accuracy) instead.",
 )
 @click.option("--web-port", type=int, default=6066, show_default=True)
-def demo(
-    count: int, rate: float, model_dir: Path | None, quick_model: bool, web_port: int
-) -> None:
+def demo(count: int, rate: float, model_dir: Path | None, quick_model: bool, web_port: int) -> None:
     """Broker, model, worker, producer and consumer, end to end, with a summary."""
     model_dir = model_dir if model_dir is not None else load_settings().model_dir
     from streamproc.compress.data import default_cache_dir, load_dataset
