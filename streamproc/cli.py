@@ -33,7 +33,10 @@ _COMMANDS = {
         "streamproc.tools.soak:soak",
         "Steady load for minutes: memory and latency stay flat?",
     ),
-    "model": ("streamproc.model.command:model", "Inspect, verify and publish model artifacts."),
+    "model": (
+        "streamproc.model.command:model",
+        "Inspect, verify, publish, list and roll back model artifacts.",
+    ),
 }
 
 
