@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from streamproc.errors import StreamprocError
+from streamproc import __version__
+from streamproc.errors import EXIT_CODES, StreamprocError, exit_code
 
 __all__ = ["cli", "main"]
 
@@ -32,7 +33,10 @@ _COMMANDS = {
         "streamproc.tools.soak:soak",
         "Steady load for minutes: memory and latency stay flat?",
     ),
-    "model": ("streamproc.model.command:model", "Inspect, verify and publish model artifacts."),
+    "model": (
+        "streamproc.model.command:model",
+        "Inspect, verify, publish, list and roll back model artifacts.",
+    ),
 }
 
 
@@ -54,13 +58,27 @@ class _LazyGroup(click.Group):
             formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    rows = ["0 success", "1 any other failure", "2 usage: a bad command line"]
+    rows += [f"{code} {text}" for _, code, text in EXIT_CODES]
+    rows.append("130 interrupted")
+    # \b: click keeps the lines as they are instead of re-wrapping them into one paragraph.
+    return "\b\nExit status:\n" + "\n".join(f"  {row}" for row in rows)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_exit_codes_epilog(),
+)
+@click.version_option(__version__, "-V", "--version", prog_name="streamproc")
 def cli() -> None:
     """streamproc: streaming NLP inference on Kafka."""
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; streamproc's own errors print one line and exit 2, never a traceback."""
+    """Run the CLI; streamproc's own errors print one line, never a traceback, and exit with
+    their family's status (errors.EXIT_CODES)."""
     try:
         return cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
@@ -71,4 +89,4 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except StreamprocError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exit_code(exc))

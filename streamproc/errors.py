@@ -15,11 +15,15 @@ can catch the whole family with one ``except``::
 
 Bad *events* are values, not crashes: the stream path turns an :class:`EventError` into a
 dead-letter record with ``reason`` as a header, and carries on.
+
+A command that stops on one of these errors prints one line and exits with the code of its
+family (:func:`exit_code`), so scripts can tell a bad setting from an absent broker.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CODES",
     "ArtifactError",
     "BrokerError",
     "ConfigError",
@@ -29,6 +33,7 @@ __all__ = [
     "ModelError",
     "RecordTooLarge",
     "StreamprocError",
+    "exit_code",
 ]
 
 
@@ -83,3 +88,21 @@ class EventError(StreamprocError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+# Exit status of a command that stops on one of streamproc's errors; 2 stays click's usage error,
+# 1 any other failure. Most specific family first. Documented in the README and `--help`.
+EXIT_CODES: tuple[tuple[tuple[type[StreamprocError], ...], int, str], ...] = (
+    ((ConfigError,), 3, "configuration: an invalid STREAMPROC_* setting or option"),
+    ((BrokerError,), 4, "broker: Kafka unreachable, or records not delivered"),
+    ((ModelError,), 5, "model: an artifact missing, unknown, corrupted or refused"),
+    ((DataError, EventError), 6, "data: input missing, unreadable or malformed"),
+)
+
+
+def exit_code(exc: StreamprocError) -> int:
+    """The process exit status for ``exc``: its family's code, 1 for anything else."""
+    for families, code, _ in EXIT_CODES:
+        if isinstance(exc, families):
+            return code
+    return 1

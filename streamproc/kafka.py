@@ -7,8 +7,9 @@ small messages a second from one Python process.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "consume_count",
     "ensure_topics",
     "make_producer",
+    "refused_everywhere",
+    "require_reachable",
     "topic_end_offsets",
 ]
 
@@ -77,6 +80,45 @@ def ensure_topics(
     raise BrokerError(f"topics {sorted(topics)} not visible after {timeout_s:.0f}s")
 
 
+def refused_everywhere(bootstrap_servers: str, *, timeout_s: float = 2.0) -> str | None:
+    """Why no bootstrap server can be reached, when that is certain; else None.
+
+    Certain: every server's name does not resolve or its port refuses TCP connections. A server
+    that accepts, or does not answer within ``timeout_s`` (filtered, slow), leaves it to the
+    Kafka client to decide."""
+    reasons = []
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")  # [::1]:9092
+        try:
+            addresses = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_AGAIN:  # DNS temporarily failing: not certain
+                return None
+            reasons.append(f"{server.strip()}: cannot resolve {host}")
+            continue
+        for family, kind, proto, _, address in addresses:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(timeout_s)
+                    sock.connect(address)
+                return None
+            except ConnectionRefusedError:
+                continue
+            except OSError:
+                return None
+        reasons.append(f"{server.strip()}: connection refused")
+    return "; ".join(reasons)
+
+
+def require_reachable(bootstrap_servers: str) -> None:
+    """Fail at once with one line when no broker can be there (for the CLI tools; a worker waits
+    for its broker instead). Otherwise the Kafka clients' own timeouts apply."""
+    reason = refused_everywhere(bootstrap_servers)
+    if reason:
+        raise BrokerError(f"no Kafka broker: {reason} (STREAMPROC_BOOTSTRAP_SERVERS)")
+
+
 def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
     """A librdkafka producer tuned for throughput with low delay (idempotent, acks=all)."""
     return Producer(
@@ -98,11 +140,12 @@ def consume(
     *,
     group_id: str,
     stop: Callable[[list[ConsumedRecord]], bool] | None = None,
-    timeout_s: float = 60.0,
+    timeout_s: float | None = 60.0,
     idle_s: float | None = None,
     from_beginning: bool = True,
-) -> Iterator[ConsumedRecord]:
-    """Yield records until ``stop(seen)`` holds, ``timeout_s`` passes, or ``idle_s`` of silence."""
+) -> Generator[ConsumedRecord, None, None]:
+    """Yield records until ``stop(seen)`` holds, ``timeout_s`` passes (None: never), or ``idle_s``
+    of silence. Records are kept in ``seen`` only when there is a ``stop`` to look at them."""
     consumer = Consumer(
         {
             **dict(conf),
@@ -114,7 +157,7 @@ def consume(
     )
     consumer.subscribe(list(topics))
     seen: list[ConsumedRecord] = []
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else float("inf")
     last_record = time.monotonic()
     try:
         while time.monotonic() < deadline:
@@ -144,7 +187,8 @@ def consume(
                     headers=_headers(msg.headers()),
                     timestamp_ms=msg.timestamp()[1],
                 )
-                seen.append(record)
+                if stop is not None:
+                    seen.append(record)
                 last_record = time.monotonic()
                 yield record
     finally:

@@ -11,7 +11,14 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
@@ -120,6 +127,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"  # loopback unless configured otherwise
     web_port: int = Field(6066, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: Any) -> Any:
+        # INFO is how Python's logging spells levels; info is how this setting always did.
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

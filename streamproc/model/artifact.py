@@ -30,6 +30,7 @@ Publishing (what workers hot-reload from)::
 
     <model_dir>/<version>/...   a copy of the artifact
     <model_dir>/CURRENT         text: the version name, replaced atomically (temp file + os.replace)
+    <model_dir>/history.jsonl   one line per publish or rollback (``streamproc model rollback``)
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ __all__ = [
     "runtime_engine",
     "save_artifact",
     "verify_artifact",
+    "write_current",
 ]
 
 FORMAT_VERSION = 2  # written; 1 is still read (no ONNX graph, no runtime block)
@@ -501,8 +503,19 @@ def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+    write_current(model_dir, version)
+    from streamproc.model.versions import append_history  # it imports this module
+
+    append_history(model_dir, "publish", version)
+    return version
+
+
+def write_current(model_dir: Path, version: str) -> None:
+    """Point ``model_dir/CURRENT`` at ``version`` atomically (temp file, fsync, ``os.replace``):
+    a worker polling it reads the old name or the new one, never a partial one."""
     fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=model_dir)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 kept a worker running as another user out
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(version + "\n")
             handle.flush()
@@ -511,7 +524,6 @@ def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return version
 
 
 def resolve_current(model_dir: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ __all__ = ["model"]
 
 @click.group("model")
 def model() -> None:
-    """Inspect, verify and publish model artifacts."""
+    """Inspect, verify, publish, list and roll back model artifacts."""
 
 
 @model.command("info")
@@ -74,37 +75,101 @@ def info(path: str, as_json: bool) -> None:
 @model.command("verify")
 @click.argument("path")
 def verify(path: str) -> None:
-    """Check every file's sha256 against the manifest; exit 2 with one line if anything is off."""
+    """Check every file's sha256 against the manifest; exit 5 with one line if anything is off."""
     manifest = verify_artifact(resolve_artifact_argument(path))
     click.echo(
         f"ok: {path} (version {manifest['version']}, {len(manifest['files'])} files verified)"
     )
 
 
+def model_dir_option(func: Callable[..., None]) -> Callable[..., None]:
+    """``--model-dir``, defaulting to STREAMPROC_MODEL_DIR (what the workers watch)."""
+    return click.option(
+        "--model-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="the directory workers watch: <version>/ dirs and CURRENT "
+        "[STREAMPROC_MODEL_DIR, default models]",
+    )(func)
+
+
+def _model_dir(given: Path | None) -> Path:
+    from streamproc.settings import load_settings
+
+    return given if given is not None else load_settings().model_dir
+
+
 @model.command("publish")
 @click.argument("artifact")
-@click.option(
-    "--model-dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="the directory workers watch: gets <version>/ and an atomically replaced CURRENT",
-)
+@model_dir_option
 @click.option(
     "--if-missing",
     is_flag=True,
     help="do nothing when MODEL_DIR already has a CURRENT (a container's first-start seed)",
 )
-def publish(artifact: str, model_dir: Path, if_missing: bool) -> None:
+def publish(artifact: str, model_dir: Path | None, if_missing: bool) -> None:
     """Copy ARTIFACT into MODEL_DIR/<version>/ and point MODEL_DIR/CURRENT at it.
 
     ARTIFACT: a directory written by `streamproc distill`, or builtin:trec (the TREC question
     classifier shipped in the package)."""
-    current = model_dir / CURRENT_FILE
+    directory = _model_dir(model_dir)
+    current = directory / CURRENT_FILE
     if if_missing and current.is_file():
         click.echo(f"{current} names {current.read_text().strip()!r}: left as it is")
         return
-    version = publish_artifact(resolve_artifact_argument(artifact), model_dir)
-    click.echo(f"published {version} -> {model_dir / version} (CURRENT updated)")
+    version = publish_artifact(resolve_artifact_argument(artifact), directory)
+    click.echo(f"published {version} -> {directory / version} (CURRENT updated)")
+
+
+@model.command("list")
+@model_dir_option
+def list_command(model_dir: Path | None) -> None:
+    """The versions in MODEL_DIR (* = CURRENT): when published, created, runtime, accuracy."""
+    from streamproc.model.versions import list_versions
+
+    directory = _model_dir(model_dir)
+    versions = list_versions(directory)
+    if not versions:
+        click.echo(f"{directory}: no versions published")
+        return
+    rows = [("", "VERSION", "PUBLISHED", "CREATED", "RUNTIME", "ACCURACY")]
+    for v in versions:
+        accuracy = f"{v.accuracy:.2%}" if v.accuracy is not None else "-"
+        if v.problem:
+            rows.append(
+                ("*" if v.current else "", v.version, "", "", f"unreadable: {v.problem}", "")
+            )
+            continue
+        rows.append(
+            (
+                "*" if v.current else "",
+                v.version,
+                v.published_at or "-",
+                v.created,
+                v.runtime,
+                accuracy,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+    if not any(v.current for v in versions):
+        click.echo(f"(CURRENT names no version here: {directory}/CURRENT)", err=True)
+
+
+@model.command("rollback")
+@click.argument("version", required=False)
+@model_dir_option
+def rollback_command(version: str | None, model_dir: Path | None) -> None:
+    """Point CURRENT back at VERSION, or at the version it named before (undo the last publish).
+
+    Atomic, as publish is; the artifact is verified first. Workers swap it in at their next poll."""
+    from streamproc.model.versions import rollback
+
+    directory = _model_dir(model_dir)
+    before, after = rollback(directory, version)
+    click.echo(f"rolled back {before or '(none)'} -> {after} in {directory} (CURRENT updated)")
 
 
 @model.command("export-onnx")

@@ -13,6 +13,8 @@ name                                          type       what
 ``streamproc_batch_wait_seconds``             histogram  oldest event's wait in the buffer
 ``streamproc_inference_seconds``              histogram  model time per batch
 ``streamproc_batch_target_size``              gauge      the adaptive controller's target size
+``streamproc_last_batch_timestamp_seconds``   gauge      epoch time the last batch ran (alert on
+                                                         ``time() - …`` while lag grows)
 ``streamproc_event_latency_seconds``          histogram  producer timestamp → prediction (1 ms–10 s)
 ``streamproc_consumer_lag{topic,partition}``  gauge      highwater − position, assigned partitions
 ``streamproc_buffered_events``                gauge      events decoded and waiting for a batch
@@ -20,6 +22,8 @@ name                                          type       what
                                                          Kafka and not settled yet (what
                                                          ``STREAMPROC_MAX_BUFFERED_BYTES`` bounds)
 ``streamproc_model_info{version}``            gauge      1 for the model version now serving
+``streamproc_build_info``                     gauge      1; labels ``version`` (streamproc),
+                                                         ``python``, ``runtime`` (installed ones)
 ``streamproc_model_reloads_total{result}``    counter    hot reloads: ``ok`` | ``refused``
 ``streamproc_inference_errors_total``         counter    batches whose inference raised
 ``streamproc_inference_timeouts_total``       counter    model calls that did not return within
@@ -68,6 +72,7 @@ __all__ = [
     "METRIC_NAMES",
     "STAGE_BUCKETS",
     "StreamMetrics",
+    "build_labels",
 ]
 
 #: Content type of :meth:`StreamMetrics.exposition` (Prometheus text format 0.0.4).
@@ -103,11 +108,13 @@ METRIC_NAMES: tuple[str, ...] = (
     "streamproc_batch_wait_seconds",
     "streamproc_inference_seconds",
     "streamproc_batch_target_size",
+    "streamproc_last_batch_timestamp_seconds",
     "streamproc_event_latency_seconds",
     "streamproc_consumer_lag",
     "streamproc_buffered_events",
     "streamproc_unsettled_bytes",
     "streamproc_model_info",
+    "streamproc_build_info",
     "streamproc_model_reloads_total",
     "streamproc_inference_errors_total",
     "streamproc_inference_timeouts_total",
@@ -186,6 +193,11 @@ class StreamMetrics:
             "Batch size the adaptive controller currently aims at.",
             registry=r,
         )
+        self.last_batch_timestamp = Gauge(
+            "streamproc_last_batch_timestamp_seconds",
+            "When the last model batch ran (Unix time): stale while events wait = stuck worker.",
+            registry=r,
+        )
         self.event_latency = Histogram(
             "streamproc_event_latency_seconds",
             "Event-to-prediction latency: producer timestamp to prediction published.",
@@ -213,6 +225,13 @@ class StreamMetrics:
             ["version"],
             registry=r,
         )
+        self.build_info = Gauge(
+            "streamproc_build_info",
+            "Versions of this process (value 1): streamproc, Python, inference runtimes installed.",
+            ["version", "python", "runtime"],
+            registry=r,
+        )
+        self.build_info.labels(**build_labels()).set(1)
         self.model_reloads = Counter(
             "streamproc_model_reloads",
             "Model hot reloads, by result (ok or refused).",
@@ -302,6 +321,7 @@ class StreamMetrics:
         self.batch_wait.observe(max(0.0, wait_s))
         self.inference.observe(max(0.0, inference_s))
         self.batch_target.set(target_size)
+        self.last_batch_timestamp.set(self._wall_clock())
         with self._lock:
             self._batches += 1
             self._recent_batches.append((size, wait_s, inference_s))
@@ -464,6 +484,25 @@ class StreamMetrics:
                 total_out += n_out
                 total_dead += n_dead
         return total_in / span, total_out / span, total_dead / span
+
+
+def build_labels() -> dict[str, str]:
+    """``streamproc_build_info``'s labels: package versions from their metadata (nothing is
+    imported: a worker serving ONNX must not pay for importing torch)."""
+    import importlib.metadata
+    import platform
+
+    from streamproc import __version__
+
+    runtimes = []
+    for package in ("onnxruntime", "onnxruntime-gpu", "torch"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            runtimes.append(f"{package} {importlib.metadata.version(package)}")
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "runtime": ", ".join(runtimes) or "none",
+    }
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float | None:

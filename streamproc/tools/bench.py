@@ -746,7 +746,13 @@ def _canonical_command(params: dict[str, Any]) -> str:
     "builtin:trec "
     "(--quick: a small test artifact).",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="[docs/results/bench]")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("streamproc-results/bench"),
+    show_default=True,
+    help="Report directory (`make bench` writes the repository's docs/results/bench).",
+)
 @click.option("--rates", default=None, help="Offered rates for the sweep, e.g. 50,200,1000.")
 @click.option(
     "--contenders",
@@ -771,7 +777,7 @@ def _canonical_command(params: dict[str, Any]) -> str:
 def bench(
     quick: bool,
     artifact: Path | None,
-    out: Path | None,
+    out: Path,
     rates: str | None,
     contenders: str | None,
     duration: float | None,
@@ -808,7 +814,7 @@ def bench(
         min_events=0 if quick else 1000,  # a p99 over fewer than 1,000 events is one outlier
         switch_interval_s=switch_interval,
     )
-    out_dir = out or Path("docs/results/bench")
+    out_dir = out
     command = _canonical_command(params)
     results = run_bench(cfg, artifact, out_dir, command)
     from streamproc.tools.bench_report import summary_lines

@@ -88,7 +88,10 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
 )
 @click.option("--rate", type=click.FloatRange(min=1), default=250.0, show_default=True)
 @click.option(
-    "--model-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True
+    "--model-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the model is published and served from. [STREAMPROC_MODEL_DIR, default models]",
 )
 @click.option(
     "--quick-model",
@@ -96,8 +99,9 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
     help="Build and serve a fresh --quick model (test-sized, low accuracy) instead.",
 )
 @click.option("--web-port", type=int, default=6066, show_default=True)
-def demo(count: int, rate: float, model_dir: Path, quick_model: bool, web_port: int) -> None:
+def demo(count: int, rate: float, model_dir: Path | None, quick_model: bool, web_port: int) -> None:
     """Broker, model, worker, producer and consumer, end to end, with a summary."""
+    model_dir = model_dir if model_dir is not None else load_settings().model_dir
     from streamproc.compress.data import default_cache_dir, load_dataset
     from streamproc.tools.produce import produce_events
 

@@ -224,7 +224,11 @@ def _plot(result: SoakResult, path: Path) -> None:
     "--quick: a small test artifact).",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("docs/results/soak"), show_default=True
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("streamproc-results/soak"),
+    show_default=True,
+    help="Report directory (the repository's own run: --out docs/results/soak).",
 )
 def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: Path) -> None:
     """Steady load on one worker with the real model: do memory and latency stay flat?"""

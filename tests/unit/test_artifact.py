@@ -178,7 +178,7 @@ def test_model_cli_info_verify_publish(tmp_path: Path, capsys: pytest.CaptureFix
     (bad / "weights.safetensors").write_bytes(b"junk")
     with pytest.raises(SystemExit) as exc:
         main(["model", "verify", str(bad)])
-    assert exc.value.code == 2
+    assert exc.value.code == 5  # model (errors.EXIT_CODES)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "tampered" in err and "\n" not in err
 

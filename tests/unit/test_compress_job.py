@@ -140,7 +140,7 @@ def test_cli_reports_bad_data_in_one_line(
                 "--quiet",
             ]
         )
-    assert exc.value.code == 2
+    assert exc.value.code == 6  # data (errors.EXIT_CODES)
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "only one class" in err and "\n" not in err
 

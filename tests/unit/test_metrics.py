@@ -14,6 +14,7 @@ from streamproc.stream.metrics import (
     LATENCY_BUCKETS,
     METRIC_NAMES,
     StreamMetrics,
+    build_labels,
 )
 
 
@@ -321,3 +322,22 @@ def test_snapshot_batches_totals_and_uptime(clock: FakeClock) -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         StreamMetrics(window=0)
+
+
+def test_build_info_and_the_last_batch_time() -> None:
+    import platform
+
+    import streamproc
+
+    wall = [1_800_000_000.0]
+    metrics = StreamMetrics(wall_clock=lambda: wall[0])
+    assert value(metrics, "streamproc_last_batch_timestamp_seconds") == 0  # no batch yet
+    metrics.record_batch(size=3, wait_s=0.0, inference_s=0.01, target_size=4)
+    wall[0] += 42.5
+    metrics.record_batch(size=1, wait_s=0.0, inference_s=0.01, target_size=4)
+    assert value(metrics, "streamproc_last_batch_timestamp_seconds") == 1_800_000_042.5
+    labels = build_labels()
+    assert labels["version"] == streamproc.__version__
+    assert labels["python"] == platform.python_version()
+    assert "onnxruntime " in labels["runtime"]  # the serving runtime, with its version
+    assert value(metrics, "streamproc_build_info", **labels) == 1

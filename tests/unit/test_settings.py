@@ -106,7 +106,7 @@ def test_cli_reports_a_bad_setting_in_one_line() -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # configuration (errors.EXIT_CODES)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: STREAMPROC_LATENCY_TARGET_MS")
