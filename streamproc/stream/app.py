@@ -235,10 +235,10 @@ def create_worker(
         served = open_model(settings)
         model, watcher = served.model, served.watcher
         log.info(
-            "serving model %s (STREAMPROC_MODEL=%s, runtime %s, hot reload %s)",
+            "serving model %s (runtime %s), STREAMPROC_MODEL=%s, hot reload %s",
             model.version,
-            settings.model,
             getattr(model, "runtime", "custom"),
+            settings.model,
             f"from {watcher.model_dir}/CURRENT" if watcher else "off",
         )
     slot = ModelSlot(model)
