@@ -140,23 +140,25 @@ def encode_prediction(
     record_timestamp_ms: float | None = None,
 ) -> bytes:
     """The output record (orjson). ``latency_ms`` is event-to-prediction, from the clock
-    :func:`latency_origin` picks; ``latency_from`` says which."""
+    :func:`latency_origin` picks; ``latency_from`` says which. A multi-label prediction adds
+    ``labels`` (the labels at or above the threshold); other outputs have no such field."""
     now_ms = time.time() * 1000.0 if now_ms is None else now_ms
     origin_ms, source = latency_origin(event.ts_ms, record_timestamp_ms)
-    return orjson.dumps(
-        {
-            "id": event.id,
-            "label": prediction.label,
-            "score": prediction.score,
-            "probabilities": prediction.probabilities,
-            "model_version": model_version,
-            "batch_size": batch_size,
-            "ts": event.ts_ms,
-            "predicted_at": now_ms,
-            "latency_ms": None if origin_ms is None else max(0.0, now_ms - origin_ms),
-            "latency_from": None if origin_ms is None else source,
-        }
-    )
+    out = {
+        "id": event.id,
+        "label": prediction.label,
+        "score": prediction.score,
+        "probabilities": prediction.probabilities,
+        "model_version": model_version,
+        "batch_size": batch_size,
+        "ts": event.ts_ms,
+        "predicted_at": now_ms,
+        "latency_ms": None if origin_ms is None else max(0.0, now_ms - origin_ms),
+        "latency_from": None if origin_ms is None else source,
+    }
+    if prediction.labels is not None:  # multi-label models only: single-label output unchanged
+        out["labels"] = prediction.labels
+    return orjson.dumps(out)
 
 
 #: Headers this service writes on dead letters start with this; incoming ones are renamed.

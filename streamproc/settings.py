@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(256 * 1024, ge=64, description="larger payloads are dead-lettered")
 
     # --- Model ------------------------------------------------------------------------------
+    model: str = Field(
+        "artifact",
+        min_length=1,
+        description=(
+            "which model serves: artifact (the one MODEL_DIR/CURRENT names), artifact:DIR, hf "
+            "(a Hugging Face classifier directory CURRENT names), hf:DIR, a plugin NAME[:DIR] "
+            "from the streamproc.models entry points, or a factory module:attribute[:DIR]"
+        ),
+    )
     model_dir: Path = Field(Path("models"), description="versioned artifacts + a CURRENT file")
     model_poll_interval_s: float = Field(2.0, gt=0, description="hot-reload check period")
     # auto: the engine the artifact names (ONNX Runtime for artifacts that ship model.onnx).

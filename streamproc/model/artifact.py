@@ -24,7 +24,10 @@ fp32 network from the config, quantizes it and sets those weights back, so the l
 computes bit-for-bit what the saved one did (a unit test checks this).
 
 Every load verifies each file's sha256 against the manifest; a missing, extra-modified, corrupted
-or tampered file, or an unknown ``format_version``, raises :class:`ArtifactError`.
+or tampered file, or an unknown ``format_version``, raises :class:`ArtifactError`. A digest only
+proves the files are the ones written, so :func:`check_network` also checks that they fit
+together: as many labels as the network has outputs, a window within its position table, and
+finite weights.
 
 Publishing (what workers hot-reload from)::
 
@@ -61,6 +64,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LoadedArtifact",
     "builtin_artifact",
+    "check_network",
     "load_artifact",
     "publish_artifact",
     "read_manifest",
@@ -407,6 +411,58 @@ def verify_artifact(path: Path) -> dict[str, Any]:
                 f"(sha256 {actual[:12]}… ≠ manifest {str(expected)[:12]}…)"
             )
     return manifest
+
+
+def check_network(path: Path, manifest: Mapping[str, Any]) -> None:
+    """The manifest must describe the network its weights hold, and every weight be finite.
+
+    Reads ``weights.safetensors`` with NumPy (no torch): the classifier's rows must equal the
+    number of labels (else every batch fails in serving and dead-letters as ``inference_error``),
+    the position table must cover ``max_tokens`` (else long texts fail), and a NaN or inf
+    anywhere (even in the embedding row of a rare token, which no probe text would reach) refuses
+    the artifact. An ONNX graph is exported from these weights; its own self-check and the trial
+    prediction (:func:`streamproc.model.base.check_classifier`) cover the graph.
+    """
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{path}: unreadable weights ({exc})") from None
+    labels, config = manifest["labels"], manifest["config"]
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: the manifest's model config is not an object")
+    outputs = next(
+        (
+            int(tensors[name].shape[0])
+            for name in ("classifier.bias", "classifier.weight", "classifier.weight_int8")
+            if name in tensors
+        ),
+        None,
+    )
+    if not isinstance(labels, list) or outputs is None or len(labels) != outputs:
+        raise ArtifactError(
+            f"{path}: the manifest names {len(labels) if isinstance(labels, list) else '?'} "
+            "labels but the network has "
+            f"{outputs} outputs"
+        )
+    if config.get("num_labels") != outputs:
+        raise ArtifactError(
+            f"{path}: the model config says {config.get('num_labels')} labels, the network has "
+            f"{outputs} outputs"
+        )
+    window = int(tensors["pos_emb.weight"].shape[0]) if "pos_emb.weight" in tensors else None
+    max_tokens = manifest["max_tokens"]
+    fits = isinstance(max_tokens, int) and window is not None and 1 <= max_tokens <= window
+    if not fits or config.get("max_tokens") != window:
+        raise ArtifactError(
+            f"{path}: the tokenizer window (max_tokens {max_tokens}, config "
+            f"{config.get('max_tokens')}) does not fit the network's window of {window} positions"
+        )
+    for name, tensor in tensors.items():
+        if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+            raise ArtifactError(f"{path}: non-finite values (NaN or inf) in the weight {name}")
 
 
 def load_artifact(path: Path, *, manifest: dict[str, Any] | None = None) -> LoadedArtifact:

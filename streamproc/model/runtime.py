@@ -28,6 +28,7 @@ from streamproc.errors import ArtifactError, ModelError
 from streamproc.model.artifact import (
     ONNX_GRAPH,
     LoadedArtifact,
+    check_network,
     load_artifact,
     require_torch,
     runtime_engine,
@@ -212,13 +213,15 @@ def load_classifier(
     ``runtime``: ``auto`` serves with the engine the artifact names (ONNX Runtime when it ships
     ``model.onnx``); ``torch`` / ``onnxruntime`` force one. ``num_threads`` sets the engine's
     intra-op threads (torch: process-wide; None leaves the engine's default).
-    Raises :class:`ArtifactError` for a missing, corrupted, tampered or unknown artifact, and for
-    an ONNX graph that fails its self-check on this machine.
+    Raises :class:`ArtifactError` for a missing, corrupted, tampered or unknown artifact, one
+    whose manifest disagrees with its network or whose weights are not finite
+    (:func:`check_network`), and for an ONNX graph that fails its self-check on this machine.
     """
     if num_threads is not None and num_threads < 1:
         raise ArtifactError(f"num_threads must be at least 1, got {num_threads}")
     path = Path(artifact_dir)
     manifest = verify_artifact(path)
+    check_network(path, manifest)
     engine = runtime_engine(manifest) if runtime == "auto" else runtime
     if engine == "onnxruntime":
         return _load_onnx(path, manifest, num_threads)

@@ -37,7 +37,7 @@ from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.models import ArtifactWatcher, ModelSlot
+from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
 from streamproc.stream.pipeline import BatchingPipeline
 
 __all__ = ["Worker", "create_worker"]
@@ -230,15 +230,16 @@ def create_worker(
     """
     metrics = metrics or StreamMetrics()
     watcher: ArtifactWatcher | None = None
+    served: ServedModel | None = None
     if model is None:
-        watcher = ArtifactWatcher(
-            settings.model_dir,
-            num_threads=settings.model_threads or None,
-            runtime=settings.model_runtime,
-        )
-        model = watcher.load_current()
+        served = open_model(settings)
+        model, watcher = served.model, served.watcher
         log.info(
-            "serving model %s (runtime %s)", model.version, getattr(model, "runtime", "custom")
+            "serving model %s (runtime %s), STREAMPROC_MODEL=%s, hot reload %s",
+            model.version,
+            getattr(model, "runtime", "custom"),
+            settings.model,
+            f"from {watcher.model_dir}/CURRENT" if watcher else "off",
         )
     slot = ModelSlot(model)
     metrics.set_model_version(model.version)
@@ -380,7 +381,11 @@ def create_worker(
                 stall_after_s=settings.ready_stall_s,
             )
 
-        register_web(app, metrics, readiness=readiness)
+        def model_info() -> dict[str, Any]:
+            about = served.describe() if served else {"spec": "given", "hot_reload": None}
+            return {"version": slot().version, **about}
+
+        register_web(app, metrics, readiness=readiness, model_info=model_info)
 
     return Worker(
         app,

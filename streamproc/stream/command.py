@@ -13,7 +13,15 @@ __all__ = ["worker"]
 
 @click.command("worker")
 @click.option("--web-port", type=int, default=None, help="Override STREAMPROC_WEB_PORT.")
-def worker(web_port: int | None) -> None:
+@click.option(
+    "--model",
+    "model_spec",
+    default=None,
+    metavar="SPEC",
+    help="Override STREAMPROC_MODEL: artifact[:DIR], hf[:DIR], a plugin NAME[:DIR] or "
+    "module:factory[:DIR].",
+)
+def worker(web_port: int | None, model_spec: str | None) -> None:
     """Consume the input topic, predict in adaptive batches, publish predictions.
 
     Configured by STREAMPROC_* environment variables (see README). SIGTERM/SIGINT shut down
@@ -23,7 +31,9 @@ def worker(web_port: int | None) -> None:
 
     from streamproc.stream.app import create_worker
 
-    overrides = {"web_port": web_port} if web_port is not None else {}
+    overrides: dict[str, object] = {"web_port": web_port} if web_port is not None else {}
+    if model_spec is not None:
+        overrides["model"] = model_spec
     settings = load_settings(**overrides)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

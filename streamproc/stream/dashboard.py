@@ -154,6 +154,7 @@ def register_web(
     *,
     faust_sensors: bool = True,
     readiness: Callable[[], Readiness] | None = None,
+    model_info: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Add ``/metrics``, ``/dashboard/``, ``/dashboard/data.json``, ``/healthz``, ``/livez`` and
     ``/readyz`` to ``app``.
@@ -162,7 +163,9 @@ def register_web(
     :class:`PrometheusMonitor` writing Faust's sensor metrics (prefix ``faust_``) into
     ``metrics.registry``; an app whose monitor already is one is left as it is.
     ``readiness`` assesses the worker for ``/readyz``; without one (no pipeline in this process)
-    ``/readyz`` answers 503 ``not_started``.
+    ``/readyz`` answers 503 ``not_started``. ``model_info`` (the serving version, the
+    ``STREAMPROC_MODEL`` spec, the directory hot reload watches or None) goes into ``/readyz`` as
+    ``model``.
     """
     html = dashboard_html()
     started = time.monotonic()
@@ -226,7 +229,10 @@ def register_web(
                 return self.json(body, status=503, headers=dict(_NO_STORE))
             verdict = readiness()
             status = 200 if verdict.ready else 503
-            return self.json(verdict.body(), status=status, headers=dict(_NO_STORE))
+            body = verdict.body()
+            if model_info is not None:
+                body["model"] = model_info()
+            return self.json(body, status=status, headers=dict(_NO_STORE))
 
     for path, view, name in (
         (METRICS_PATH, Metrics, "streamproc_metrics"),

@@ -32,6 +32,20 @@ def test_a_prediction_validates() -> None:
         now_ms=10.0,
     )
     jsonschema.validate(orjson.loads(value), _schema("prediction.schema.json"))
+    assert "labels" not in orjson.loads(value), "single-label outputs keep their old shape"
+
+
+def test_a_multi_label_prediction_validates_and_lists_its_labels() -> None:
+    event = decode_event(b'{"id": "a", "text": "why now"}', max_bytes=1000)
+    prediction = Prediction(
+        "question", 0.9, {"question": 0.9, "urgent": 0.8}, ("question", "urgent")
+    )
+    value = orjson.loads(encode_prediction(event, prediction, model_version="v1", batch_size=1))
+    jsonschema.validate(value, _schema("prediction.schema.json"))
+    assert value["labels"] == ["question", "urgent"]
+    value["labels"] = ["question", "question"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(value, _schema("prediction.schema.json"))
 
 
 @pytest.mark.parametrize(("reason", "payload"), bad_payloads())
