@@ -22,7 +22,7 @@ CPU has them. Weights use 7 bits of the int8 range (``reduce_range``): on x86 CP
 whose int16 sum of two products saturates at full range (255·127·2 > 32,767) — the same graph
 then gives different logits on different machines (seen: 0.32 off on an EPYC for an artifact
 built on a VNNI Xeon, so the self-check refused it). With 7-bit weights (255·63·2 < 32,767)
-both kernels are exact and every machine computes the same numbers; measured on the TREC
+neither kernel can saturate, so every machine computes the same integers; measured on the TREC
 student: accuracy 92.2% vs 92.0% (full range), same speed.
 """
 
