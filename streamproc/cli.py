@@ -33,6 +33,10 @@ _COMMANDS = {
         "Steady load for minutes: memory and latency stay flat?",
     ),
     "model": ("streamproc.model.command:model", "Inspect, verify and publish model artifacts."),
+    "verify": (
+        "streamproc.tools.verify:verify",
+        "Did the guarantee hold? Check every input offset against outputs and commits.",
+    ),
 }
 
 
