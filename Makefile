@@ -43,7 +43,7 @@ test-unit: $(STAMP) ## Fast tests only (no broker)
 	$(PYTHON) -m pytest tests/unit tests/faust $(PYTEST_ARGS)
 
 .PHONY: test-faults
-test-faults: $(STAMP) ## Full fault matrix: {SIGKILL,SIGTERM,SIGSTOP} x {worker,broker} x guarantees (~15 min); report in docs/results/faults
+test-faults: $(STAMP) ## Full fault matrix: {SIGKILL,SIGTERM,SIGSTOP} x {worker,broker} x guarantees (~11 min); report in docs/results/faults
 	$(PYTHON) -m pytest tests/reliability/test_fault_matrix.py --fault-matrix -s $(PYTEST_ARGS)
 
 .PHONY: demo
