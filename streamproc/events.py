@@ -11,6 +11,7 @@ bytes untouched. The full schemas are in ``streamproc/resources/schemas/``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "decode_event",
     "encode_prediction",
     "latency_origin",
+    "source_headers",
 ]
 
 MAX_ID_CHARS = 512
@@ -163,6 +165,26 @@ def encode_prediction(
 
 #: Headers this service writes on dead letters start with this; incoming ones are renamed.
 DEAD_LETTER_HEADER_PREFIX = "streamproc-"
+
+#: Where a prediction or dead letter came from: on every record streamproc publishes.
+SOURCE_TOPIC_HEADER = "streamproc-source-topic"
+SOURCE_PARTITION_HEADER = "streamproc-source-partition"
+SOURCE_OFFSET_HEADER = "streamproc-source-offset"
+
+
+@functools.lru_cache(maxsize=64)
+def _topic_bytes(topic: str) -> bytes:
+    return topic.encode()
+
+
+def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes | None]]:
+    """The headers naming an output's input record (``streamproc verify`` reads them). Per-record
+    hot path: the topic's bytes are cached, the numbers are formatted in C."""
+    return [
+        (SOURCE_TOPIC_HEADER, _topic_bytes(topic)),
+        (SOURCE_PARTITION_HEADER, b"%d" % partition),
+        (SOURCE_OFFSET_HEADER, b"%d" % offset),
+    ]
 
 
 def dead_letter_headers(

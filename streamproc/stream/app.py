@@ -182,9 +182,13 @@ class _ProducerPublisher:
         return fut
 
     async def send_prediction(
-        self, key: bytes | None, value: bytes, partition: int | None
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]:
-        return await self._send(self._output, key, value, partition, None)
+        return await self._send(self._output, key, value, partition, headers)
 
     async def send_dead_letter(
         self,

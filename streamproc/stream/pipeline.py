@@ -49,6 +49,7 @@ from streamproc.events import (
     decode_event,
     encode_prediction,
     latency_origin,
+    source_headers,
 )
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
@@ -119,7 +120,11 @@ class Publisher(Protocol):
     """Sends records; each call returns an awaitable resolved once the broker acknowledged it."""
 
     async def send_prediction(
-        self, key: bytes | None, value: bytes, partition: int | None
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]: ...
 
     async def send_dead_letter(
@@ -520,6 +525,7 @@ class BatchingPipeline:
                     record.key,
                     value,
                     partition=partition,
+                    headers=source_headers(record.topic, record.partition, record.offset),
                     settles=[record],
                     latency_s=latency,
                 )
@@ -682,7 +688,9 @@ class BatchingPipeline:
         try:
             if item.kind == "prediction":
                 assert item.value is not None
-                return await self.publisher.send_prediction(item.key, item.value, item.partition)
+                return await self.publisher.send_prediction(
+                    item.key, item.value, item.partition, item.headers
+                )
             return await self.publisher.send_dead_letter(
                 item.key, item.value, item.partition, item.headers
             )

@@ -21,6 +21,7 @@ from tests.helpers import (
     produce_payloads,
     text_events,
 )
+from tests.verification import judge, wait_until_committed_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability, pytest.mark.slow]
 
@@ -62,6 +63,7 @@ def test_worker_killed_three_times_mid_stream_loses_nothing(
             worker = WorkerProcess(settings, name=f"w{round_}", log_dir=tmp_path, env=COST)
         feeder.join()
         assert collector.wait_for_ids(expected, 240), worker.log_tail()
+        assert wait_until_committed_to_end(settings, 60), worker.log_tail()
         time.sleep(2)  # late duplicates
     finally:
         worker.stop()
@@ -69,10 +71,16 @@ def test_worker_killed_three_times_mid_stream_loses_nothing(
     counts = collections.Counter(collector.ids())
     assert not expected - set(counts), "every input id has a prediction"
     duplicates = sum(c - 1 for c in counts.values())
+    verdict = judge(settings)
     print(
         f"\n{guarantee}: SIGKILL at {kills} distinct predictions; {n} ids all predicted, "
-        f"{duplicates} duplicates ({duplicates / n:.1%})"
+        f"{duplicates} duplicates ({duplicates / n:.1%}); {verdict.summary()}"
     )
+    # Offset by offset (the verifier): nothing lost or left behind, outputs in input order;
+    # exactly_once: outputs are exactly the committed input prefix, no transaction left open.
+    assert verdict.holds, verdict.violations
+    assert verdict.lost == verdict.pending == 0 and verdict.inputs == n
+    assert verdict.duplicated == duplicates
     if eos:
         assert duplicates == 0, "exactly_once: read_committed consumers see each id once"
 

@@ -40,6 +40,7 @@ class Record:
 class FakePublisher:
     def __init__(self, fail_first: int = 0) -> None:
         self.predictions: list[dict[str, Any]] = []
+        self.prediction_headers: list[dict[str, bytes | None]] = []
         self.dead_letters: list[tuple[bytes | None, dict[str, bytes]]] = []
         self.fail_first = fail_first
         self.attempts = 0
@@ -55,10 +56,20 @@ class FakePublisher:
             fut.set_result(None)
         return fut
 
-    async def send_prediction(self, key: bytes | None, value: bytes, partition: int | None) -> Any:
+    async def send_prediction(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Any:
         out = orjson.loads(value)
         return await self._settle(
-            lambda: (self.predictions.append(out), self.log.append(f"sent {out['id']}"))
+            lambda: (
+                self.predictions.append(out),
+                self.prediction_headers.append(dict(headers)),
+                self.log.append(f"sent {out['id']}"),
+            )
         )
 
     async def send_dead_letter(
@@ -135,6 +146,28 @@ def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
     for p in publisher.predictions:
         assert p["label"] == model.expected_label(f"text {p['id'].split('-')[1]}")
     assert max(model.batch_sizes) > 1, "a burst of 300 events should be batched"
+
+
+def test_every_prediction_names_its_source_record_in_headers() -> None:
+    records = [Record(i, event(i), partition=i % 3) for i in range(50)]
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    sources = {
+        prediction["id"]: headers
+        for prediction, headers in zip(
+            publisher.predictions, publisher.prediction_headers, strict=True
+        )
+    }
+    for record in records:
+        assert sources[f"id-{record.offset}"] == {
+            "streamproc-source-topic": record.topic.encode(),
+            "streamproc-source-partition": str(record.partition).encode(),
+            "streamproc-source-offset": str(record.offset).encode(),
+        }
+    assert set(publisher.predictions[0]) == {  # the payload schema is unchanged
+        "id", "label", "score", "probabilities", "model_version", "batch_size", "ts",
+        "predicted_at", "latency_ms", "latency_from",
+    }  # fmt: skip
 
 
 def test_a_poison_event_is_dead_lettered_alone() -> None:
@@ -266,7 +299,7 @@ def test_batches_are_sent_before_earlier_ones_are_acknowledged() -> None:
 
 @pytest.mark.parametrize("max_buffered", [1, 4])
 def test_a_full_buffer_applies_back_pressure(max_buffered: int) -> None:
-    records = [Record(i, event(i)) for i in range(50)]
+    records = [Record(i, event(i), partition=i % 3) for i in range(50)]
     publisher = FakePublisher()
     model = FakeClassifier(cost_s=0.001)
     asyncio.run(run_pipeline(records, model=model, publisher=publisher, max_buffered=max_buffered))
@@ -335,10 +368,14 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
 
     class OrderedPublisher(FakePublisher):
         async def send_prediction(
-            self, key: bytes | None, value: bytes, partition: int | None
+            self,
+            key: bytes | None,
+            value: bytes,
+            partition: int | None,
+            headers: list[tuple[str, bytes | None]],
         ) -> Any:
             log.append(f"pred p{partition} {orjson.loads(value)['id']}")
-            return await super().send_prediction(key, value, partition)
+            return await super().send_prediction(key, value, partition, headers)
 
         async def send_dead_letter(
             self,
