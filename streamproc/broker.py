@@ -182,6 +182,8 @@ class LocalBroker:
     tls: bool = False  # TLS on the client listener, with a throwaway CA (``ca_file``)
     cache_dir: Path | None = None
     detach: bool = False  # True: the JVM outlives this Python process (``streamproc broker start``)
+    # Extra server.properties, applied last (e.g. auto.create.topics.enable=false, an authorizer).
+    server_properties: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owns_data_dir: bool = field(default=False, init=False, repr=False)
     _cluster_id: str | None = field(default=None, init=False, repr=False)
@@ -381,6 +383,7 @@ class LocalBroker:
             lines["listener.name.external.ssl.keystore.type"] = "PEM"
             lines["listener.name.external.ssl.keystore.location"] = str(keystore)
             lines["listener.name.external.ssl.endpoint.identification.algorithm"] = ""
+        lines.update(self.server_properties)
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return props

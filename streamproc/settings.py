@@ -86,6 +86,15 @@ class Settings(BaseSettings):
             "with status 1 so the group re-delivers them to another worker"
         ),
     )
+    publish_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "how long an output (prediction or dead letter) may go unacknowledged by the broker, "
+            "retries included, before the worker gives up: it logs why and exits with status 1 "
+            "(a deleted topic, a broker away this long); also the producer's request timeout"
+        ),
+    )
     ready_stall_s: float = Field(
         30.0,
         gt=0,

@@ -265,6 +265,9 @@ def create_worker(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         producer_linger_ms=1,
+        # Faust's default (20 min) is also how long a send to a missing topic waits for its
+        # metadata: the pipeline retries sends itself, up to this long (then the worker stops).
+        producer_request_timeout=settings.publish_timeout_s,
         stream_buffer_maxsize=max(1024, settings.max_buffered_events),
         broker_max_poll_records=max(500, settings.max_batch_size * 2),
         loghandlers=[],
@@ -310,6 +313,8 @@ def create_worker(
         # Crashing the app stops the worker: `streamproc worker` exits 1 with the reason.
         on_failure=lambda exc: _fail(app, pipeline, exc),
         inference_timeout_s=settings.inference_timeout_s,
+        publish_timeout_s=settings.publish_timeout_s,
+        topics={"prediction": settings.output_topic, "dead_letter": settings.dead_letter_topic},
     )
 
     app.pipeline = pipeline
