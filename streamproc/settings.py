@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     output_topic: str = Field("streamproc-predictions", min_length=1)
     dead_letter_topic: str = Field("streamproc-dead-letter", min_length=1)
     input_partitions: int = Field(4, ge=1, description="partitions when streamproc creates topics")
+    replication_factor: int = Field(
+        -1,
+        ge=-1,
+        description=(
+            "replication factor of the topics streamproc creates; -1: the broker's "
+            "default.replication.factor (needs brokers >= 2.4)"
+        ),
+    )
 
     # --- Delivery ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -143,6 +151,8 @@ class Settings(BaseSettings):
                 "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
                 "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
             )
+        if self.replication_factor == 0:
+            raise ValueError("STREAMPROC_REPLICATION_FACTOR: -1 (the broker's default) or >= 1")
         for server in self.bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():

@@ -182,7 +182,11 @@ def produce(
     settings = load_settings()
     texts = list(_shuffled(read_texts(dataset, file), seed))
     topic = topic or settings.input_topic
-    ensure_topics(settings.confluent_config(), {topic: settings.input_partitions})
+    ensure_topics(
+        settings.confluent_config(),
+        {topic: settings.input_partitions},
+        replication_factor=settings.replication_factor,
+    )
     with tqdm(total=count, unit="ev", desc=f"producing to {topic}") as bar:
         stats = produce_events(
             settings,
