@@ -35,6 +35,7 @@ from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
 from streamproc.kafka import check_co_partitioning, ensure_topics, partition_counts
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
+from streamproc.stream import lenient_records
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.inference import InferenceThread
@@ -294,6 +295,7 @@ def create_worker(
     whole fetched batches (slower; the benchmark measures both).
     """
     metrics = metrics or StreamMetrics()
+    lenient_records.install()  # a header key that is not UTF-8 must not stall a partition
     watcher: ArtifactWatcher | None = None
     if model is None:
         watcher = ArtifactWatcher(

@@ -60,6 +60,7 @@ from streamproc.events import (
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.inference import InferenceThread
+from streamproc.stream.lenient_records import invalid_header_key
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.offsets import OffsetLedger
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
@@ -365,6 +366,9 @@ class BatchingPipeline:
         self._unsettled += 1
         self._unsettled_bytes += size
         try:
+            bad_key = invalid_header_key(record.headers) if record.headers else None
+            if bad_key is not None:
+                raise EventError("invalid_header", f"header key {bad_key!r} is not UTF-8")
             event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
             failure = None
         except EventError as error:

@@ -728,3 +728,18 @@ def test_publish_errors_are_classified_through_their_causes() -> None:
         ConnectionError("broker unreachable"),
     ):
         assert classify_publish_error(wrapped(retriable)) is PublishErrorKind.RETRY, retriable
+
+
+def test_a_record_whose_header_key_is_not_utf8_is_dead_lettered() -> None:
+    # aiokafka's reader (made lenient, stream/lenient_records.py) hands such a key over with
+    # its bytes as lone surrogates.
+    records = [Record(0, event(0)), Record(1, event(1), headers=[("\udcffkey", b"v")])]
+    records.append(Record(2, event(2), headers=[("naïve", b"ok")]))
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    assert [p["id"] for p in publisher.predictions] == ["id-0", "id-2"]
+    [(value, headers)] = publisher.dead_letters
+    assert headers["streamproc-reason"] == b"invalid_header"
+    assert headers["\\xffkey"] == b"v"
+    assert value == records[1].value
+    assert all(r.acked for r in records)
