@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamproc.broker import LocalBroker
@@ -26,10 +27,14 @@ def test_secured_broker_end_to_end_and_the_password_never_appears(
     users = {"streamproc": PASSWORD} if sasl else {}
     with LocalBroker(sasl_users=users, tls=tls) as broker:
         assert broker.security_protocol == protocol
-        # A client without the security settings gets nowhere.
+        # A client without the security settings gets no metadata: a TLS listener drops it
+        # (transport failure), a SASL one never answers a client that skips the handshake.
         plain = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "log_level": 0})
-        with pytest.raises(Exception):  # noqa: B017 - any refusal will do
-            plain.list_topics(timeout=3).topics["x"]
+        with pytest.raises(KafkaException) as refused:
+            plain.list_topics(timeout=3)
+        expected = KafkaError._TRANSPORT if tls else KafkaError._TIMED_OUT
+        assert refused.value.args[0].code() == expected, refused.value
+        assert "Failed to get metadata" in refused.value.args[0].str()
 
         security = {"security_protocol": protocol}
         if sasl:
@@ -52,5 +57,6 @@ def test_secured_broker_end_to_end_and_the_password_never_appears(
     ids = {orjson.loads(r.value)["id"] for r in records}
     assert ids == {f"e-{i}" for i in range(200)}, worker.log_tail()
     log = worker.log_path.read_text(errors="replace")
+    assert "[DEBUG]" in log, "the worker logged at DEBUG (where clients print their configs)"
     assert PASSWORD not in log, "the password leaked into the worker's (debug) log"
     assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump())
