@@ -50,6 +50,8 @@ DEAD_LETTER_REASONS = (
     "empty_text",  # text is empty or only whitespace
     "invalid_ts",  # ts present but not a finite, non-negative number
     "inference_error",  # the model raised on this very event (see stream/pipeline.py)
+    "invalid_header",  # a header key is not UTF-8 (see stream/lenient_records.py)
+    "publish_failed",  # its prediction could never be published (see stream/publish_errors.py)
 )
 
 
@@ -216,6 +218,8 @@ def _header_items(headers: Any) -> list[tuple[str, bytes | None]]:
     out: list[tuple[str, bytes | None]] = []
     for key, value in items:
         name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        if not name.isascii():  # a key that was not UTF-8 arrives with lone surrogates
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         if name.startswith(DEAD_LETTER_HEADER_PREFIX):
             name = "original-" + name
         if value is not None and not isinstance(value, bytes):
