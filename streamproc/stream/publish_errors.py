@@ -6,7 +6,8 @@
   truncated one.
 * ``FATAL`` — nothing sent to that topic can succeed: not authorised (topic, cluster,
   transactional id), an invalid topic, an unsupported version or format, a fenced producer,
-  failed authentication, or a :class:`PublishError`. The worker stops (exit 1) with one line
+  failed authentication, a :class:`PublishError`, or a programming error (``TypeError``,
+  ``AttributeError``, ``AssertionError``). The worker stops (exit 1) with one line
   naming the topic and the record.
 * ``RETRY`` — anything else: the broker away, leadership moving, a topic limit an operator can
   raise (the broker's own ``MessageSizeTooLarge``), an unknown topic (it may be being created).
@@ -47,6 +48,11 @@ _FATAL: tuple[type[BaseException], ...] = (
     kafka_errors.AuthenticationFailedError,
     kafka_errors.SaslAuthenticationFailed,
     kafka_errors.ProducerFenced,
+    # A bug (ours or a client's), e.g. a send called with the wrong arguments: retrying the same
+    # call cannot fix it, so it must not look like a broker that is away for two minutes.
+    TypeError,
+    AttributeError,
+    AssertionError,
 )
 
 

@@ -630,7 +630,13 @@ class RefusingPublisher(FakePublisher):
         fut.set_exception(error)
         return fut
 
-    async def send_prediction(self, key: bytes | None, value: bytes, partition: int | None) -> Any:
+    async def send_prediction(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Any:
         out = orjson.loads(value)
         return await self._refusable(
             "prediction", value, lambda: (self.predictions.append(out), self.log.append(out["id"]))
@@ -757,6 +763,9 @@ def test_publish_errors_are_classified_through_their_causes() -> None:
     assert classify_publish_error(wrapped(fatal)) is PublishErrorKind.FATAL
     assert classify_publish_error(PublishError("x")) is PublishErrorKind.FATAL
     assert classify_publish_error(RecordTooLarge("x")) is PublishErrorKind.RECORD
+    # A bug (a send with the wrong arguments) is not a broker that is away: never retried.
+    bug = TypeError("send_prediction() takes 4 positional arguments but 5 were given")
+    assert classify_publish_error(bug) is PublishErrorKind.FATAL
     for retriable in (
         kafka_errors.KafkaTimeoutError(),
         kafka_errors.NotLeaderForPartitionError(),
