@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamproc.model.onnx import OPSET, export_onnx
+from streamproc.model.onnx import export_graph, export_onnx
 from streamproc.model.runtime import OnnxEngine, TorchEngine
 from streamproc.model.tokenizer import StudentTokenizer
 
@@ -117,24 +116,8 @@ def quantize_static_onnx(
 
 
 def _export_teacher(teacher: nn.Module, encode: Encode, path: Path) -> Path:
-    ids, mask = encode(["What is the capital of France?", "Who wrote Hamlet?"])
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notices
-        torch.onnx.export(
-            teacher,
-            (torch.from_numpy(ids), torch.from_numpy(mask)),
-            str(path),
-            input_names=["ids", "mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "ids": {0: "batch", 1: "tokens"},
-                "mask": {0: "batch", 1: "tokens"},
-                "logits": {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    return path
+    ids, mask = encode(["What is the capital of France?", "Who wrote Hamlet?"])  # (B, T)
+    return export_graph(teacher, torch.from_numpy(ids), torch.from_numpy(mask), path)
 
 
 def build_variants(

@@ -37,7 +37,7 @@ from torch import nn
 
 from streamproc.model.network import StudentNetwork
 
-__all__ = ["OPSET", "export_onnx", "float_twin", "quantize_onnx"]
+__all__ = ["OPSET", "export_graph", "export_onnx", "float_twin", "quantize_onnx"]
 
 OPSET = 17  # LayerNormalization is a single node from 17 on
 
@@ -70,15 +70,13 @@ def float_twin(model: nn.Module) -> StudentNetwork:
     return twin
 
 
-def export_onnx(model: nn.Module, path: Path) -> Path:
-    """Write ``model`` (fp32 or int8-dynamic student) as an fp32 ONNX graph at ``path``."""
-    twin = float_twin(model)
-    ids = torch.full((2, 8), 5, dtype=torch.long)  # (B, T) example; both axes exported dynamic
-    mask = torch.ones(2, 8, dtype=torch.bool)  # (B, T)
+def export_graph(module: nn.Module, ids: torch.Tensor, mask: torch.Tensor, path: Path) -> Path:
+    """Write ``module`` (ids, mask) -> logits as an fp32 ONNX graph under the contract above;
+    ``ids``/``mask`` (B, T) are example inputs, both axes exported dynamic."""
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notices
         torch.onnx.export(
-            twin,
+            module,
             (ids, mask),
             str(path),
             input_names=["ids", "mask"],
@@ -92,6 +90,13 @@ def export_onnx(model: nn.Module, path: Path) -> Path:
             dynamo=False,  # the dynamo exporter needs onnxscript; this graph needs nothing it adds
         )
     return path
+
+
+def export_onnx(model: nn.Module, path: Path) -> Path:
+    """Write ``model`` (fp32 or int8-dynamic student) as an fp32 ONNX graph at ``path``."""
+    ids = torch.full((2, 8), 5, dtype=torch.long)  # (B, T)
+    mask = torch.ones(2, 8, dtype=torch.bool)  # (B, T)
+    return export_graph(float_twin(model), ids, mask, path)
 
 
 def quantize_onnx(source: Path, target: Path) -> Path:
