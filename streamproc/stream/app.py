@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
+from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
@@ -94,6 +95,18 @@ class _App(faust.App):
     pipeline: BatchingPipeline | None = None
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
+    # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
+    consumer_extra_config: Mapping[str, Any] = {}
+    producer_extra_config: Mapping[str, Any] = {}
+
+    def _new_producer(self) -> Any:
+        from faust.transport.drivers.aiokafka import Transport
+
+        if not isinstance(self.transport, Transport):
+            return super()._new_producer()  # e.g. Faust's in-memory test transport
+        producer = ExtraConfigProducer(self.transport, loop=self.loop, beacon=self.beacon)
+        producer.extra_config = self.producer_extra_config
+        return producer
 
     def _new_consumer(self) -> Any:
         from faust.transport.drivers.aiokafka import Transport
@@ -111,6 +124,7 @@ class _App(faust.App):
         )
         pipeline = self.pipeline
         consumer.ledger = pipeline.offsets
+        consumer.extra_config = self.consumer_extra_config
         if not self.batched_ingress:
             return consumer
         consumer.pending = lambda: 0 if pipeline.failed else pipeline.unsettled
@@ -315,6 +329,8 @@ def create_worker(
 
     app.pipeline = pipeline
     app.batched_ingress = batched_ingress
+    app.consumer_extra_config = settings.aiokafka_consumer_extra_config
+    app.producer_extra_config = settings.aiokafka_producer_extra_config
 
     @app.agent(input_topic, name="predict")
     async def predict(stream: Any) -> None:
