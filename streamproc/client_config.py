@@ -91,8 +91,8 @@ _AIOKAFKA_EXACTLY_ONCE_OWNED: dict[AiokafkaClient, dict[str, str]] = {
 
 
 def check_librdkafka_extras(extras: Mapping[str, Any], *, setting: str) -> None:
-    """Refuse owned librdkafka properties and non-scalar values (librdkafka takes strings,
-    numbers and booleans). Unknown names are librdkafka's to refuse when a client is made."""
+    """Refuse owned librdkafka properties, non-scalar values (librdkafka takes strings, numbers
+    and booleans), and what librdkafka itself refuses (unknown names, ill-typed values)."""
     for key, value in extras.items():
         reason = _LIBRDKAFKA_OWNED.get(key)
         if reason:
@@ -102,6 +102,35 @@ def check_librdkafka_extras(extras: Mapping[str, Any], *, setting: str) -> None:
                 f"{setting}: {key!r} must be a string, number or boolean "
                 f"(got {type(value).__name__})"
             )
+    refusal = librdkafka_refusal(extras)
+    if refusal:
+        raise ValueError(f"{setting}: {refusal}")
+
+
+def librdkafka_refusal(extras: Mapping[str, Any]) -> str | None:
+    """Why librdkafka refuses these properties, or None: a client with no bootstrap servers (it
+    connects nowhere) is made with them, then one per property to name the culprit."""
+    if not extras:
+        return None
+    from confluent_kafka import KafkaException, Producer  # only when extras are given
+
+    def refused(conf: Mapping[str, Any]) -> KafkaException | None:
+        try:
+            Producer({**conf, "log_level": 0})  # log_level 0: no warnings from a probe
+        except KafkaException as exc:
+            return exc
+        return None
+
+    together = refused(extras)
+    if together is None:
+        return None
+    for key, value in extras.items():
+        alone = refused({key: value})
+        if alone is not None:
+            if "No such configuration property" in str(alone):
+                return f"{key!r} is not a librdkafka property"
+            return f"librdkafka refuses the value of {key!r}"  # not quoted: it may be a secret
+    return f"librdkafka refuses these properties together ({together.args[0].str()})"
 
 
 def check_aiokafka_extras(

@@ -71,6 +71,9 @@ def test_librdkafka_extras_sit_between_the_connection_and_the_call_site() -> Non
         ('{"bootstrap.servers": "x:1"}', "STREAMPROC_BOOTSTRAP_SERVERS"),
         ('{"sasl.password": "hunter2"}', "'sasl.password' is streamproc's to set"),
         ('{"socket.timeout.ms": {"a": 1}}', "must be a string, number or boolean"),
+        ('{"client.id": "x", "bogus.prop": 1}', "'bogus.prop' is not a librdkafka property"),
+        ('{"socket.timeout.ms": "hunter2"}', "librdkafka refuses the value of 'socket.timeout.ms'"),
+        ('{"enable.idempotence": true, "acks": 1}', "refuses these properties together"),
     ],
 )
 def test_refused_librdkafka_extras(
