@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # --- Tracing ----------------------------------------------------------------------------
+    # traceparent/tracestate are always carried from input to output records; otel adds one
+    # OpenTelemetry span per batch (needs the tracing extra: opentelemetry-api).
+    tracing: Literal["off", "otel"] = "off"
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:

@@ -40,6 +40,7 @@ from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
 from streamproc.stream.pipeline import BatchingPipeline
+from streamproc.tracing import open_batch_tracer
 
 __all__ = ["Worker", "create_worker"]
 
@@ -196,9 +197,13 @@ class _ProducerPublisher:
         return fut
 
     async def send_prediction(
-        self, key: bytes | None, value: bytes, partition: int | None
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]:
-        return await self._send(self._output, key, value, partition, None)
+        return await self._send(self._output, key, value, partition, headers)
 
     async def send_dead_letter(
         self,
@@ -325,6 +330,7 @@ def create_worker(
         # Crashing the app stops the worker: `streamproc worker` exits 1 with the reason.
         on_failure=lambda exc: _fail(app, pipeline, exc),
         inference_timeout_s=settings.inference_timeout_s,
+        batch_tracer=open_batch_tracer(settings.tracing),
     )
 
     app.pipeline = pipeline

@@ -55,6 +55,7 @@ from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.offsets import OffsetLedger
+from streamproc.tracing import BatchTracer, trace_headers
 
 __all__ = ["BatchingPipeline", "Publisher", "SourceRecord", "describe_offsets"]
 
@@ -119,7 +120,11 @@ class Publisher(Protocol):
     """Sends records; each call returns an awaitable resolved once the broker acknowledged it."""
 
     async def send_prediction(
-        self, key: bytes | None, value: bytes, partition: int | None
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
     ) -> Awaitable[Any]: ...
 
     async def send_dead_letter(
@@ -176,6 +181,7 @@ class BatchingPipeline:
         on_failure: Callable[[BaseException], None] | None = None,
         inference_timeout_s: float | None = None,
         max_buffered_bytes: int | None = None,
+        batch_tracer: BatchTracer | None = None,
     ) -> None:
         # exactly_once: Faust runs one producer transaction per partition number and commits the
         # input offsets of partition p inside transaction p, so every record we publish for an
@@ -196,6 +202,7 @@ class BatchingPipeline:
         self._inference_timeout_s = inference_timeout_s  # None: no deadline
         self._hung_call: _ModelCall | None = None  # a call that timed out (it may still return)
         self._max_event_bytes = max_event_bytes
+        self._batch_tracer = batch_tracer  # STREAMPROC_TRACING=otel: one span per batch
         self._max_buffered = max_buffered
         self._max_buffered_bytes = sys.maxsize if max_buffered_bytes is None else max_buffered_bytes
         self._unsettled_bytes = 0  # raw payload bytes of the records counted in _unsettled
@@ -401,6 +408,8 @@ class BatchingPipeline:
             self._metrics.set_unsettled_bytes(self._unsettled_bytes)
             self._has_space.set()
             model = self._model()
+            tracer = self._batch_tracer
+            span = tracer.start([i.record for i in batch], model.version) if tracer else None
             # Model time is measured inside the inference thread: the hand-off and GIL waits
             # around it would otherwise inflate the cost model the controller sizes batches by.
             predictions, failed, inference_s = await self._predict(model, batch)
@@ -411,7 +420,10 @@ class BatchingPipeline:
             self._metrics.record_batch(
                 size=len(batch), wait_s=waited, inference_s=inference_s, target_size=decision.size
             )
-            await self._outbox.put(self._encode(batch, predictions, failed, model.version))
+            outgoing = self._encode(batch, predictions, failed, model.version)
+            if tracer is not None:
+                tracer.end(span, dead_letters=len(batch) - len(predictions))
+            await self._outbox.put(outgoing)
 
     async def _wait_for(self, size: int, wait_s: float) -> float:
         """Wait until ``size`` events are buffered or ``wait_s`` passed; return the time waited."""
@@ -520,6 +532,7 @@ class BatchingPipeline:
                     record.key,
                     value,
                     partition=partition,
+                    headers=trace_headers(record.headers),
                     settles=[record],
                     latency_s=latency,
                 )
@@ -682,7 +695,9 @@ class BatchingPipeline:
         try:
             if item.kind == "prediction":
                 assert item.value is not None
-                return await self.publisher.send_prediction(item.key, item.value, item.partition)
+                return await self.publisher.send_prediction(
+                    item.key, item.value, item.partition, item.headers
+                )
             return await self.publisher.send_dead_letter(
                 item.key, item.value, item.partition, item.headers
             )

@@ -33,8 +33,8 @@ class Captured:
         done.set_result(None)
         return done
 
-    async def send_prediction(self, key: Any, value: Any, partition: Any) -> Any:
-        return self._record("prediction", key, value, partition, None)
+    async def send_prediction(self, key: Any, value: Any, partition: Any, headers: Any) -> Any:
+        return self._record("prediction", key, value, partition, headers)
 
     async def send_dead_letter(self, key: Any, value: Any, partition: Any, headers: Any) -> Any:
         return self._record("dead_letter", key, value, partition, headers)

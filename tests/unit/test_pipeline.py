@@ -40,6 +40,7 @@ class Record:
 class FakePublisher:
     def __init__(self, fail_first: int = 0) -> None:
         self.predictions: list[dict[str, Any]] = []
+        self.prediction_headers: list[dict[str, bytes | None]] = []
         self.dead_letters: list[tuple[bytes | None, dict[str, bytes]]] = []
         self.fail_first = fail_first
         self.attempts = 0
@@ -55,10 +56,20 @@ class FakePublisher:
             fut.set_result(None)
         return fut
 
-    async def send_prediction(self, key: bytes | None, value: bytes, partition: int | None) -> Any:
+    async def send_prediction(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Any:
         out = orjson.loads(value)
         return await self._settle(
-            lambda: (self.predictions.append(out), self.log.append(f"sent {out['id']}"))
+            lambda: (
+                self.predictions.append(out),
+                self.prediction_headers.append(dict(headers)),
+                self.log.append(f"sent {out['id']}"),
+            )
         )
 
     async def send_dead_letter(
@@ -335,10 +346,14 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
 
     class OrderedPublisher(FakePublisher):
         async def send_prediction(
-            self, key: bytes | None, value: bytes, partition: int | None
+            self,
+            key: bytes | None,
+            value: bytes,
+            partition: int | None,
+            headers: list[tuple[str, bytes | None]],
         ) -> Any:
             log.append(f"pred p{partition} {orjson.loads(value)['id']}")
-            return await super().send_prediction(key, value, partition)
+            return await super().send_prediction(key, value, partition, headers)
 
         async def send_dead_letter(
             self,
