@@ -55,6 +55,10 @@ test: $(STAMP) ## Run every test tier (unit, faust, integration against a real b
 test-unit: $(STAMP) ## Fast tests only (no broker)
 	$(PYTHON) -m pytest tests/unit tests/faust $(PYTEST_ARGS)
 
+.PHONY: test-faults
+test-faults: $(STAMP) ## Full fault matrix: {SIGKILL,SIGTERM,SIGSTOP} x {worker,broker} x guarantees (~11 min); report in docs/results/faults
+	$(PYTHON) -m pytest tests/reliability/test_fault_matrix.py --fault-matrix -s $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (model, worker, producer, tail)
 	$(PYTHON) -m streamproc demo

@@ -182,6 +182,8 @@ class LocalBroker:
     tls: bool = False  # TLS on the client listener, with a throwaway CA (``ca_file``)
     cache_dir: Path | None = None
     detach: bool = False  # True: the JVM outlives this Python process (``streamproc broker start``)
+    # Extra server.properties, applied last (e.g. auto.create.topics.enable=false, an authorizer).
+    server_properties: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owns_data_dir: bool = field(default=False, init=False, repr=False)
     _cluster_id: str | None = field(default=None, init=False, repr=False)
@@ -254,6 +256,8 @@ class LocalBroker:
         meta = self.data_dir / "kraft" / "meta.properties"
         if not meta.exists():
             cluster_id = self._cluster_id or _new_cluster_id()
+            # SCRAM users are not added here (--add-scram would put their passwords on a command
+            # line any local user can read): they are created once the broker is up.
             fmt = [
                 *java,
                 "kafka.tools.StorageTool",
@@ -264,9 +268,6 @@ class LocalBroker:
                 str(props),
                 "--ignore-formatted",
             ]
-            for name, password in self.sasl_users.items():
-                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
-                    fmt += ["--add-scram", f"{mech}=[name={name},password={password}]"]
             proc = subprocess.run(fmt, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise BrokerError(
@@ -284,6 +285,8 @@ class LocalBroker:
         )
         stdout.close()
         try:
+            if self.sasl_users:
+                self._create_scram_users(timeout_s)
             self._wait_ready(timeout_s)
         except BaseException:
             self.stop()
@@ -381,6 +384,7 @@ class LocalBroker:
             lines["listener.name.external.ssl.keystore.type"] = "PEM"
             lines["listener.name.external.ssl.keystore.location"] = str(keystore)
             lines["listener.name.external.ssl.endpoint.identification.algorithm"] = ""
+        lines.update(self.server_properties)
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return props
@@ -447,6 +451,50 @@ class LocalBroker:
                 raise BrokerError(f"openssl {step[0]} failed: {_tail(done.stderr)}")
         keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
         return keystore
+
+    def _create_scram_users(self, timeout_s: float) -> None:
+        """Create the SCRAM-SHA-256/512 credentials through the internal PLAINTEXT listener (an
+        admin request: the passwords never appear on a command line)."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialAlteration,
+            UserScramCredentialUpsertion,
+        )
+
+        conf: dict[str, Any] = {
+            "bootstrap.servers": f"127.0.0.1:{self._internal_port}",
+            "log_level": 0,
+            "logger": _QuietLogger(),
+        }
+        admin = AdminClient(conf)
+        # One request per mechanism: a user may be altered only once per request.
+        requests: list[list[UserScramCredentialAlteration]] = [
+            [
+                UserScramCredentialUpsertion(
+                    name, ScramCredentialInfo(mechanism, 8192), password.encode()
+                )
+                for name, password in self.sasl_users.items()
+            ]
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+        ]
+        deadline = time.monotonic() + timeout_s
+        while requests:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise BrokerError(
+                    f"Kafka exited with code {self._process.returncode} while starting; "
+                    f"last log lines: {_tail(_read_tail(self.log_file))}"
+                )
+            try:
+                for future in admin.alter_user_scram_credentials(requests[0]).values():
+                    future.result(timeout=10)
+                requests.pop(0)
+            except Exception as exc:  # the listener is not up yet
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"could not create the SCRAM users: {exc}") from None
+                time.sleep(0.3)
 
     def _wait_ready(self, timeout_s: float) -> None:
         from confluent_kafka.admin import AdminClient
@@ -572,6 +620,32 @@ def _read_state() -> dict[str, object] | None:
     return state
 
 
+def _is_our_broker(pid: int, data_dir: str) -> bool:
+    """Whether ``pid`` runs the Kafka broker with our data directory (its server.properties is
+    on the JVM's command line): a pid from a stale state file may belong to anything by now."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        args = cmdline.read_bytes().split(b"\0") if cmdline.exists() else _ps_args(pid)
+    except OSError:
+        return False
+    config = str(Path(data_dir) / "server.properties").encode()
+    return b"kafka.Kafka" in args and config in args
+
+
+def _ps_args(pid: int) -> list[bytes]:
+    """The command line of ``pid`` where there is no /proc (macOS), one word per item."""
+    done = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True)
+    return done.stdout.split()
+
+
+def _running(state: dict[str, object] | None) -> bool:
+    """The state file names a live process that is our broker."""
+    if not state:
+        return False
+    pid = int(str(state["pid"]))
+    return _alive(pid) and _is_our_broker(pid, str(state["data_dir"]))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -602,7 +676,7 @@ def fetch_command(version: str) -> None:
 def start_command(version: str, port: int) -> None:
     """Start a detached broker on 127.0.0.1 and print its bootstrap servers."""
     state = _read_state()
-    if state and _alive(int(str(state["pid"]))):
+    if state and _running(state):
         click.echo(f"already running: {state['bootstrap_servers']} (pid {state['pid']})")
         return
     state_dir = _state_dir()
@@ -628,6 +702,13 @@ def start_command(version: str, port: int) -> None:
 def stop_command() -> None:
     """Stop the detached broker and wait until its JVM is gone."""
     state = _read_state()
+    if state and _alive(int(str(state["pid"]))) and not _running(state):
+        click.echo(
+            f"pid {state['pid']} in {_state_dir() / 'state.json'} is not our broker (no "
+            f"kafka.Kafka with {state['data_dir']}): not signalling it; state file removed"
+        )
+        (_state_dir() / "state.json").unlink(missing_ok=True)
+        sys.exit(1)
     if not state or not _alive(int(str(state["pid"]))):
         click.echo("not running")
         (_state_dir() / "state.json").unlink(missing_ok=True)
@@ -649,7 +730,7 @@ def stop_command() -> None:
 def status_command() -> None:
     """Print the detached broker's address, or 'not running' (exit 1)."""
     state = _read_state()
-    if state and _alive(int(str(state["pid"]))):
+    if _running(state):
         click.echo(json.dumps(state, indent=2))
         return
     click.echo("not running")

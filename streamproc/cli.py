@@ -37,6 +37,10 @@ _COMMANDS = {
         "streamproc.model.command:model",
         "Inspect, verify, publish, list and roll back model artifacts.",
     ),
+    "verify": (
+        "streamproc.tools.verify:verify",
+        "Did the guarantee hold? Check every input offset against outputs and commits.",
+    ),
 }
 
 

@@ -6,7 +6,9 @@ can catch the whole family with one ``except``::
     StreamprocError
     ├── ConfigError          a STREAMPROC_* setting or CLI option is invalid
     ├── BrokerError          the local Kafka broker could not be fetched, started or reached
-    │   └── RecordTooLarge   a record exceeds the producer's request size: it can never be sent
+    │   ├── RecordTooLarge   a record exceeds the producer's request size: it can never be sent
+    │   └── PublishError     publishing failed for good (not authorised, topic gone, timed
+    │                        out): the worker stops
     ├── DataError            a labelled data set is missing, malformed or unusable
     ├── ModelError           a model could not be built, trained or run
     │   ├── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
@@ -31,6 +33,7 @@ __all__ = [
     "EventError",
     "InferenceTimeout",
     "ModelError",
+    "PublishError",
     "RecordTooLarge",
     "StreamprocError",
     "exit_code",
@@ -52,6 +55,13 @@ class BrokerError(StreamprocError):
 class RecordTooLarge(BrokerError):
     """A record is larger than the producer's maximum request size: sending the same bytes again
     can never succeed (unlike a broker's rejection, which an operator can lift)."""
+
+
+class PublishError(BrokerError):
+    """Publishing failed in a way retrying cannot fix: the broker refuses the topic (not
+    authorised, invalid), the topic or partition does not exist, or a record went unacknowledged
+    for ``STREAMPROC_PUBLISH_TIMEOUT_S``. The pipeline fails with it and the worker exits 1;
+    nothing from the failed record on was committed."""
 
 
 class DataError(StreamprocError):

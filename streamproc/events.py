@@ -11,6 +11,7 @@ bytes untouched. The full schemas are in ``streamproc/resources/schemas/``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "decode_event",
     "encode_prediction",
     "latency_origin",
+    "source_headers",
 ]
 
 MAX_ID_CHARS = 512
@@ -48,6 +50,8 @@ DEAD_LETTER_REASONS = (
     "empty_text",  # text is empty or only whitespace
     "invalid_ts",  # ts present but not a finite, non-negative number
     "inference_error",  # the model raised on this very event (see stream/pipeline.py)
+    "invalid_header",  # a header key is not UTF-8 (see stream/lenient_records.py)
+    "publish_failed",  # its prediction could never be published (see stream/publish_errors.py)
 )
 
 
@@ -164,6 +168,26 @@ def encode_prediction(
 #: Headers this service writes on dead letters start with this; incoming ones are renamed.
 DEAD_LETTER_HEADER_PREFIX = "streamproc-"
 
+#: Where a prediction or dead letter came from: on every record streamproc publishes.
+SOURCE_TOPIC_HEADER = "streamproc-source-topic"
+SOURCE_PARTITION_HEADER = "streamproc-source-partition"
+SOURCE_OFFSET_HEADER = "streamproc-source-offset"
+
+
+@functools.lru_cache(maxsize=64)
+def _topic_bytes(topic: str) -> bytes:
+    return topic.encode()
+
+
+def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes | None]]:
+    """The headers naming an output's input record (``streamproc verify`` reads them). Per-record
+    hot path: the topic's bytes are cached, the numbers are formatted in C."""
+    return [
+        (SOURCE_TOPIC_HEADER, _topic_bytes(topic)),
+        (SOURCE_PARTITION_HEADER, b"%d" % partition),
+        (SOURCE_OFFSET_HEADER, b"%d" % offset),
+    ]
+
 
 def dead_letter_headers(
     error: EventError,
@@ -194,6 +218,8 @@ def _header_items(headers: Any) -> list[tuple[str, bytes | None]]:
     out: list[tuple[str, bytes | None]] = []
     for key, value in items:
         name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        if not name.isascii():  # a key that was not UTF-8 arrives with lone surrogates
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         if name.startswith(DEAD_LETTER_HEADER_PREFIX):
             name = "original-" + name
         if value is not None and not isinstance(value, bytes):

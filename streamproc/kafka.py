@@ -16,14 +16,16 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamproc.errors import BrokerError
+from streamproc.errors import BrokerError, ConfigError
 
 __all__ = [
     "ConsumedRecord",
+    "check_co_partitioning",
     "consume",
     "consume_count",
     "ensure_topics",
     "make_producer",
+    "partition_counts",
     "refused_everywhere",
     "require_reachable",
     "topic_end_offsets",
@@ -42,11 +44,17 @@ class ConsumedRecord:
 
 
 def ensure_topics(
-    conf: Mapping[str, Any], topics: Mapping[str, int], *, timeout_s: float = 30.0
+    conf: Mapping[str, Any],
+    topics: Mapping[str, int],
+    *,
+    replication_factor: int = -1,
+    timeout_s: float = 30.0,
 ) -> None:
     """Create the topics (name -> partition count) that do not exist yet; wait until visible.
 
-    A topic that exists already is used as it is, whatever its partition count."""
+    ``replication_factor`` -1 lets the broker apply its ``default.replication.factor``
+    (CreateTopics v4+, brokers >= 2.4). A topic that exists already is used as it is, whatever
+    its partition count."""
     admin = AdminClient(dict(conf))
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
@@ -58,7 +66,8 @@ def ensure_topics(
     wanted = {name: n for name, n in topics.items() if name not in existing}
     if wanted:
         new_topics = [
-            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in wanted.items()
+            NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+            for name, n in wanted.items()
         ]
         for name, future in admin.create_topics(new_topics, operation_timeout=timeout_s).items():
             try:
@@ -117,6 +126,38 @@ def require_reachable(bootstrap_servers: str) -> None:
     reason = refused_everywhere(bootstrap_servers)
     if reason:
         raise BrokerError(f"no Kafka broker: {reason} (STREAMPROC_BOOTSTRAP_SERVERS)")
+
+
+def partition_counts(
+    conf: Mapping[str, Any], topics: Iterable[str], *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Topic -> partition count, for the topics that exist (missing ones are left out)."""
+    admin = AdminClient(dict(conf))
+    try:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise BrokerError(f"could not read topic metadata: {exc}") from None
+    return {
+        name: len(metadata[name].partitions)
+        for name in topics
+        if name in metadata and not metadata[name].error
+    }
+
+
+def check_co_partitioning(input_topic: tuple[str, int], outputs: Mapping[str, int]) -> None:
+    """exactly_once: the outputs of input partition p go to partition p of every output topic
+    (the transaction of p holds them with p's offsets), so each output needs at least as many
+    partitions as the input. Raises :class:`ConfigError` naming the topics and counts."""
+    name, count = input_topic
+    short = {topic: n for topic, n in outputs.items() if n < count}
+    if short:
+        listed = ", ".join(f"{topic} has {n}" for topic, n in short.items())
+        raise ConfigError(
+            f"exactly_once publishes the outputs of input partition p to partition p of each "
+            f"output topic, but the input topic {name} has {count} partitions and {listed}: "
+            f"give every output topic at least {count} partitions "
+            f"(kafka-topics --alter --partitions {count}), or use at_least_once"
+        )
 
 
 def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:

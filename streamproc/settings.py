@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     output_topic: str = Field("streamproc-predictions", min_length=1)
     dead_letter_topic: str = Field("streamproc-dead-letter", min_length=1)
     input_partitions: int = Field(4, ge=1, description="partitions when streamproc creates topics")
+    replication_factor: int = Field(
+        -1,
+        ge=-1,
+        description=(
+            "replication factor of the topics streamproc creates; -1: the broker's "
+            "default.replication.factor (needs brokers >= 2.4)"
+        ),
+    )
 
     # --- Delivery ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -110,6 +118,15 @@ class Settings(BaseSettings):
             "has not returned by then is taken as hung; its records' offsets are logged as "
             "suspects, nothing of the batch is acknowledged or committed, and the worker exits "
             "with status 1 so the group re-delivers them to another worker"
+        ),
+    )
+    publish_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "how long an output (prediction or dead letter) may go unacknowledged by the broker, "
+            "retries included, before the worker gives up: it logs why and exits with status 1 "
+            "(a deleted topic, a broker away this long); also the producer's request timeout"
         ),
     )
     ready_stall_s: float = Field(
@@ -200,6 +217,8 @@ class Settings(BaseSettings):
                 "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
                 "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
             )
+        if self.replication_factor == 0:
+            raise ValueError("STREAMPROC_REPLICATION_FACTOR: -1 (the broker's default) or >= 1")
         for server in self.bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():

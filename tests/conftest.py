@@ -12,6 +12,23 @@ import pytest
 from streamproc.broker import kafka_for_tests
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-matrix",
+        action="store_true",
+        help="run every cell of tests/reliability/test_fault_matrix.py and write its report",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--fault-matrix"):
+        return
+    skip = pytest.mark.skip(reason="a fault-matrix cell outside the CI subset: make test-faults")
+    for item in items:
+        if "fault_matrix" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A real broker: KAFKA_BOOTSTRAP_SERVERS → Docker (testcontainers) → Maven jar broker.

@@ -26,10 +26,10 @@ from streamproc.testing import FakeClassifier
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = load_settings()
+    logging.basicConfig(  # STREAMPROC_LOG_LEVEL, as `streamproc worker` does
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     model = FakeClassifier(
         version=os.environ.get("FAKE_VERSION", "fake-1"),
         cost_s=float(os.environ.get("FAKE_COST_S", "0")),
@@ -63,7 +63,7 @@ def main() -> None:
             return encode(*args, **kwargs)
 
         worker.pipeline._encode = broken_encode  # type: ignore[method-assign]
-    faust.Worker(worker.app, loglevel="info", quiet=True).execute_from_commandline()
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -31,8 +32,10 @@ from typing import Any
 import faust
 
 from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
+from streamproc.kafka import check_co_partitioning, ensure_topics, partition_counts
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
+from streamproc.stream import lenient_records
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
@@ -42,7 +45,7 @@ from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, op
 from streamproc.stream.pipeline import BatchingPipeline
 from streamproc.tracing import open_batch_tracer
 
-__all__ = ["Worker", "create_worker"]
+__all__ = ["Worker", "check_topic_layout", "create_worker", "ensure_worker_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,55 @@ class _Record:
             self.event.ack()
 
 
+def ensure_worker_topics(settings: Settings) -> None:
+    """Create the worker's input, output and dead-letter topics that are missing
+    (``STREAMPROC_INPUT_PARTITIONS`` partitions each, ``STREAMPROC_REPLICATION_FACTOR``)."""
+    count = settings.input_partitions
+    ensure_topics(
+        settings.confluent_config(),
+        {
+            settings.input_topic: count,
+            settings.output_topic: count,
+            settings.dead_letter_topic: count,
+        },
+        replication_factor=settings.replication_factor,
+    )
+
+
+def check_topic_layout(settings: Settings) -> None:
+    """exactly_once: every output topic has at least as many partitions as the input (outputs go
+    to their input's partition number); raises :class:`ConfigError` naming the topics and
+    counts. at_least_once needs nothing: unkeyed outputs wrap around a smaller topic."""
+    if settings.processing_guarantee != "exactly_once":
+        return
+    names = [settings.input_topic, settings.output_topic, settings.dead_letter_topic]
+    counts = partition_counts(settings.confluent_config(), names)
+    present = [name for name in names if name in counts]
+    if settings.input_topic in counts:
+        outputs = {name: counts[name] for name in present if name != settings.input_topic}
+        check_co_partitioning((settings.input_topic, counts[settings.input_topic]), outputs)
+
+
+class _Topic(faust.Topic):
+    """Faust's Topic, declared (created if missing) through the admin client so that the topics
+    a worker creates get ``STREAMPROC_REPLICATION_FACTOR``: Faust asks only for a positive count,
+    never for the broker's default (-1), and creates with 1 unless told."""
+
+    async def declare(self) -> None:
+        settings = getattr(self.app, "settings", None)
+        if settings is None or not self.app.conf.topic_allow_declare:
+            await super().declare()
+            return
+        partitions = self.partitions or self.app.conf.topic_partitions
+        create = functools.partial(
+            ensure_topics,
+            settings.confluent_config(),
+            dict.fromkeys(self.topics, partitions),
+            replication_factor=settings.replication_factor,
+        )
+        await asyncio.get_running_loop().run_in_executor(None, create)
+
+
 class _App(faust.App):
     """Faust's App, plus a graceful stop that drains the pipeline before offsets are committed.
 
@@ -94,6 +146,7 @@ class _App(faust.App):
     """
 
     pipeline: BatchingPipeline | None = None
+    settings: Settings | None = None  # set by create_worker: topics are declared with it
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
     # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
@@ -162,6 +215,7 @@ class _ProducerPublisher:
 
     def __init__(self, app: faust.App, settings: Settings, *, transactional: bool) -> None:
         self._app = app
+        self._partitions: dict[str, int] = {}  # topic -> partition count the producer knows
         self._input_topic = settings.input_topic
         self._output = settings.output_topic
         self._dead_letter = settings.dead_letter_topic
@@ -183,6 +237,8 @@ class _ProducerPublisher:
             producer = self._app.consumer.transactions.producer
         else:
             producer = await self._app.maybe_start_producer()
+            if partition is not None:
+                partition = await self._wrapped(producer, topic, partition)
         try:
             fut: Awaitable[Any] = await producer.send(
                 topic, key, value, partition, None, headers, transactional_id=transactional_id
@@ -195,6 +251,16 @@ class _ProducerPublisher:
                 raise RecordTooLarge(f"{topic}: {exc.__cause__ or exc}") from exc
             raise
         return fut
+
+    async def _wrapped(self, producer: Any, topic: str, partition: int) -> int:
+        """at_least_once: an unkeyed output keeps its input's partition number, modulo the
+        output topic's partition count (per-input-partition order holds on a smaller topic)."""
+        count = self._partitions.get(topic)
+        if count is None or partition >= count:
+            # aiokafka's metadata (waited for, up to the request timeout, when not known yet)
+            known = await producer._ensure_producer().partitions_for(topic)
+            count = self._partitions[topic] = len(known)
+        return partition % count
 
     async def send_prediction(
         self,
@@ -248,6 +314,7 @@ def create_worker(
     whole fetched batches (slower; the benchmark measures both).
     """
     metrics = metrics or StreamMetrics()
+    lenient_records.install()  # a header key that is not UTF-8 must not stall a partition
     watcher: ArtifactWatcher | None = None
     served: ServedModel | None = None
     if model is None:
@@ -285,10 +352,15 @@ def create_worker(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         producer_linger_ms=1,
+        # Faust's default (20 min) is also how long a send to a missing topic waits for its
+        # metadata: the pipeline retries sends itself, up to this long (then the worker stops).
+        producer_request_timeout=settings.publish_timeout_s,
         stream_buffer_maxsize=max(1024, settings.max_buffered_events),
         broker_max_poll_records=max(500, settings.max_batch_size * 2),
         loghandlers=[],
+        Topic=_Topic,
     )
+    app.settings = settings
     input_topic = app.topic(
         settings.input_topic,
         key_type=bytes,
@@ -330,6 +402,8 @@ def create_worker(
         # Crashing the app stops the worker: `streamproc worker` exits 1 with the reason.
         on_failure=lambda exc: _fail(app, pipeline, exc),
         inference_timeout_s=settings.inference_timeout_s,
+        publish_timeout_s=settings.publish_timeout_s,
+        topics={"prediction": settings.output_topic, "dead_letter": settings.dead_letter_topic},
         batch_tracer=open_batch_tracer(settings.tracing),
     )
 
@@ -343,6 +417,13 @@ def create_worker(
         # We publish through the producer directly: declare (create if missing) our topics.
         await output_topic.maybe_declare()
         await dead_letter_topic.maybe_declare()
+        if exactly_once:  # a layout that cannot hold stops the worker before anything is read
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, check_topic_layout, settings)
+            except Exception as exc:
+                log.critical("%s", exc)
+                _fail(app, pipeline, exc)
+                return
         pipeline.start()
         try:
             # Real Kafka: records arrive through the consumer's batched ingress, not this stream.

@@ -42,9 +42,10 @@ def worker(web_port: int | None, model_spec: str | None) -> None:
     # Before Faust subscribes: a consumer group that subscribes to a topic that does not exist
     # yet is assigned nothing, and only notices the topic at its next metadata refresh (minutes).
     # So `streamproc worker` before the first `streamproc produce` works, as the README orders.
-    from streamproc.kafka import ensure_topics
+    from streamproc.stream.app import check_topic_layout, ensure_worker_topics
 
-    ensure_topics(settings.confluent_config(), {settings.input_topic: settings.input_partitions})
+    ensure_worker_topics(settings)
+    check_topic_layout(settings)  # exactly_once: one line naming the topics, exit 2
     click.echo(
         f"streamproc worker: model {w.slot().version}, {settings.input_topic} -> "
         f"{settings.output_topic} (dead letters: {settings.dead_letter_topic}), "

@@ -34,6 +34,11 @@ name                                          type       what
                                                          handed to the producer), ``ack`` (broker
                                                          acknowledgement after hand-over)
 ``streamproc_publish_retries_total``          counter    records sent again after a failed send
+``streamproc_publish_failures_total``         counter    outputs never sendable as they were, by
+                                                         ``outcome``: ``dead_lettered`` (a
+                                                         prediction; its input dead-lettered),
+                                                         ``truncated`` (a dead letter, sent cut),
+                                                         ``stopped`` (the worker stopped)
 ``streamproc_outbox_records``                 gauge      outputs handed to the producer, not yet
                                                          acknowledged by the broker
 ``process_*``, ``python_info``                (various)  CPU, memory, fds (in a registry we own)
@@ -70,6 +75,7 @@ __all__ = [
     "INFERENCE_BUCKETS",
     "LATENCY_BUCKETS",
     "METRIC_NAMES",
+    "PUBLISH_FAILURE_OUTCOMES",
     "STAGE_BUCKETS",
     "StreamMetrics",
     "build_labels",
@@ -99,6 +105,9 @@ INFERENCE_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
+#: ``outcome`` label values of ``streamproc_publish_failures_total``.
+PUBLISH_FAILURE_OUTCOMES: tuple[str, ...] = ("dead_lettered", "truncated", "stopped")
+
 #: Every metric family StreamMetrics itself defines (exposition names of counters end in _total).
 METRIC_NAMES: tuple[str, ...] = (
     "streamproc_events_consumed_total",
@@ -120,6 +129,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "streamproc_inference_timeouts_total",
     "streamproc_stage_seconds",
     "streamproc_publish_retries_total",
+    "streamproc_publish_failures_total",
     "streamproc_outbox_records",
 )
 
@@ -260,6 +270,14 @@ class StreamMetrics:
             "Records sent again after a send the broker did not acknowledge.",
             registry=r,
         )
+        self.publish_failures = Counter(
+            "streamproc_publish_failures",
+            "Outputs that could never be sent as they were, by outcome: dead_lettered (a "
+            "prediction; its input was dead-lettered instead), truncated (a dead letter, sent "
+            "cut), stopped (no retry could help: the worker stopped).",
+            ["outcome"],
+            registry=r,
+        )
         self.outbox = Gauge(
             "streamproc_outbox_records",
             "Outputs handed to the producer that the broker has not acknowledged yet.",
@@ -269,6 +287,8 @@ class StreamMetrics:
             self.stage_seconds.labels(stage=stage)
         for result in ("ok", "refused"):  # both series exist from the start, so rate() works
             self.model_reloads.labels(result=result)
+        for outcome in PUBLISH_FAILURE_OUTCOMES:
+            self.publish_failures.labels(outcome=outcome)
 
         # --- live-page state (guarded by _lock) ---
         self._started = clock()
@@ -311,6 +331,11 @@ class StreamMetrics:
 
     def record_publish_retry(self, records: int) -> None:
         self.publish_retries.inc(records)
+
+    def record_publish_failure(self, outcome: str) -> None:
+        """An output could never be sent as it was; ``outcome`` is one of
+        :data:`PUBLISH_FAILURE_OUTCOMES`."""
+        self.publish_failures.labels(outcome=outcome).inc()
 
     def record_batch(
         self, *, size: int, wait_s: float, inference_s: float, target_size: int

@@ -19,6 +19,13 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
    send stops new sends, and the failed record and every record sent after it are sent again, in
    order, with backoff, so one key's outputs never overtake each other. At-least-once.
 
+What a failed send means is :func:`~streamproc.stream.publish_errors.classify_publish_error`'s
+call: a record that can never be sent as it is (too large) is replaced (a prediction by a
+dead letter of its input, a dead letter by a truncated one); an error no retry can fix (not
+authorised, invalid topic, …), or a record still unacknowledged ``publish_timeout_s`` after its
+first send, fails the pipeline with :class:`~streamproc.errors.PublishError` — the worker stops
+with that one line rather than retry in silence.
+
 A batch whose inference raises is split in halves and retried, down to single events; an event
 that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
 
@@ -37,11 +44,11 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamproc.errors import EventError, InferenceTimeout, RecordTooLarge
+from streamproc.errors import EventError, InferenceTimeout, PublishError
 from streamproc.events import (
     DEAD_LETTER_HEADER_PREFIX,
     TextEvent,
@@ -49,12 +56,15 @@ from streamproc.events import (
     decode_event,
     encode_prediction,
     latency_origin,
+    source_headers,
 )
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.inference import InferenceThread
+from streamproc.stream.lenient_records import invalid_header_key
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.offsets import OffsetLedger
+from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
 from streamproc.tracing import BatchTracer, trace_headers
 
 __all__ = ["BatchingPipeline", "Publisher", "SourceRecord", "describe_offsets"]
@@ -181,6 +191,8 @@ class BatchingPipeline:
         on_failure: Callable[[BaseException], None] | None = None,
         inference_timeout_s: float | None = None,
         max_buffered_bytes: int | None = None,
+        publish_timeout_s: float | None = None,
+        topics: Mapping[str, str] | None = None,
         batch_tracer: BatchTracer | None = None,
     ) -> None:
         # exactly_once: Faust runs one producer transaction per partition number and commits the
@@ -202,6 +214,8 @@ class BatchingPipeline:
         self._inference_timeout_s = inference_timeout_s  # None: no deadline
         self._hung_call: _ModelCall | None = None  # a call that timed out (it may still return)
         self._max_event_bytes = max_event_bytes
+        self._publish_timeout_s = publish_timeout_s  # None: retry retriable errors forever
+        self._topics = dict(topics or {})  # output kind -> topic name, for error messages
         self._batch_tracer = batch_tracer  # STREAMPROC_TRACING=otel: one span per batch
         self._max_buffered = max_buffered
         self._max_buffered_bytes = sys.maxsize if max_buffered_bytes is None else max_buffered_bytes
@@ -360,6 +374,9 @@ class BatchingPipeline:
         self._unsettled += 1
         self._unsettled_bytes += size
         try:
+            bad_key = invalid_header_key(record.headers) if record.headers else None
+            if bad_key is not None:
+                raise EventError("invalid_header", f"header key {bad_key!r} is not UTF-8")
             event: TextEvent | None = decode_event(record.value, max_bytes=self._max_event_bytes)
             failure = None
         except EventError as error:
@@ -532,7 +549,8 @@ class BatchingPipeline:
                     record.key,
                     value,
                     partition=partition,
-                    headers=trace_headers(record.headers),
+                    headers=source_headers(record.topic, record.partition, record.offset)
+                    + trace_headers(record.headers),
                     settles=[record],
                     latency_s=latency,
                 )
@@ -559,7 +577,7 @@ class BatchingPipeline:
             await self._in_flight_slots.acquire()  # released when the batch is settled
             async with self._send_lock:
                 started = self._clock()
-                futures = [await self._send(item) for item in outgoing]
+                futures = await self._send_in_order(outgoing)
                 self._in_flight.append((outgoing, futures, self._clock()))
                 self._metrics.record_stage("publish", self._clock() - started)
                 self._metrics.set_outbox(self._unacknowledged())
@@ -601,6 +619,7 @@ class BatchingPipeline:
                 for _, futures, _ in batches[1:]
             ]
             items = [item for outgoing, _, _ in batches for item in outgoing]
+            first_sent = [sent_at for outgoing, _, sent_at in batches for _ in outgoing]
             flat = [result for batch_results in results for result in batch_results]
             delay = _RETRY_FIRST_S
             while True:
@@ -610,10 +629,17 @@ class BatchingPipeline:
                 )
                 if first is None:
                     break
-                if isinstance(flat[first], RecordTooLarge) and items[first].kind == "dead_letter":
-                    # The same bytes can never be sent: keep the head of the payload, at once.
-                    items[first] = self._truncated(items[first])
-                    log.warning("dead letter too large to send (%s); sent truncated", flat[first])
+                error = flat[first]
+                kind = classify_publish_error(error)
+                if kind is PublishErrorKind.FATAL:
+                    raise self._publish_failure(items[first], error) from error
+                if kind is PublishErrorKind.RECORD:  # the same bytes can never be sent
+                    items[first] = self._replacement(items[first], error)
+                elif (
+                    self._publish_timeout_s is not None
+                    and self._clock() - first_sent[first] >= self._publish_timeout_s
+                ):
+                    raise self._publish_failure(items[first], error, timed_out=True) from error
                 else:  # the broker may accept it later (it is back, or its limits were raised)
                     self._metrics.record_publish_retry(len(items) - first)
                     log.warning(
@@ -621,24 +647,67 @@ class BatchingPipeline:
                         "it and the %d sent after it, in order, in %.1fs",
                         first + 1,
                         len(items),
-                        flat[first],
+                        error,
                         len(items) - first - 1,
                         delay,
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
-                futures = [await self._send(item) for item in items[first:]]
+                futures = await self._send_in_order(items, first)
                 flat[first:] = await asyncio.gather(*futures, return_exceptions=True)
+            start = 0
             for outgoing, _, _ in batches:
+                outgoing[:] = items[start : start + len(outgoing)]  # with any replacements
+                start += len(outgoing)
                 self._in_flight.popleft()
                 self._settle(outgoing)
                 self._record_published(outgoing)
                 self._in_flight_slots.release()
 
+    def _replacement(self, item: _Outgoing, error: BaseException) -> _Outgoing:
+        """What to send instead of a record that can never be sent as it is: a prediction's
+        input as a dead letter (reason ``publish_failed``), a dead letter truncated. Raises
+        :class:`PublishError` when nothing smaller is left to try."""
+        detail = f"{type(error).__name__}: {error}"[:500]
+        where = _where(item)
+        if item.kind == "prediction":
+            self._metrics.record_publish_failure("dead_lettered")
+            log.error("the prediction of %s cannot be published (%s): dead-lettered", where, detail)
+            dead = self._dead_letter_record(item.settles[0], EventError("publish_failed", detail))
+            return self._truncated(dead)
+        if len(item.value or b"") > self._max_event_bytes:
+            self._metrics.record_publish_failure("truncated")
+            log.warning("the dead letter of %s is too large to send (%s): truncated", where, detail)
+            return self._truncated(item)
+        raise self._publish_failure(item, error)
+
+    def _publish_failure(
+        self, item: _Outgoing, error: BaseException, *, timed_out: bool = False
+    ) -> PublishError:
+        """The error that stops the worker: one line naming the record, the topic and why."""
+        what = "prediction" if item.kind == "prediction" else "dead letter"
+        topic = self._topics.get(item.kind, f"of {what}s")
+        if timed_out:
+            why = (
+                f"not acknowledged within {self._publish_timeout_s:g}s "
+                f"(STREAMPROC_PUBLISH_TIMEOUT_S), last error {error!r}"
+            )
+        else:
+            why = f"{error!r}, which no retry can fix"
+        message = (
+            f"cannot publish the {what} of {_where(item)} to topic {topic}: {why}; the worker "
+            "stops, and nothing from that record on is committed"
+        )
+        self._metrics.record_publish_failure("stopped")
+        log.critical("%s", message)
+        return PublishError(message)
+
     def _truncated(self, item: _Outgoing) -> _Outgoing:
         """A dead letter whose value keeps its first ``max_event_bytes`` bytes; a header says how
-        long the original was. It settles the same source records."""
+        long the original was (none if it was not cut). It settles the same source records."""
         size = len(item.value or b"")
+        if size <= self._max_event_bytes:
+            return item
         headers = [
             *item.headers,
             (DEAD_LETTER_HEADER_PREFIX + "truncated-from", str(size).encode()),
@@ -670,17 +739,24 @@ class BatchingPipeline:
         a transaction: it is raised, the worker restarts, and the aborted inputs are read again.
         """
         futures = []
-        for item in outgoing:
-            futures.append(await self._send(item))
-            self._settle([item])
+        for index, item in enumerate(outgoing):
+            outgoing[index], future = await self._send(item)
+            if _refused(future):  # nothing after it may join the transaction
+                futures.append(future)
+                break
+            futures.append(future)
+            self._settle([outgoing[index]])
         if (
             self._commit is not None
             and self._clock() - self._last_commit >= self._commit_interval_s
         ):
             self._last_commit = self._clock()
             await self._commit()
-        for result in await asyncio.gather(*futures, return_exceptions=True):
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for item, result in zip(outgoing, results, strict=True):
             if isinstance(result, BaseException):
+                if classify_publish_error(result) is PublishErrorKind.FATAL:
+                    raise self._publish_failure(item, result) from result
                 raise result
 
     async def _maybe_commit(self) -> None:
@@ -691,17 +767,65 @@ class BatchingPipeline:
             self._last_commit = self._clock()
             await self._commit()
 
-    async def _send(self, item: _Outgoing) -> Awaitable[Any]:
-        try:
-            if item.kind == "prediction":
-                assert item.value is not None
-                return await self.publisher.send_prediction(
-                    item.key, item.value, item.partition, item.headers
-                )
-            return await self.publisher.send_dead_letter(
-                item.key, item.value, item.partition, item.headers
-            )
-        except Exception as exc:  # e.g. the producer refused the send outright: retry it later
-            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
+    async def _send_in_order(self, items: list[_Outgoing], start: int = 0) -> list[Awaitable[Any]]:
+        """Send ``items[start:]`` in order (replacements written back into ``items``); the
+        futures of their acknowledgements.
+
+        Once the producer refuses one outright (a topic whose metadata never comes makes each
+        send wait the whole request timeout), the rest are not tried: they fail with the same
+        error and are retried after it, in order."""
+        futures: list[Awaitable[Any]] = []
+        refusal: BaseException | None = None
+        for index in range(start, len(items)):
+            if refusal is not None:
+                futures.append(_failed_future(refusal))
+                continue
+            items[index], future = await self._send(items[index])
+            if isinstance(future, _Refusal):
+                refusal = future.exception()
+            futures.append(future)
+        return futures
+
+    async def _send(self, item: _Outgoing) -> tuple[_Outgoing, Awaitable[Any]]:
+        """Hand ``item`` to the producer: what was sent (a replacement if ``item`` can never be
+        sent as it is) and the future of the broker's acknowledgement. Raises
+        :class:`PublishError` if no retry can help."""
+        while True:
+            try:
+                if item.kind == "prediction":
+                    assert item.value is not None
+                    future = await self.publisher.send_prediction(
+                        item.key, item.value, item.partition, item.headers
+                    )
+                else:
+                    future = await self.publisher.send_dead_letter(
+                        item.key, item.value, item.partition, item.headers
+                    )
+                return item, future
+            except Exception as exc:  # the producer refused the send outright
+                kind = classify_publish_error(exc)
+                if kind is PublishErrorKind.FATAL:
+                    raise self._publish_failure(item, exc) from exc
+                if kind is PublishErrorKind.RECORD:
+                    item = self._replacement(item, exc)
+                    continue
+                return item, _failed_future(exc)  # retried with the rest, in order
+
+
+class _Refusal(asyncio.Future[Any]):
+    """The future of a send the producer refused outright (it never reached the broker)."""
+
+
+def _failed_future(error: BaseException) -> _Refusal:
+    failed = _Refusal(loop=asyncio.get_running_loop())
+    failed.set_exception(error)
+    return failed
+
+
+def _refused(future: Awaitable[Any]) -> bool:
+    return isinstance(future, _Refusal)
+
+
+def _where(item: _Outgoing) -> str:
+    """The source record(s) an output settles, as ``topic[partition]@offset``."""
+    return ", ".join(f"{r.topic}[{r.partition}]@{r.offset}" for r in item.settles)

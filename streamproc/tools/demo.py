@@ -123,8 +123,9 @@ def demo(count: int, rate: float, model_dir: Path | None, quick_model: bool, web
             {
                 settings.input_topic: settings.input_partitions,
                 settings.output_topic: settings.input_partitions,
-                settings.dead_letter_topic: 1,
+                settings.dead_letter_topic: settings.input_partitions,
             },
+            replication_factor=settings.replication_factor,
         )
         click.echo(f"[3/5] worker: starting; live dashboard http://127.0.0.1:{web_port}/dashboard/")
         log = Path(".streamproc/demo-worker.log")

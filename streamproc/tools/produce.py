@@ -348,7 +348,11 @@ def produce(
     count = count or (1000 if dataset is not None else len(events))
     topic = topic or settings.input_topic
     require_reachable(settings.bootstrap_servers)
-    ensure_topics(settings.confluent_config(), {topic: settings.input_partitions})
+    ensure_topics(
+        settings.confluent_config(),
+        {topic: settings.input_partitions},
+        replication_factor=settings.replication_factor,
+    )
     from tqdm import tqdm
 
     with tqdm(total=count, unit="ev", desc=f"producing to {topic}") as bar:

@@ -130,6 +130,7 @@ def run_soak(
             settings.output_topic: settings.input_partitions,
             settings.dead_letter_topic: settings.input_partitions,
         },
+        replication_factor=settings.replication_factor,
     )
     count = int(duration_s * rate)
     result = SoakResult(duration_s=duration_s, rate=rate, sent=0, received=0, missing=0)

@@ -44,3 +44,24 @@ def test_start_stop_twice_leaves_no_jvm(tmp_path: Path) -> None:
         assert not _alive(int(state["pid"])), "the JVM is gone after stop"
         assert _cli("status", env=env).returncode == 1
     assert "not running" in _cli("stop", env=env).stdout
+
+
+def test_stop_never_signals_a_pid_that_is_not_our_broker(tmp_path: Path) -> None:
+    # A stale state file: its pid now belongs to some other process (here a sleep).
+    state_dir = tmp_path / "broker"
+    state_dir.mkdir()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state = {"pid": bystander.pid, "bootstrap_servers": "127.0.0.1:1",
+                 "data_dir": str(state_dir / "data"), "log": "x"}  # fmt: skip
+        (state_dir / "state.json").write_text(json.dumps(state))
+        env = {**os.environ, "STREAMPROC_BROKER_DIR": str(state_dir)}
+        assert _cli("status", env=env).returncode == 1, "not reported as running"
+        stopped = _cli("stop", env=env)
+        assert stopped.returncode == 1
+        assert f"pid {bystander.pid}" in stopped.stdout and "not our broker" in stopped.stdout
+        assert bystander.poll() is None, "the bystander was not signalled"
+        assert not (state_dir / "state.json").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -12,11 +13,12 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc.errors import InferenceTimeout
+from streamproc.errors import InferenceTimeout, PublishError, RecordTooLarge
 from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.pipeline import BatchingPipeline, describe_offsets
+from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
 from streamproc.testing import FakeClassifier
 
 
@@ -148,6 +150,28 @@ def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
     assert max(model.batch_sizes) > 1, "a burst of 300 events should be batched"
 
 
+def test_every_prediction_names_its_source_record_in_headers() -> None:
+    records = [Record(i, event(i), partition=i % 3) for i in range(50)]
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    sources = {
+        prediction["id"]: headers
+        for prediction, headers in zip(
+            publisher.predictions, publisher.prediction_headers, strict=True
+        )
+    }
+    for record in records:
+        assert sources[f"id-{record.offset}"] == {
+            "streamproc-source-topic": record.topic.encode(),
+            "streamproc-source-partition": str(record.partition).encode(),
+            "streamproc-source-offset": str(record.offset).encode(),
+        }
+    assert set(publisher.predictions[0]) == {  # the payload schema is unchanged
+        "id", "label", "score", "probabilities", "model_version", "batch_size", "ts",
+        "predicted_at", "latency_ms", "latency_from",
+    }  # fmt: skip
+
+
 def test_a_poison_event_is_dead_lettered_alone() -> None:
     records = [Record(i, event(i, "poison" if i == 7 else None)) for i in range(40)]
     publisher = FakePublisher()
@@ -277,7 +301,7 @@ def test_batches_are_sent_before_earlier_ones_are_acknowledged() -> None:
 
 @pytest.mark.parametrize("max_buffered", [1, 4])
 def test_a_full_buffer_applies_back_pressure(max_buffered: int) -> None:
-    records = [Record(i, event(i)) for i in range(50)]
+    records = [Record(i, event(i), partition=i % 3) for i in range(50)]
     publisher = FakePublisher()
     model = FakeClassifier(cost_s=0.001)
     asyncio.run(run_pipeline(records, model=model, publisher=publisher, max_buffered=max_buffered))
@@ -583,3 +607,185 @@ def test_a_record_larger_than_the_byte_bound_is_taken_alone_never_deadlocks() ->
     assert all(r.acked for r in records)
     assert unsettled_before[2] == 1, "the oversized record waited until it was alone"
     assert 1 in model.batch_sizes
+
+
+class RefusingPublisher(FakePublisher):
+    """Acknowledges everything except what ``refuse(kind, value)`` returns an error for: raised
+    at once by the send (``raise_now``, like the producer's own size check) or via the future
+    (like the broker's answer)."""
+
+    def __init__(self, refuse: Any, *, raise_now: bool = False) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.raise_now = raise_now
+
+    async def _refusable(self, kind: str, value: bytes | None, on_success: Any) -> Any:
+        error = self.refuse(kind, value)
+        if error is None:
+            return await self._settle(on_success)
+        self.attempts += 1
+        if self.raise_now:
+            raise error
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.set_exception(error)
+        return fut
+
+    async def send_prediction(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Any:
+        out = orjson.loads(value)
+        return await self._refusable(
+            "prediction", value, lambda: (self.predictions.append(out), self.log.append(out["id"]))
+        )
+
+    async def send_dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        return await self._refusable(
+            "dead_letter", value, lambda: self.dead_letters.append((value, dict(headers)))
+        )
+
+
+def _fail_pipeline(records: list[Record], publisher: FakePublisher, **options: Any) -> Any:
+    """Run ``records`` through a pipeline expected to fail; return (its failure, the metrics)."""
+    metrics = StreamMetrics()
+
+    async def scenario() -> BaseException | None:
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: FakeClassifier(),
+            policy=FixedBatchPolicy(size=4, window_s=0.0),
+            publisher=publisher,
+            metrics=metrics,
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=100,
+            topics={"prediction": "out", "dead_letter": "dlq"},
+            **options,
+        )
+        pipeline.start()
+        for record in records:
+            with contextlib.suppress(RuntimeError):  # raised once the pipeline failed
+                await pipeline.submit(record)
+        for _ in range(400):
+            if pipeline.failed:
+                break
+            await asyncio.sleep(0.01)
+        await pipeline.stop()
+        inference.close()
+        return pipeline._failure
+
+    return asyncio.run(scenario()), metrics
+
+
+def _failures(metrics: StreamMetrics, outcome: str) -> float:
+    return (
+        metrics.registry.get_sample_value("streamproc_publish_failures_total", {"outcome": outcome})
+        or 0.0
+    )
+
+
+def test_a_publish_no_retry_can_fix_stops_the_pipeline_with_one_clear_line() -> None:
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    records = [Record(i, event(i) if i != 5 else b"{bad") for i in range(10)]
+    publisher = RefusingPublisher(
+        lambda kind, _: TopicAuthorizationFailedError("dlq") if kind == "dead_letter" else None
+    )
+    failure, metrics = _fail_pipeline(records, publisher, publish_timeout_s=60)
+    assert isinstance(failure, PublishError), failure
+    message = str(failure)
+    assert "\n" not in message
+    assert "dead letter of in[0]@5 to topic dlq" in message
+    assert "TopicAuthorizationFailedError" in message
+    assert publisher.attempts <= 12, "not retried"
+    assert [r.acked for r in records[:4]] == [True] * 4, "the batch before it settled"
+    assert not any(r.acked for r in records[5:]), "nothing from the failed record on settles"
+    assert _failures(metrics, "stopped") == 1
+
+
+def test_a_record_unacknowledged_past_the_publish_timeout_stops_the_pipeline() -> None:
+    records = [Record(i, event(i)) for i in range(4)]
+    publisher = RefusingPublisher(lambda kind, _: ConnectionError("broker unreachable"))
+    failure, metrics = _fail_pipeline(records, publisher, publish_timeout_s=0.3)
+    assert isinstance(failure, PublishError), failure
+    assert "prediction of in[0]@0 to topic out: not acknowledged within 0.3s" in str(failure)
+    assert "STREAMPROC_PUBLISH_TIMEOUT_S" in str(failure)
+    assert metrics.registry.get_sample_value("streamproc_publish_retries_total") >= 4
+    assert not any(r.acked for r in records)
+
+
+@pytest.mark.parametrize("raise_now", [True, False])
+def test_a_prediction_too_large_to_publish_is_dead_lettered_truncated(raise_now: bool) -> None:
+    from aiokafka.errors import CorruptRecordException
+
+    long_text = "y" * 9_000  # under max_event_bytes (10,000), still cut for the dead letter
+    payloads = [event(0), event(1, long_text), event(2)]
+    records = [Record(i, value) for i, value in enumerate(payloads)]
+
+    def refuse(kind: str, value: bytes | None) -> BaseException | None:
+        if kind != "prediction" or b"id-1" not in (value or b""):
+            return None
+        return RecordTooLarge("out: too large") if raise_now else CorruptRecordException()
+
+    publisher = RefusingPublisher(refuse, raise_now=raise_now)
+    pipeline = asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    ids = [p["id"] for p in publisher.predictions]  # id-2 twice when re-sent after id-1's
+    assert ids[0] == "id-0" and ids[-1] == "id-2" and set(ids) == {"id-0", "id-2"}
+    [(value, headers)] = publisher.dead_letters
+    assert headers["streamproc-reason"] == b"publish_failed"
+    assert headers["streamproc-source-offset"] == b"1"
+    assert "streamproc-truncated-from" not in headers, "it fit: not cut"
+    assert value == payloads[1]
+    assert all(r.acked for r in records)
+    assert pipeline.offsets.committable(("in", 0)) == 3
+    assert _failures(pipeline._metrics, "dead_lettered") == 1
+
+
+def test_publish_errors_are_classified_through_their_causes() -> None:
+    from aiokafka import errors as kafka_errors
+
+    def wrapped(error: BaseException) -> BaseException:
+        try:
+            raise RuntimeError("Error while sending") from error  # as Faust's ProducerSendError
+        except RuntimeError as outer:
+            return outer
+
+    fatal = kafka_errors.TopicAuthorizationFailedError("t")
+    assert classify_publish_error(wrapped(fatal)) is PublishErrorKind.FATAL
+    assert classify_publish_error(PublishError("x")) is PublishErrorKind.FATAL
+    assert classify_publish_error(RecordTooLarge("x")) is PublishErrorKind.RECORD
+    # A bug (a send with the wrong arguments) is not a broker that is away: never retried.
+    bug = TypeError("send_prediction() takes 4 positional arguments but 5 were given")
+    assert classify_publish_error(bug) is PublishErrorKind.FATAL
+    for retriable in (
+        kafka_errors.KafkaTimeoutError(),
+        kafka_errors.NotLeaderForPartitionError(),
+        kafka_errors.UnknownTopicOrPartitionError(),
+        kafka_errors.MessageSizeTooLargeError(),  # the broker's limit: an operator can raise it
+        ConnectionError("broker unreachable"),
+    ):
+        assert classify_publish_error(wrapped(retriable)) is PublishErrorKind.RETRY, retriable
+
+
+def test_a_record_whose_header_key_is_not_utf8_is_dead_lettered() -> None:
+    # aiokafka's reader (made lenient, stream/lenient_records.py) hands such a key over with
+    # its bytes as lone surrogates.
+    records = [Record(0, event(0)), Record(1, event(1), headers=[("\udcffkey", b"v")])]
+    records.append(Record(2, event(2), headers=[("naïve", b"ok")]))
+    publisher = FakePublisher()
+    asyncio.run(run_pipeline(records, model=FakeClassifier(), publisher=publisher))
+    assert [p["id"] for p in publisher.predictions] == ["id-0", "id-2"]
+    [(value, headers)] = publisher.dead_letters
+    assert headers["streamproc-reason"] == b"invalid_header"
+    assert headers["\\xffkey"] == b"v"
+    assert value == records[1].value
+    assert all(r.acked for r in records)

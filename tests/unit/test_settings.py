@@ -67,6 +67,31 @@ def test_reliability_bounds_have_defaults_and_are_read_from_the_environment(
     assert env["STREAMPROC_MAX_BUFFERED_BYTES"] == "1048576"
 
 
+def test_publish_timeout_and_replication_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings()
+    assert defaults.publish_timeout_s == 120.0
+    assert defaults.replication_factor == -1  # the broker's default.replication.factor
+    monkeypatch.setenv("STREAMPROC_PUBLISH_TIMEOUT_S", "15")
+    monkeypatch.setenv("STREAMPROC_REPLICATION_FACTOR", "3")
+    settings = load_settings()
+    assert (settings.publish_timeout_s, settings.replication_factor) == (15.0, 3)
+    for bad in ("0", "-2"):
+        monkeypatch.setenv("STREAMPROC_REPLICATION_FACTOR", bad)
+        with pytest.raises(ConfigError, match="STREAMPROC_REPLICATION_FACTOR"):
+            load_settings()
+
+
+def test_co_partitioning_names_every_short_topic_and_the_counts() -> None:
+    from streamproc.kafka import check_co_partitioning
+
+    check_co_partitioning(("in", 4), {"out": 4, "dlq": 6})  # enough: nothing raised
+    with pytest.raises(ConfigError) as raised:
+        check_co_partitioning(("in", 4), {"out": 2, "dlq": 3})
+    message = str(raised.value)
+    assert "the input topic in has 4 partitions and out has 2, dlq has 3" in message
+    assert "--partitions 4" in message
+
+
 def test_model_threads_keeps_reading_its_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().model_threads == 1
     monkeypatch.setenv("STREAMPROC_TORCH_THREADS", "2")  # its name before ONNX Runtime

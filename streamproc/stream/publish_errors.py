@@ -1,0 +1,70 @@
+"""What a failed publish means: send it again, send something else instead, or stop the worker.
+
+* ``RECORD`` — this record can never be sent as it is: it exceeds the producer's request size
+  (:class:`RecordTooLarge`), or the broker calls it corrupt. A prediction is replaced by a dead
+  letter of its input (reason ``publish_failed``, payload truncated), a dead letter by a
+  truncated one.
+* ``FATAL`` — nothing sent to that topic can succeed: not authorised (topic, cluster,
+  transactional id), an invalid topic, an unsupported version or format, a fenced producer,
+  failed authentication, a :class:`PublishError`, or a programming error (``TypeError``,
+  ``AttributeError``, ``AssertionError``). The worker stops (exit 1) with one line
+  naming the topic and the record.
+* ``RETRY`` — anything else: the broker away, leadership moving, a topic limit an operator can
+  raise (the broker's own ``MessageSizeTooLarge``), an unknown topic (it may be being created).
+  Sent again with backoff until ``STREAMPROC_PUBLISH_TIMEOUT_S`` after its first send, then
+  treated as fatal.
+
+Pure: it only looks at exception types, along the ``__cause__`` chain (Faust wraps aiokafka's
+errors in its ``ProducerSendError``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from aiokafka import errors as kafka_errors
+
+from streamproc.errors import PublishError, RecordTooLarge
+
+__all__ = ["PublishErrorKind", "classify_publish_error"]
+
+
+class PublishErrorKind(enum.Enum):
+    RETRY = "retry"
+    RECORD = "record"
+    FATAL = "fatal"
+
+
+_RECORD: tuple[type[BaseException], ...] = (RecordTooLarge, kafka_errors.CorruptRecordException)
+_FATAL: tuple[type[BaseException], ...] = (
+    PublishError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TransactionalIdAuthorizationFailed,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedVersionError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.ProducerFenced,
+    # A bug (ours or a client's), e.g. a send called with the wrong arguments: retrying the same
+    # call cannot fix it, so it must not look like a broker that is away for two minutes.
+    TypeError,
+    AttributeError,
+    AssertionError,
+)
+
+
+def classify_publish_error(error: BaseException) -> PublishErrorKind:
+    """The kind of a failed send's error (see the module docstring)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _FATAL):
+            return PublishErrorKind.FATAL
+        if isinstance(current, _RECORD):
+            return PublishErrorKind.RECORD
+        current = current.__cause__ or current.__context__
+    return PublishErrorKind.RETRY
