@@ -7,9 +7,10 @@ message naming the variable, e.g. ``STREAMPROC_LATENCY_TARGET_MS: must be greate
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -19,7 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 
@@ -29,6 +30,8 @@ ENV_PREFIX = "STREAMPROC_"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# A JSON object in the environment; NoDecode: our validator parses it, naming the variable.
+ExtraConfig = Annotated[dict[str, Any], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -52,6 +55,22 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    # Pass-through client properties (JSON objects). repr=False: they may hold secrets.
+    kafka_extra_config: ExtraConfig = Field(
+        default_factory=dict,
+        repr=False,
+        description="librdkafka properties for every confluent-kafka client (tools, admin)",
+    )
+    aiokafka_consumer_extra_config: ExtraConfig = Field(
+        default_factory=dict,
+        repr=False,
+        description="keywords for the worker's aiokafka AIOKafkaConsumer",
+    )
+    aiokafka_producer_extra_config: ExtraConfig = Field(
+        default_factory=dict,
+        repr=False,
+        description="keywords for the worker's aiokafka AIOKafkaProducer",
+    )
 
     # --- Topics -----------------------------------------------------------------------------
     app_id: str = Field("streamproc", min_length=1, description="Faust app id = consumer group")
@@ -154,11 +173,36 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # --- Tracing ----------------------------------------------------------------------------
+    # traceparent/tracestate are always carried from input to output records; otel adds one
+    # OpenTelemetry span per batch (needs the tracing extra: opentelemetry-api).
+    tracing: Literal["off", "otel"] = "off"
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level_any_case(cls, value: Any) -> Any:
         # INFO is how Python's logging spells levels; info is how this setting always did.
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "kafka_extra_config",
+        "aiokafka_consumer_extra_config",
+        "aiokafka_producer_extra_config",
+        mode="before",
+    )
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:  # the message quotes no part of the (secret) value
+            raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"must be a JSON object, got {type(parsed).__name__}")
+        return parsed
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -179,7 +223,26 @@ class Settings(BaseSettings):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise ValueError(f"STREAMPROC_BOOTSTRAP_SERVERS: {server!r} is not host:port")
+        self._check_extra_configs()
         return self
+
+    def _check_extra_configs(self) -> None:
+        from streamproc.client_config import check_aiokafka_extras, check_librdkafka_extras
+
+        check_librdkafka_extras(self.kafka_extra_config, setting=f"{ENV_PREFIX}KAFKA_EXTRA_CONFIG")
+        exactly_once = self.processing_guarantee == "exactly_once"
+        check_aiokafka_extras(
+            self.aiokafka_consumer_extra_config,
+            client="consumer",
+            exactly_once=exactly_once,
+            setting=f"{ENV_PREFIX}AIOKAFKA_CONSUMER_EXTRA_CONFIG",
+        )
+        check_aiokafka_extras(
+            self.aiokafka_producer_extra_config,
+            client="producer",
+            exactly_once=exactly_once,
+            setting=f"{ENV_PREFIX}AIOKAFKA_PRODUCER_EXTRA_CONFIG",
+        )
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``STREAMPROC_*`` variables, to hand to a worker process."""
@@ -189,12 +252,15 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, dict):  # the extra configs: read back as JSON
+                value = json.dumps(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
 
     # --- Client configurations ----------------------------------------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
-        """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient)."""
+        """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient):
+        connection settings, then STREAMPROC_KAFKA_EXTRA_CONFIG, then the caller's ``extra``."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -211,6 +277,7 @@ class Settings(BaseSettings):
             conf["ssl.certificate.location"] = str(self.ssl_certfile)
         if self.ssl_keyfile:
             conf["ssl.key.location"] = str(self.ssl_keyfile)
+        conf.update(self.kafka_extra_config)
         conf.update(extra)
         return conf
 

@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +37,13 @@ from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream import lenient_records
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
+from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
 from streamproc.stream.pipeline import BatchingPipeline
+from streamproc.tracing import open_batch_tracer
 
 __all__ = ["Worker", "check_topic_layout", "create_worker", "ensure_worker_topics"]
 
@@ -147,6 +149,18 @@ class _App(faust.App):
     settings: Settings | None = None  # set by create_worker: topics are declared with it
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
+    # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
+    consumer_extra_config: Mapping[str, Any] = {}
+    producer_extra_config: Mapping[str, Any] = {}
+
+    def _new_producer(self) -> Any:
+        from faust.transport.drivers.aiokafka import Transport
+
+        if not isinstance(self.transport, Transport):
+            return super()._new_producer()  # e.g. Faust's in-memory test transport
+        producer = ExtraConfigProducer(self.transport, loop=self.loop, beacon=self.beacon)
+        producer.extra_config = self.producer_extra_config
+        return producer
 
     def _new_consumer(self) -> Any:
         from faust.transport.drivers.aiokafka import Transport
@@ -164,6 +178,7 @@ class _App(faust.App):
         )
         pipeline = self.pipeline
         consumer.ledger = pipeline.offsets
+        consumer.extra_config = self.consumer_extra_config
         if not self.batched_ingress:
             return consumer
         consumer.pending = lambda: 0 if pipeline.failed else pipeline.unsettled
@@ -389,10 +404,13 @@ def create_worker(
         inference_timeout_s=settings.inference_timeout_s,
         publish_timeout_s=settings.publish_timeout_s,
         topics={"prediction": settings.output_topic, "dead_letter": settings.dead_letter_topic},
+        batch_tracer=open_batch_tracer(settings.tracing),
     )
 
     app.pipeline = pipeline
     app.batched_ingress = batched_ingress
+    app.consumer_extra_config = settings.aiokafka_consumer_extra_config
+    app.producer_extra_config = settings.aiokafka_producer_extra_config
 
     @app.agent(input_topic, name="predict")
     async def predict(stream: Any) -> None:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, Message
 
+from streamproc.stream.clients import ExtraConfigConsumerThread
 from streamproc.stream.offsets import OffsetLedger
 
 __all__ = ["WatermarkConsumer"]
@@ -42,6 +43,10 @@ class WatermarkConsumer(AIOKafkaConsumer):
     ledger: OffsetLedger | None = None
     ingress: Callable[[Sequence[Message]], Awaitable[None]] | None = None
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
+    extra_config: Mapping[str, Any] = {}  # STREAMPROC_AIOKAFKA_CONSUMER_EXTRA_CONFIG
+
+    def _new_consumer_thread(self) -> ExtraConfigConsumerThread:
+        return ExtraConfigConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         ingress = self.ingress

@@ -65,6 +65,7 @@ from streamproc.stream.lenient_records import invalid_header_key
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.offsets import OffsetLedger
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
+from streamproc.tracing import BatchTracer, trace_headers
 
 __all__ = ["BatchingPipeline", "Publisher", "SourceRecord", "describe_offsets"]
 
@@ -192,6 +193,7 @@ class BatchingPipeline:
         max_buffered_bytes: int | None = None,
         publish_timeout_s: float | None = None,
         topics: Mapping[str, str] | None = None,
+        batch_tracer: BatchTracer | None = None,
     ) -> None:
         # exactly_once: Faust runs one producer transaction per partition number and commits the
         # input offsets of partition p inside transaction p, so every record we publish for an
@@ -214,6 +216,7 @@ class BatchingPipeline:
         self._max_event_bytes = max_event_bytes
         self._publish_timeout_s = publish_timeout_s  # None: retry retriable errors forever
         self._topics = dict(topics or {})  # output kind -> topic name, for error messages
+        self._batch_tracer = batch_tracer  # STREAMPROC_TRACING=otel: one span per batch
         self._max_buffered = max_buffered
         self._max_buffered_bytes = sys.maxsize if max_buffered_bytes is None else max_buffered_bytes
         self._unsettled_bytes = 0  # raw payload bytes of the records counted in _unsettled
@@ -422,6 +425,8 @@ class BatchingPipeline:
             self._metrics.set_unsettled_bytes(self._unsettled_bytes)
             self._has_space.set()
             model = self._model()
+            tracer = self._batch_tracer
+            span = tracer.start([i.record for i in batch], model.version) if tracer else None
             # Model time is measured inside the inference thread: the hand-off and GIL waits
             # around it would otherwise inflate the cost model the controller sizes batches by.
             predictions, failed, inference_s = await self._predict(model, batch)
@@ -432,7 +437,10 @@ class BatchingPipeline:
             self._metrics.record_batch(
                 size=len(batch), wait_s=waited, inference_s=inference_s, target_size=decision.size
             )
-            await self._outbox.put(self._encode(batch, predictions, failed, model.version))
+            outgoing = self._encode(batch, predictions, failed, model.version)
+            if tracer is not None:
+                tracer.end(span, dead_letters=len(batch) - len(predictions))
+            await self._outbox.put(outgoing)
 
     async def _wait_for(self, size: int, wait_s: float) -> float:
         """Wait until ``size`` events are buffered or ``wait_s`` passed; return the time waited."""
@@ -541,7 +549,8 @@ class BatchingPipeline:
                     record.key,
                     value,
                     partition=partition,
-                    headers=source_headers(record.topic, record.partition, record.offset),
+                    headers=source_headers(record.topic, record.partition, record.offset)
+                    + trace_headers(record.headers),
                     settles=[record],
                     latency_s=latency,
                 )
