@@ -147,6 +147,19 @@ class _App(faust.App):
 
     pipeline: BatchingPipeline | None = None
     settings: Settings | None = None  # set by create_worker: topics are declared with it
+
+    def _new_web(self) -> Any:
+        """Faust's web server without its production index page at ``/`` (its router, table,
+        graph and stats pages are off by settings, see create_worker): the port serves only our
+        routes (/metrics, /healthz, /livez, /readyz, /dashboard/), nothing that lists the app."""
+        from faust.web import drivers as web_drivers
+
+        base = web_drivers.by_url(self.conf.web)
+
+        class _OwnRoutesOnly(base):  # type: ignore[misc,valid-type]
+            production_blueprints = ()
+
+        return _OwnRoutesOnly(self)
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
     # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
@@ -348,6 +361,11 @@ def create_worker(
         topic_disable_leader=True,  # we have no tables: no leader topic needed
         consumer_auto_offset_reset="earliest",
         web_enabled=web_enabled,
+        # Faust's own pages (/router/, /table/, /graph/, the stats at /) are not ours to serve.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,14 @@ from tests.helpers import WorkerProcess, collect, make_settings, produce_payload
 from tests.integration.test_dashboard import ARTIFACTS, _render, find_chromium
 
 pytestmark = pytest.mark.kafka
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def test_dashboard_of_a_running_worker(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
@@ -30,11 +39,18 @@ def test_dashboard_of_a_running_worker(kafka_bootstrap: str, unique: str, tmp_pa
             data = json.loads(response.read())
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             metrics = response.read().decode()
+        # Only our routes: Faust's own pages (which list the app, its topics and tables) are off.
+        faust_pages = {
+            path: _status(f"{base}{path}") for path in ("/", "/router/", "/table/", "/graph/")
+        }
+        ours = {path: _status(f"{base}{path}") for path in ("/livez", "/readyz", "/healthz")}
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot = ARTIFACTS / "dashboard-worker.png"
         dom = _render(chromium, f"{base}/dashboard/", screenshot)
     finally:
         worker.stop()
+    assert faust_pages == dict.fromkeys(faust_pages, 404), faust_pages
+    assert ours == dict.fromkeys(ours, 200), ours
     assert data["model_version"] == "dash-v7"
     assert data["totals"]["produced"] >= 1500, data["totals"]
     assert data["dead_letters"] == {"malformed_json": 1}

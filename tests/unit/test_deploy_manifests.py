@@ -92,7 +92,15 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "PodDisruptionBudget"]
+    "kind",
+    [
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ],
 )
 def test_core_resources_match_the_kubernetes_schema(
     manifests: dict[str, dict[str, Any]], kind: str
@@ -540,3 +548,17 @@ def test_prometheus_config_and_dashboard_queries_pass_promtool(
         [promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_network_policy_admits_only_the_web_port_and_leaves_kafka_open(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    policy = manifests["NetworkPolicy"]["spec"]
+    pod = manifests["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    selector = policy["podSelector"]["matchLabels"]
+    assert selector and all(pod.get(k) == v for k, v in selector.items()), "selects the workers"
+    assert policy["policyTypes"] == ["Ingress"], "egress (to Kafka) must stay open"
+    (rule,) = policy["ingress"]
+    assert rule["from"], "an empty 'from' would admit everyone"
+    ports = {p["name"]: p["containerPort"] for p in _container(manifests)["ports"]}
+    assert [p["port"] for p in rule["ports"]] == ["http"] and ports["http"] == Settings().web_port
