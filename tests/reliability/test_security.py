@@ -29,12 +29,16 @@ def test_secured_broker_end_to_end_and_the_password_never_appears(
     with LocalBroker(sasl_users=users, tls=tls) as broker:
         assert broker.security_protocol == protocol
         # A client without the security settings gets no metadata: a TLS listener drops it
-        # (transport failure), a SASL one never answers a client that skips the handshake.
+        # (transport failure); a SASL one closes the connection when the client asks for
+        # metadata without authenticating (transport failure) — or the client's 3 s run out
+        # first while it reconnects (timed out): both seen here, depending on the machine's load.
         plain = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "log_level": 0})
         with pytest.raises(KafkaException) as refused:
             plain.list_topics(timeout=3)
-        expected = KafkaError._TRANSPORT if tls else KafkaError._TIMED_OUT
-        assert refused.value.args[0].code() == expected, refused.value
+        expected = (
+            {KafkaError._TRANSPORT} if tls else {KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+        )
+        assert refused.value.args[0].code() in expected, refused.value
         assert "Failed to get metadata" in refused.value.args[0].str()
 
         security = {"security_protocol": protocol}
