@@ -17,22 +17,74 @@ settled. Every commit goes through ``_filter_committable_offsets`` — the perio
 commit on rebalance and on stop, and exactly_once's transactional commits — so overriding that
 one method covers them all. ``tests/reliability/test_commit_order.py`` proves it against a real
 broker.
+
+**A subscribed topic missing from metadata.** The group leader's assignor skips a topic its
+metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins when its
+metadata for the subscribed topics changes, but refreshes that metadata only every
+``metadata_max_age_ms`` (5 min) when it owns no partitions to fetch. A broker restarted after a
+crash answers metadata without the topics for a moment, so the group settled with every member
+idle for minutes (the fault matrix's SIGKILL-broker cells). The consumer thread refreshes the
+metadata every ``MISSING_TOPIC_REFRESH_S`` while a subscribed topic is missing from it: once the
+topic is back, aiokafka's own snapshot check makes the leader re-join and assign it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from aiokafka.structs import TopicPartition
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, Message
+from mode import Service
 
 from streamproc.stream.offsets import OffsetLedger
 
-__all__ = ["WatermarkConsumer"]
+__all__ = ["MISSING_TOPIC_REFRESH_S", "WatermarkConsumer", "missing_topics"]
+
+log = logging.getLogger(__name__)
+
+#: How often the metadata is refreshed while a subscribed topic is missing from it.
+MISSING_TOPIC_REFRESH_S = 2.0
+
+
+def missing_topics(
+    subscribed: Iterable[str], partitions_for_topic: Callable[[str], set[int] | None]
+) -> set[str]:
+    """The subscribed topics that the metadata knows no partition of (absent, or errored)."""
+    return {topic for topic in subscribed if not partitions_for_topic(topic)}
+
+
+class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing."""
+
+    @Service.task
+    async def _refresh_metadata_while_topics_missing(self) -> None:
+        reported: set[str] = set()
+        while not self.should_stop:
+            await self.sleep(MISSING_TOPIC_REFRESH_S)
+            consumer = self._consumer
+            subscription = consumer._subscription.subscription if consumer else None
+            if consumer is None or subscription is None:
+                continue
+            client = consumer._client
+            missing = missing_topics(subscription.topics, client.cluster.partitions_for_topic)
+            if missing and missing != reported:
+                log.warning(
+                    "subscribed topics missing from the metadata: %s; refreshing it every %g s",
+                    sorted(missing),
+                    MISSING_TOPIC_REFRESH_S,
+                )
+            elif reported and not missing:
+                log.info("subscribed topics back in the metadata: %s", sorted(reported))
+            reported = missing
+            if missing:
+                # Not awaited: the next round looks again; a refresh that fails is retried then.
+                client.force_metadata_update()
 
 
 class WatermarkConsumer(AIOKafkaConsumer):
@@ -42,6 +94,9 @@ class WatermarkConsumer(AIOKafkaConsumer):
     ledger: OffsetLedger | None = None
     ingress: Callable[[Sequence[Message]], Awaitable[None]] | None = None
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _TopicWatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         ingress = self.ingress
