@@ -62,9 +62,12 @@ def missing_topics(
 class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing."""
 
+    #: Subscribed topics missing from the metadata at the last look (read by ``/readyz``).
+    topics_missing: frozenset[str] = frozenset()
+
     @Service.task
     async def _refresh_metadata_while_topics_missing(self) -> None:
-        reported: set[str] = set()
+        reported: frozenset[str] = frozenset()
         while not self.should_stop:
             await self.sleep(MISSING_TOPIC_REFRESH_S)
             consumer = self._consumer
@@ -72,7 +75,10 @@ class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
             if consumer is None or subscription is None:
                 continue
             client = consumer._client
-            missing = missing_topics(subscription.topics, client.cluster.partitions_for_topic)
+            missing = frozenset(
+                missing_topics(subscription.topics, client.cluster.partitions_for_topic)
+            )
+            self.topics_missing = missing
             if missing and missing != reported:
                 log.warning(
                     "subscribed topics missing from the metadata: %s; refreshing it every %g s",
@@ -97,6 +103,15 @@ class WatermarkConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _TopicWatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def topics_missing_from_metadata(self) -> frozenset[str]:
+        """Subscribed topics the metadata knows no partition of, as of the last look."""
+        thread = getattr(self, "_thread", None)
+        return (
+            thread.topics_missing
+            if isinstance(thread, _TopicWatchingConsumerThread)
+            else frozenset()
+        )
 
     async def _drain_messages(self, fetcher: Any) -> None:
         ingress = self.ingress

@@ -10,14 +10,17 @@ time.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
 
-from streamproc.broker import LocalBroker
+from streamproc.broker import LocalBroker, free_port
 from streamproc.kafka import ensure_topics
 from streamproc.settings import Settings, load_settings
 from tests.helpers import WorkerProcess, committed_offsets, produce_payloads, text_events
@@ -46,6 +49,16 @@ def _committed_total(settings: Settings) -> int:
         return 0
 
 
+def _readiness_reason(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(json.loads(response.read())["reason"])
+    except urllib.error.HTTPError as exc:
+        return str(json.loads(exc.read())["reason"])
+    except OSError:  # not listening yet
+        return None
+
+
 def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -65,20 +78,26 @@ def test_worker_consumes_an_input_topic_that_appears_after_it_joined(
         output_topic=f"out-{unique}",
         dead_letter_topic=f"dlq-{unique}",
         input_partitions=2,
+        web_port=free_port(),
     )
+    readyz = f"http://127.0.0.1:{settings.web_port}/readyz"
     ensure_topics(
         settings.confluent_config(), {settings.output_topic: 2, settings.dead_letter_topic: 2}
     )
-    worker = WorkerProcess(settings, name="w", log_dir=tmp_path, env={"FAKE_NO_DECLARE": "1"})
+    worker = WorkerProcess(
+        settings, name="w", log_dir=tmp_path, env={"FAKE_NO_DECLARE": "1", "FAKE_WEB": "1"}
+    )
     try:
         # The worker joined as the group's leader and assigned nothing.
         assert _wait(lambda: "Ignoring missing topic" in worker.log_tail(400), 60), (
             worker.log_tail()
         )
+        assert _wait(lambda: _readiness_reason(readyz) == "topic_missing", 30), worker.log_tail()
         ensure_topics(settings.confluent_config(), {settings.input_topic: 2})
         produce_payloads(settings, text_events(40))
         # aiokafka alone would see the topic at its next periodic refresh, 5 min away.
         assert _wait(lambda: _committed_total(settings) >= 40, 30), worker.log_tail()
+        assert _wait(lambda: _readiness_reason(readyz) == "ok", 10), _readiness_reason(readyz)
         assert worker.proc.poll() is None
     finally:
         worker.stop()
