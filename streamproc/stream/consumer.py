@@ -23,19 +23,23 @@ metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins
 metadata for the subscribed topics changes, but refreshes that metadata only every
 ``metadata_max_age_ms`` (5 min) when it owns no partitions to fetch. A broker restarted after a
 crash answers metadata without the topics for a moment, so the group settled with every member
-idle for minutes (the fault matrix's SIGKILL-broker cells). The consumer thread refreshes the
-metadata every ``MISSING_TOPIC_REFRESH_S`` while a subscribed topic is missing from it: once the
+idle for minutes (the fault matrix's SIGKILL-broker cells: the leader had joined while the broker
+was down, its refreshes had all failed, and it assigned as soon as the broker answered). So the
+group leader refreshes the metadata before it assigns if a subscribed topic is missing from it,
+and the consumer thread refreshes it every ``MISSING_TOPIC_REFRESH_S`` while one is: once the
 topic is back, aiokafka's own snapshot check makes the leader re-join and assign it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: How often the metadata is refreshed while a subscribed topic is missing from it.
 MISSING_TOPIC_REFRESH_S = 2.0
+#: The longest the group leader waits for a metadata refresh before it assigns.
+PRE_ASSIGNMENT_REFRESH_S = 5.0
 
 
 def missing_topics(
@@ -60,10 +66,38 @@ def missing_topics(
 
 
 class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing."""
+    """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing, and
+    one before the group leader assigns partitions if a subscribed topic is missing then."""
 
     #: Subscribed topics missing from the metadata at the last look (read by ``/readyz``).
     topics_missing: frozenset[str] = frozenset()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if not isinstance(coordinator, GroupCoordinator):
+            return
+        perform_assignment = coordinator._perform_assignment
+
+        # A leader whose metadata lacks the topic (its refreshes failed while the broker was
+        # away, and the broker is back) would assign nothing; with exactly_once, Faust's
+        # transaction manager then fails on the next revocation (KeyError in group_for_topic)
+        # and the worker stops. The JoinGroup just answered: the broker is reachable.
+        async def refresh_then_assign(response: Any) -> Any:
+            await self._refresh_metadata_if_topics_missing()
+            return await perform_assignment(response)
+
+        coordinator._perform_assignment = refresh_then_assign
+
+    async def _refresh_metadata_if_topics_missing(self) -> None:
+        consumer = self._consumer
+        subscription = consumer._subscription.subscription if consumer else None
+        if consumer is None or subscription is None:
+            return
+        client = consumer._client
+        if missing_topics(subscription.topics, client.cluster.partitions_for_topic):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.force_metadata_update(), PRE_ASSIGNMENT_REFRESH_S)
 
     @Service.task
     async def _refresh_metadata_while_topics_missing(self) -> None:

@@ -68,11 +68,9 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return False
 
 
-def test_worker_consumes_an_input_topic_that_appears_after_it_joined(
-    strict_broker: LocalBroker, unique: str, tmp_path: Path
-) -> None:
+def _settings_without_input_topic(broker: LocalBroker, unique: str) -> Settings:
     settings = load_settings(
-        bootstrap_servers=strict_broker.bootstrap_servers,
+        bootstrap_servers=broker.bootstrap_servers,
         app_id=f"app-{unique}",
         input_topic=f"in-{unique}",
         output_topic=f"out-{unique}",
@@ -80,10 +78,17 @@ def test_worker_consumes_an_input_topic_that_appears_after_it_joined(
         input_partitions=2,
         web_port=free_port(),
     )
-    readyz = f"http://127.0.0.1:{settings.web_port}/readyz"
     ensure_topics(
         settings.confluent_config(), {settings.output_topic: 2, settings.dead_letter_topic: 2}
     )
+    return settings
+
+
+def test_worker_consumes_an_input_topic_that_appears_after_it_joined(
+    strict_broker: LocalBroker, unique: str, tmp_path: Path
+) -> None:
+    settings = _settings_without_input_topic(strict_broker, unique)
+    readyz = f"http://127.0.0.1:{settings.web_port}/readyz"
     worker = WorkerProcess(
         settings, name="w", log_dir=tmp_path, env={"FAKE_NO_DECLARE": "1", "FAKE_WEB": "1"}
     )
@@ -101,3 +106,27 @@ def test_worker_consumes_an_input_topic_that_appears_after_it_joined(
         assert worker.proc.poll() is None
     finally:
         worker.stop()
+
+
+def test_the_leader_re_reads_metadata_that_lacks_the_topic_before_it_assigns(
+    strict_broker: LocalBroker, unique: str, tmp_path: Path
+) -> None:
+    # As after a broker crash: the leader's metadata lacks a topic the broker has. Its periodic
+    # re-read is pushed out of the way: only the re-read before assigning can save the group.
+    settings = _settings_without_input_topic(strict_broker, unique)
+    env = {"FAKE_NO_DECLARE": "1", "FAKE_MISSING_TOPIC_REFRESH_S": "600"}
+    leader = WorkerProcess(settings, name="leader", log_dir=tmp_path, env=env)
+    try:
+        assert _wait(lambda: "Ignoring missing topic" in leader.log_tail(400), 60), (
+            leader.log_tail()
+        )
+        ensure_topics(settings.confluent_config(), {settings.input_topic: 2})
+        produce_payloads(settings, text_events(40))
+        # A second member's join makes the leader assign again, with the metadata it holds.
+        joiner = WorkerProcess(settings, name="joiner", log_dir=tmp_path, env=env)
+        try:
+            assert _wait(lambda: _committed_total(settings) >= 40, 45), leader.log_tail()
+        finally:
+            joiner.stop()
+    finally:
+        leader.stop()
