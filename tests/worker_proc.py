@@ -5,7 +5,10 @@ Run as ``python -m tests.worker_proc`` with STREAMPROC_* set. ``FAKE_COST_S`` /
 ``FAKE_STARTED_FILE`` is created when the first batch reaches the model (a test can then kill it
 mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches;
 ``FAKE_HANG_AFTER=N`` makes model call N+1 hang forever (it never returns nor raises, like a
-wedged runtime), or for ``FAKE_HANG_S`` seconds if set. Faust's Worker
+wedged runtime), or for ``FAKE_HANG_S`` seconds if set; ``FAKE_NO_DECLARE=1`` keeps the worker from
+creating missing topics (it subscribes to an input topic that may not exist yet);
+``FAKE_MISSING_TOPIC_REFRESH_S`` overrides how often it re-reads metadata that lacks the input
+topic. Faust's Worker
 handles SIGTERM/SIGINT (graceful) exactly as ``streamproc worker`` does.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 import faust
 
 from streamproc.settings import load_settings
+from streamproc.stream import consumer
 from streamproc.stream.app import create_worker
 from streamproc.testing import FakeClassifier
 
@@ -52,6 +56,10 @@ def main() -> None:
 
     model.on_batch = on_batch
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
+    if os.environ.get("FAKE_MISSING_TOPIC_REFRESH_S"):
+        consumer.MISSING_TOPIC_REFRESH_S = float(os.environ["FAKE_MISSING_TOPIC_REFRESH_S"])
+    if os.environ.get("FAKE_NO_DECLARE") == "1":
+        worker.app.conf.topic_allow_declare = False
     dies_after = os.environ.get("FAKE_LOOP_DIES_AFTER")
     if dies_after:  # an unexpected bug in the pipeline: its batch loop dies after N batches
         encode, batches = worker.pipeline._encode, [0]

@@ -500,6 +500,7 @@ def create_worker(
                 buffered=pipeline.buffered,
                 stalled_for_s=pipeline.stalled_for(),
                 stall_after_s=settings.ready_stall_s,
+                missing_topics=_missing_topics(app.consumer),
             )
 
         def model_info() -> dict[str, Any]:
@@ -585,6 +586,12 @@ def _assigned(consumer: Any) -> list[tuple[str, int]]:
         return [(tp.topic, tp.partition) for tp in consumer.assignment()]
     except Exception:  # consumer not started yet (or in Faust's in-memory test mode)
         return []
+
+
+def _missing_topics(consumer: Any) -> frozenset[str]:
+    if isinstance(consumer, WatermarkConsumer):
+        return consumer.topics_missing_from_metadata()
+    return frozenset()  # Faust's in-memory test transport: no metadata
 
 
 def _highwater(consumer: Any, tp: tuple[str, int]) -> int | None:

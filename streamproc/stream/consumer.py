@@ -17,23 +17,115 @@ settled. Every commit goes through ``_filter_committable_offsets`` — the perio
 commit on rebalance and on stop, and exactly_once's transactional commits — so overriding that
 one method covers them all. ``tests/reliability/test_commit_order.py`` proves it against a real
 broker.
+
+**A subscribed topic missing from metadata.** The group leader's assignor skips a topic its
+metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins when its
+metadata for the subscribed topics changes, but refreshes that metadata only every
+``metadata_max_age_ms`` (5 min) when it owns no partitions to fetch. A broker restarted after a
+crash answers metadata without the topics for a moment, so the group settled with every member
+idle for minutes (the fault matrix's SIGKILL-broker cells: the leader had joined while the broker
+was down, its refreshes had all failed, and it assigned as soon as the broker answered). So the
+group leader refreshes the metadata before it assigns if a subscribed topic is missing from it,
+and the consumer thread refreshes it every ``MISSING_TOPIC_REFRESH_S`` while one is: once the
+topic is back, aiokafka's own snapshot check makes the leader re-join and assign it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.structs import TopicPartition
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, Message
+from mode import Service
 
 from streamproc.stream.clients import ExtraConfigConsumerThread
 from streamproc.stream.offsets import OffsetLedger
 
-__all__ = ["WatermarkConsumer"]
+__all__ = ["MISSING_TOPIC_REFRESH_S", "WatermarkConsumer", "missing_topics"]
+
+log = logging.getLogger(__name__)
+
+#: How often the metadata is refreshed while a subscribed topic is missing from it.
+MISSING_TOPIC_REFRESH_S = 2.0
+#: The longest the group leader waits for a metadata refresh before it assigns.
+PRE_ASSIGNMENT_REFRESH_S = 5.0
+
+
+def missing_topics(
+    subscribed: Iterable[str], partitions_for_topic: Callable[[str], set[int] | None]
+) -> set[str]:
+    """The subscribed topics that the metadata knows no partition of (absent, or errored)."""
+    return {topic for topic in subscribed if not partitions_for_topic(topic)}
+
+
+class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing, and
+    one before the group leader assigns partitions if a subscribed topic is missing then."""
+
+    #: Subscribed topics missing from the metadata at the last look (read by ``/readyz``).
+    topics_missing: frozenset[str] = frozenset()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if not isinstance(coordinator, GroupCoordinator):
+            return
+        perform_assignment = coordinator._perform_assignment
+
+        # A leader whose metadata lacks the topic (its refreshes failed while the broker was
+        # away, and the broker is back) would assign nothing; with exactly_once, Faust's
+        # transaction manager then fails on the next revocation (KeyError in group_for_topic)
+        # and the worker stops. The JoinGroup just answered: the broker is reachable.
+        async def refresh_then_assign(response: Any) -> Any:
+            await self._refresh_metadata_if_topics_missing()
+            return await perform_assignment(response)
+
+        coordinator._perform_assignment = refresh_then_assign
+
+    async def _refresh_metadata_if_topics_missing(self) -> None:
+        consumer = self._consumer
+        subscription = consumer._subscription.subscription if consumer else None
+        if consumer is None or subscription is None:
+            return
+        client = consumer._client
+        if missing_topics(subscription.topics, client.cluster.partitions_for_topic):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.force_metadata_update(), PRE_ASSIGNMENT_REFRESH_S)
+
+    @Service.task
+    async def _refresh_metadata_while_topics_missing(self) -> None:
+        reported: frozenset[str] = frozenset()
+        while not self.should_stop:
+            await self.sleep(MISSING_TOPIC_REFRESH_S)
+            consumer = self._consumer
+            subscription = consumer._subscription.subscription if consumer else None
+            if consumer is None or subscription is None:
+                continue
+            client = consumer._client
+            missing = frozenset(
+                missing_topics(subscription.topics, client.cluster.partitions_for_topic)
+            )
+            self.topics_missing = missing
+            if missing and missing != reported:
+                log.warning(
+                    "subscribed topics missing from the metadata: %s; refreshing it every %g s",
+                    sorted(missing),
+                    MISSING_TOPIC_REFRESH_S,
+                )
+            elif reported and not missing:
+                log.info("subscribed topics back in the metadata: %s", sorted(reported))
+            reported = missing
+            if missing:
+                # Not awaited: the next round looks again; a refresh that fails is retried then.
+                client.force_metadata_update()
 
 
 class WatermarkConsumer(AIOKafkaConsumer):
@@ -47,6 +139,18 @@ class WatermarkConsumer(AIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> ExtraConfigConsumerThread:
         return ExtraConfigConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _TopicWatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def topics_missing_from_metadata(self) -> frozenset[str]:
+        """Subscribed topics the metadata knows no partition of, as of the last look."""
+        thread = getattr(self, "_thread", None)
+        return (
+            thread.topics_missing
+            if isinstance(thread, _TopicWatchingConsumerThread)
+            else frozenset()
+        )
 
     async def _drain_messages(self, fetcher: Any) -> None:
         ingress = self.ingress

@@ -30,7 +30,7 @@ received, send latency, rebalances, commit latency, …) are registered into our
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -69,7 +69,7 @@ class Readiness:
     """Whether the worker should receive traffic (``/readyz``), and why."""
 
     ready: bool
-    reason: str  # "ok" | "standby" | "failed" | "not_started" | "stalled"
+    reason: str  # "ok" | "standby" | "failed" | "not_started" | "topic_missing" | "stalled"
     detail: str
     assigned_partitions: int
     outstanding: int
@@ -99,6 +99,7 @@ def assess_readiness(
     buffered: int,
     stalled_for_s: float,
     stall_after_s: float,
+    missing_topics: Collection[str] = (),
 ) -> Readiness:
     """Ready only when the pipeline runs and is not stuck (a standby without partitions is ready).
 
@@ -106,6 +107,8 @@ def assess_readiness(
     awaiting the broker's acknowledgement); ``stalled_for_s``: how long they have been
     outstanding with nothing settling (0 when none are). A worker that has nothing to do is
     ready; one holding records that stopped moving for more than ``stall_after_s`` is not.
+    ``missing_topics``: subscribed topics the consumer's metadata has no partition of; while
+    there are any, the group cannot assign them, so no member is a standby that could take over.
     """
 
     def verdict(ready: bool, reason: str, detail: str) -> Readiness:
@@ -124,6 +127,13 @@ def assess_readiness(
         return verdict(False, "failed", "the pipeline failed: the worker is stopping")
     if not started:
         return verdict(False, "not_started", "the pipeline has not started yet")
+    if missing_topics:
+        return verdict(
+            False,
+            "topic_missing",
+            "subscribed topics missing from the broker's metadata: "
+            + ", ".join(sorted(missing_topics)),
+        )
     if assigned_partitions <= 0:
         # A group member without partitions is a healthy standby (more workers than partitions,
         # or a surge pod mid-rollout): not ready would stall rollouts at replicas = partitions.

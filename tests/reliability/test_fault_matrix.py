@@ -41,8 +41,10 @@ FAULTS = ("sigkill", "sigterm", "sigstop")
 TARGETS = ("worker", "broker")
 GUARANTEES = ("at_least_once", "exactly_once")
 #: The cells ``make test`` runs (the rest need ``--fault-matrix``): a zombie worker under
-#: exactly_once (~1.5 min). Not sigkill-broker: after a broker crash the group sometimes settles
-#: with every member assigned nothing and stalls (seen in the matrix; an open defect).
+#: exactly_once (~1.5 min). Not sigkill-broker: its stall (a leader assigning while its metadata
+#: lacked the topic) showed only now and then; tests/reliability/test_missing_topic.py puts a
+#: worker in that state every time. Its exactly_once cell still fails now and then (an open
+#: defect: a duplicate or more after ProducerFenced / a crash on revocation; see the report).
 CI_CELLS = {("sigstop", "worker", "exactly_once")}
 SEED = 11
 EVENTS = 6000

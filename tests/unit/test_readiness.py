@@ -39,6 +39,8 @@ def test_records_that_keep_settling_are_ready() -> None:
         ({"failed": True}, "failed"),
         ({"started": False}, "not_started"),
         ({"outstanding": 3, "buffered": 1, "stalled_for_s": 30.5}, "stalled"),
+        ({"missing_topics": {"in"}}, "topic_missing"),
+        ({"missing_topics": {"in"}, "assigned_partitions": 0}, "topic_missing"),
     ],
 )
 def test_not_ready_and_why(change: dict[str, Any], reason: str) -> None:
@@ -61,6 +63,13 @@ def test_a_member_without_partitions_is_a_ready_standby() -> None:
     # not ready would stall the rollout for good.
     verdict = assess_readiness(**{**HEALTHY, "assigned_partitions": 0})
     assert verdict.ready and verdict.reason == "standby"
+
+
+def test_a_missing_topic_is_named() -> None:
+    # The group leader cannot assign a topic its metadata lacks: an idle member then is not a
+    # standby but part of a group that consumes nothing (as after a broker crash).
+    verdict = assess_readiness(**{**HEALTHY, "assigned_partitions": 0, "missing_topics": ["in-x"]})
+    assert not verdict.ready and "in-x" in verdict.detail
 
 
 def test_a_long_wait_with_nothing_outstanding_is_not_a_stall() -> None:
