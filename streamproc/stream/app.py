@@ -148,6 +148,12 @@ class _App(faust.App):
     pipeline: BatchingPipeline | None = None
     settings: Settings | None = None  # set by create_worker: topics are declared with it
 
+    drain_timeout_s: float = 30.0
+    batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
+    # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
+    consumer_extra_config: Mapping[str, Any] = {}
+    producer_extra_config: Mapping[str, Any] = {}
+
     def _new_web(self) -> Any:
         """Faust's web server without its production index page at ``/`` (its router, table,
         graph and stats pages are off by settings, see create_worker): the port serves only our
@@ -160,11 +166,6 @@ class _App(faust.App):
             production_blueprints = ()
 
         return _OwnRoutesOnly(self)
-    drain_timeout_s: float = 30.0
-    batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
-    # STREAMPROC_AIOKAFKA_{CONSUMER,PRODUCER}_EXTRA_CONFIG (see stream/clients.py)
-    consumer_extra_config: Mapping[str, Any] = {}
-    producer_extra_config: Mapping[str, Any] = {}
 
     def _new_producer(self) -> Any:
         from faust.transport.drivers.aiokafka import Transport

@@ -66,7 +66,7 @@ def missing_topics(
     return {topic for topic in subscribed if not partitions_for_topic(topic)}
 
 
-class _TopicWatchingConsumerThread(AIOKafkaConsumerThread):
+class _TopicWatchingConsumerThread(ExtraConfigConsumerThread):
     """Faust's consumer thread, plus a metadata refresh while a subscribed topic is missing, and
     one before the group leader assigns partitions if a subscribed topic is missing then."""
 
@@ -137,10 +137,8 @@ class WatermarkConsumer(AIOKafkaConsumer):
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
     extra_config: Mapping[str, Any] = {}  # STREAMPROC_AIOKAFKA_CONSUMER_EXTRA_CONFIG
 
-    def _new_consumer_thread(self) -> ExtraConfigConsumerThread:
-        return ExtraConfigConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        # Faust's thread + the extra aiokafka config + the missing-topic watch (both below).
         return _TopicWatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def topics_missing_from_metadata(self) -> frozenset[str]:
