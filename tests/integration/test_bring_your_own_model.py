@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -94,8 +93,10 @@ def test_the_readme_factory_example_serves_from_its_directory(
     )
     log = (tmp_path / "worker.log").open("wb")
     # The console script, as a user runs it: its own directory is on sys.path, the cwd is not.
-    script = shutil.which("streamproc")
-    assert script is not None
+    # The script of *this* interpreter's environment (make's .venv is not on PATH; a `which`
+    # could find another environment's, or a pyenv shell shim).
+    script = str(Path(sys.executable).parent / "streamproc")
+    assert Path(script).is_file(), script
     worker = subprocess.Popen(
         [sys.executable, script, "worker", "--model", "keyword_model:create"],
         cwd=EXAMPLES,
