@@ -14,7 +14,6 @@ accuracy on the test set is measured too, so a speed-up is never shown without i
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamproc.model.onnx import export_graph, export_onnx
+from streamproc.model.onnx import export_graph, export_onnx, quiet_ort_quantizer
 from streamproc.model.runtime import OnnxEngine, TorchEngine
 from streamproc.model.tokenizer import StudentTokenizer
 
@@ -95,10 +94,7 @@ def quantize_static_onnx(
     class Reader(_CalibrationReader, CalibrationDataReader):  # ORT checks the base class
         pass
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # ORT logs a "consider pre-processing" warning on the root logger
-    try:
+    with quiet_ort_quantizer():
         quantize_static(
             str(source),
             str(target),
@@ -110,8 +106,6 @@ def quantize_static_onnx(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
-    finally:
-        root.setLevel(level)
     return target
 
 

@@ -28,8 +28,10 @@ student: accuracy 92.2% vs 92.0% (full range), same speed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -37,7 +39,14 @@ from torch import nn
 
 from streamproc.model.network import StudentNetwork
 
-__all__ = ["OPSET", "export_graph", "export_onnx", "float_twin", "quantize_onnx"]
+__all__ = [
+    "OPSET",
+    "export_graph",
+    "export_onnx",
+    "float_twin",
+    "quantize_onnx",
+    "quiet_ort_quantizer",
+]
 
 OPSET = 17  # LayerNormalization is a single node from 17 on
 
@@ -99,15 +108,25 @@ def export_onnx(model: nn.Module, path: Path) -> Path:
     return export_graph(float_twin(model), ids, mask, path)
 
 
+@contextlib.contextmanager
+def quiet_ort_quantizer() -> Iterator[None]:
+    """ORT's quantizers log a "consider pre-processing" warning on the *root* logger: raise the
+    root level to ERROR while one runs, then put it back."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_onnx(source: Path, target: Path) -> Path:
     """ORT dynamic int8 quantization of an fp32 graph: per-tensor symmetric int8 weights in the
     7-bit range, so the result is the same on CPUs with and without VNNI (see above)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # ORT logs a "consider pre-processing" warning on the root logger
-    try:
+    with quiet_ort_quantizer():
         quantize_dynamic(
             str(source),
             str(target),
@@ -115,6 +134,4 @@ def quantize_onnx(source: Path, target: Path) -> Path:
             per_channel=False,
             reduce_range=True,
         )
-    finally:
-        root.setLevel(level)
     return target
