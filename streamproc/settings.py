@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     # --- Delivery ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     commit_interval_s: float = Field(1.0, gt=0)
+    egress: Literal["librdkafka", "faust"] = Field(
+        "librdkafka",
+        description=(
+            "the producer of predictions and dead letters under at_least_once: librdkafka "
+            "(confluent-kafka: sends and acknowledgements off the event loop, measured faster) or "
+            "faust (Faust's aiokafka producer); exactly_once always uses Faust's transactional "
+            "producers"
+        ),
+    )
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="a silent worker's partitions move after this long"
     )

@@ -39,6 +39,7 @@ from streamproc.stream import lenient_records
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
+from streamproc.stream.egress import LibrdkafkaPublisher, producer_config
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
@@ -147,6 +148,7 @@ class _App(faust.App):
 
     pipeline: BatchingPipeline | None = None
     settings: Settings | None = None  # set by create_worker: topics are declared with it
+    egress: LibrdkafkaPublisher | None = None  # at_least_once's producer, closed after the drain
 
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
@@ -212,6 +214,8 @@ class _App(faust.App):
             await self.pipeline.drain(self.drain_timeout_s)
             with contextlib.suppress(Exception):
                 await self.consumer.commit()
+        if self.egress is not None:
+            await self.egress.close()
         await super().on_stop()
 
 
@@ -405,10 +409,23 @@ def create_worker(
         consumer = app.consumer
         return pipeline.offsets.backlog(_assigned(consumer), lambda tp: _highwater(consumer, tp))
 
+    publisher: LibrdkafkaPublisher | _ProducerPublisher
+    if exactly_once or settings.egress == "faust":
+        publisher = _ProducerPublisher(app, settings, transactional=exactly_once)
+    else:
+        publisher = app.egress = LibrdkafkaPublisher(
+            producer_config(
+                settings.confluent_config(),
+                publish_timeout_s=settings.publish_timeout_s,
+                client_id=f"{settings.app_id}-egress",
+            ),
+            output_topic=settings.output_topic,
+            dead_letter_topic=settings.dead_letter_topic,
+        )
     pipeline = BatchingPipeline(
         model=slot,
         policy=policy,
-        publisher=_ProducerPublisher(app, settings, transactional=exactly_once),
+        publisher=publisher,
         metrics=metrics,
         inference=inference,
         max_event_bytes=settings.max_event_bytes,

@@ -15,7 +15,10 @@
   treated as fatal.
 
 Pure: it only looks at exception types, along the ``__cause__`` chain (Faust wraps aiokafka's
-errors in its ``ProducerSendError``).
+errors in its ``ProducerSendError``), and at librdkafka's error codes (the at_least_once egress,
+:class:`~streamproc.stream.egress.DeliveryError`): its fatal errors and the codes below are
+``FATAL``, a corrupt record is ``RECORD``, the rest (``_MSG_TIMED_OUT`` included: the record was
+not acknowledged within ``message.timeout.ms``, which is the publish timeout) ``RETRY``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import enum
 
 from aiokafka import errors as kafka_errors
+from confluent_kafka import KafkaError
 
 from streamproc.errors import PublishError, RecordTooLarge
 
@@ -56,12 +60,45 @@ _FATAL: tuple[type[BaseException], ...] = (
 )
 
 
+_FATAL_CODES = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,  # an invalid topic name
+        KafkaError.UNSUPPORTED_VERSION,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError.INVALID_REQUIRED_ACKS,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError._INVALID_ARG,
+        KafkaError._FATAL,
+    }
+)
+# A broker's MSG_SIZE_TOO_LARGE in a delivery report stays RETRY (an operator can raise the
+# topic's limit); the client's own refusal is raised by produce() as RecordTooLarge.
+_RECORD_CODES = frozenset({KafkaError.INVALID_MSG})  # the broker calls the record corrupt
+
+
+def _classify_code(error: KafkaError) -> PublishErrorKind:
+    if error.fatal() or error.code() in _FATAL_CODES:
+        return PublishErrorKind.FATAL
+    if error.code() in _RECORD_CODES:
+        return PublishErrorKind.RECORD
+    return PublishErrorKind.RETRY
+
+
 def classify_publish_error(error: BaseException) -> PublishErrorKind:
     """The kind of a failed send's error (see the module docstring)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        code = getattr(current, "error", None)  # egress.DeliveryError: librdkafka's KafkaError
+        if isinstance(code, KafkaError):
+            return _classify_code(code)
         if isinstance(current, _FATAL):
             return PublishErrorKind.FATAL
         if isinstance(current, _RECORD):

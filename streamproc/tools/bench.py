@@ -71,6 +71,7 @@ class Contender:
     runtime: str = "auto"  # auto (what the artifact names) | onnxruntime | torch
     event_loop: str = "asyncio"  # asyncio | uvloop
     switch_interval_s: float | None = None  # None: the run's --switch-interval
+    egress: str = "librdkafka"  # librdkafka | faust (STREAMPROC_EGRESS: the producer of outputs)
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -84,7 +85,21 @@ CONTENDERS: dict[str, Contender] = {
             "no model, Faust's per-event stream ingress (before batched ingress)",
             ingress="stream",
         ),
+        Contender(
+            "passthrough-faust-egress",
+            "passthrough",
+            "adaptive",
+            "no model, outputs through Faust's aiokafka producer (before librdkafka egress)",
+            egress="faust",
+        ),
         Contender("adaptive", "student", "adaptive", "adaptive batching, student"),
+        Contender(
+            "adaptive-faust-egress",
+            "student",
+            "adaptive",
+            "adaptive batching, student, outputs through Faust's aiokafka producer",
+            egress="faust",
+        ),
         Contender(
             "adaptive-stream",
             "student",
@@ -302,6 +317,7 @@ def run_point(
                     "bootstrap_servers": bootstrap,
                     "input_partitions": cfg.partitions,
                     "latency_target_ms": cfg.latency_target_ms,
+                    "egress": contender.egress,
                 },
             )
         load = LoadGenerator(
