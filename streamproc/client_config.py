@@ -43,6 +43,12 @@ _LIBRDKAFKA_OWNED: dict[str, str] = {
     "group.id": "each tool names its own consumer group",
     "enable.auto.commit": "the tools commit (or not) on purpose",
     "transactional.id": "the tools do not use transactions",
+    # The worker's egress producer (at_least_once) and the produce tool depend on these:
+    "acks": "every output must be acknowledged by all in-sync replicas",
+    "request.required.acks": "every output must be acknowledged by all in-sync replicas",
+    "enable.idempotence": "retries must neither reorder nor duplicate a partition's outputs",
+    "message.timeout.ms": "set it with STREAMPROC_PUBLISH_TIMEOUT_S",
+    "delivery.timeout.ms": "set it with STREAMPROC_PUBLISH_TIMEOUT_S",
 }
 
 _AIOKAFKA_COMMON_OWNED: dict[str, str] = {

@@ -59,7 +59,10 @@ class Settings(BaseSettings):
     kafka_extra_config: ExtraConfig = Field(
         default_factory=dict,
         repr=False,
-        description="librdkafka properties for every confluent-kafka client (tools, admin)",
+        description=(
+            "librdkafka properties for every confluent-kafka client (tools, admin, and the "
+            "worker's producer of outputs under at_least_once)"
+        ),
     )
     aiokafka_consumer_extra_config: ExtraConfig = Field(
         default_factory=dict,
@@ -69,7 +72,10 @@ class Settings(BaseSettings):
     aiokafka_producer_extra_config: ExtraConfig = Field(
         default_factory=dict,
         repr=False,
-        description="keywords for the worker's aiokafka AIOKafkaProducer",
+        description=(
+            "keywords for the worker's aiokafka AIOKafkaProducer (exactly_once, or "
+            "STREAMPROC_EGRESS=faust)"
+        ),
     )
 
     # --- Topics -----------------------------------------------------------------------------

@@ -73,7 +73,13 @@ def test_librdkafka_extras_sit_between_the_connection_and_the_call_site() -> Non
         ('{"socket.timeout.ms": {"a": 1}}', "must be a string, number or boolean"),
         ('{"client.id": "x", "bogus.prop": 1}', "'bogus.prop' is not a librdkafka property"),
         ('{"socket.timeout.ms": "hunter2"}', "librdkafka refuses the value of 'socket.timeout.ms'"),
-        ('{"enable.idempotence": true, "acks": 1}', "refuses these properties together"),
+        ('{"acks": 1}', "in-sync replicas"),
+        ('{"enable.idempotence": false}', "neither reorder nor duplicate"),
+        ('{"message.timeout.ms": 1000}', "STREAMPROC_PUBLISH_TIMEOUT_S"),
+        (
+            '{"reconnect.backoff.ms": 5000, "reconnect.backoff.max.ms": 100}',
+            "refuses these properties together",
+        ),
     ],
 )
 def test_refused_librdkafka_extras(

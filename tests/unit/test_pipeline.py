@@ -776,6 +776,34 @@ def test_publish_errors_are_classified_through_their_causes() -> None:
         assert classify_publish_error(wrapped(retriable)) is PublishErrorKind.RETRY, retriable
 
 
+def test_librdkafka_delivery_errors_are_classified_by_code() -> None:
+    from confluent_kafka import KafkaError
+
+    from streamproc.stream.egress import DeliveryError
+
+    def kind(code: int, *, fatal: bool = False) -> PublishErrorKind:
+        return classify_publish_error(DeliveryError(KafkaError(code, fatal=fatal)))
+
+    for code in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,
+    ):
+        assert kind(code) is PublishErrorKind.FATAL, code
+    # librdkafka's own fatal errors (e.g. the idempotent producer's sequence lost), whatever code
+    assert kind(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True) is PublishErrorKind.FATAL
+    assert kind(KafkaError.INVALID_MSG) is PublishErrorKind.RECORD  # the broker: corrupt
+    for code in (
+        KafkaError._MSG_TIMED_OUT,  # unacknowledged for message.timeout.ms = the publish timeout
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.MSG_SIZE_TOO_LARGE,  # the broker's limit: an operator can raise it
+        KafkaError._TRANSPORT,
+    ):
+        assert kind(code) is PublishErrorKind.RETRY, code
+
+
 def test_a_record_whose_header_key_is_not_utf8_is_dead_lettered() -> None:
     # aiokafka's reader (made lenient, stream/lenient_records.py) hands such a key over with
     # its bytes as lone surrogates.
