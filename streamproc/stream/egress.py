@@ -69,6 +69,9 @@ def producer_config(
         # The pipeline bounds what is unacknowledged (in-flight batches); this only must not bind.
         "queue.buffering.max.messages": 1_000_000,
         "log_level": 4,  # warnings and errors
+        # librdkafka's log lines (a broker away, say) in the worker's log format, not raw stderr;
+        # they are forwarded by the poll thread.
+        "logger": logging.getLogger("streamproc.egress.librdkafka"),
         **dict(connection),
     }
 

@@ -11,7 +11,9 @@ name                                          type       what
 ``streamproc_predictions_produced_total``     counter    predictions published
 ``streamproc_batch_size``                     histogram  events per batch (buckets 1, 2, 4 … 1024)
 ``streamproc_batch_wait_seconds``             histogram  oldest event's wait in the buffer
-``streamproc_inference_seconds``              histogram  model time per batch
+``streamproc_inference_seconds``              histogram  model time per batch, by
+  ``{model_version}``                                      ``model_version`` (a hot reload's
+                                                         before/after side by side)
 ``streamproc_batch_target_size``              gauge      the adaptive controller's target size
 ``streamproc_last_batch_timestamp_seconds``   gauge      epoch time the last batch ran (alert on
                                                          ``time() - …`` while lag grows)
@@ -194,7 +196,8 @@ class StreamMetrics:
         )
         self.inference = Histogram(
             "streamproc_inference_seconds",
-            "Model inference time per batch.",
+            "Model inference time per batch, by the model version that ran it.",
+            ["model_version"],
             buckets=INFERENCE_BUCKETS,
             registry=r,
         )
@@ -338,13 +341,21 @@ class StreamMetrics:
         self.publish_failures.labels(outcome=outcome).inc()
 
     def record_batch(
-        self, *, size: int, wait_s: float, inference_s: float, target_size: int
+        self,
+        *,
+        size: int,
+        wait_s: float,
+        inference_s: float,
+        target_size: int,
+        model_version: str | None = None,
     ) -> None:
-        """A batch of ``size`` events ran: its oldest event waited ``wait_s``, the model took
-        ``inference_s``; the controller's target was ``target_size``."""
+        """A batch of ``size`` events ran: its oldest event waited ``wait_s``, the model
+        (``model_version``; default: the one serving now) took ``inference_s``; the controller's
+        target was ``target_size``."""
         self.batch_size.observe(size)
         self.batch_wait.observe(max(0.0, wait_s))
-        self.inference.observe(max(0.0, inference_s))
+        version = model_version or self._model_version or "unknown"
+        self.inference.labels(model_version=version).observe(max(0.0, inference_s))
         self.batch_target.set(target_size)
         self.last_batch_timestamp.set(self._wall_clock())
         with self._lock:

@@ -435,7 +435,11 @@ class BatchingPipeline:
                     size=len(batch), duration_s=inference_s, now=self._clock()
                 )
             self._metrics.record_batch(
-                size=len(batch), wait_s=waited, inference_s=inference_s, target_size=decision.size
+                size=len(batch),
+                wait_s=waited,
+                inference_s=inference_s,
+                target_size=decision.size,
+                model_version=model.version,  # the batch's, even if a reload swapped meanwhile
             )
             outgoing = self._encode(batch, predictions, failed, model.version)
             if tracer is not None:

@@ -78,10 +78,13 @@ def load_model(kind: str, config: dict[str, Any]) -> Any:
 
 
 def _counters(worker: Any) -> dict[str, float]:
-    registry = worker.metrics.registry
-    return {
-        name: float(registry.get_sample_value(metric) or 0.0) for name, metric in _COUNTERS.items()
-    }
+    # Summed over label values (the inference histogram is labelled by model version).
+    totals = dict.fromkeys(_COUNTERS.values(), 0.0)
+    for family in worker.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += float(sample.value)
+    return {name: totals[metric] for name, metric in _COUNTERS.items()}
 
 
 def _loop_factory(config: dict[str, Any]) -> Any:

@@ -133,8 +133,26 @@ def test_batch_histograms_and_target(metrics: StreamMetrics) -> None:
     assert value(metrics, "streamproc_batch_size_bucket", le="128.0") == 2
     assert value(metrics, "streamproc_batch_size_bucket", le="1024.0") == 2
     assert value(metrics, "streamproc_batch_wait_seconds_sum") == pytest.approx(0.02)
-    assert value(metrics, "streamproc_inference_seconds_sum") == pytest.approx(0.054)
+    # No model version set yet: labelled "unknown".
+    assert value(
+        metrics, "streamproc_inference_seconds_sum", model_version="unknown"
+    ) == pytest.approx(0.054)
     assert value(metrics, "streamproc_batch_target_size") == 128
+
+
+def test_inference_time_is_labelled_by_the_version_that_ran_the_batch(
+    metrics: StreamMetrics,
+) -> None:
+    metrics.set_model_version("v1")
+    metrics.record_batch(size=4, wait_s=0.0, inference_s=0.010, target_size=4)
+    metrics.set_model_version("v2")  # a hot reload while a v1 batch was still running
+    metrics.record_batch(size=4, wait_s=0.0, inference_s=0.020, target_size=4, model_version="v1")
+    metrics.record_batch(size=4, wait_s=0.0, inference_s=0.003, target_size=4)
+    v1 = value(metrics, "streamproc_inference_seconds_sum", model_version="v1")
+    assert v1 == pytest.approx(0.030)
+    assert value(metrics, "streamproc_inference_seconds_count", model_version="v1") == 2
+    v2 = value(metrics, "streamproc_inference_seconds_sum", model_version="v2")
+    assert v2 == pytest.approx(0.003)
 
 
 def test_predictions_count_events_without_timestamp_but_do_not_observe_them(
