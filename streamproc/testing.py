@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from streamproc.model.base import Prediction
+from streamproc.model.base import ClassifierIdentity, Prediction
 
 if TYPE_CHECKING:
     from streamproc.stream.app import Worker
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["FakeClassifier", "running_worker"]
 
 
-class FakeClassifier:
+class FakeClassifier(ClassifierIdentity):
     """A deterministic :class:`~streamproc.model.base.TextClassifier` with a tunable cost.
 
     The label is a stable hash of the text, so a test can predict every output. ``fail_on``
@@ -36,27 +36,13 @@ class FakeClassifier:
         fail_on: str | None = None,
         max_tokens: int = 64,
     ) -> None:
-        self._version = version
-        self._labels = tuple(labels)
+        super().__init__(version=version, labels=labels, max_tokens=max_tokens)
         self._cost_s = cost_s
         self._cost_per_item_s = cost_per_item_s
         self._fail_on = fail_on
-        self._max_tokens = max_tokens
         self.batch_sizes: list[int] = []
         self.on_batch: Callable[[Sequence[str]], None] | None = None  # called as a batch starts
         self._lock = threading.Lock()
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def labels(self) -> Sequence[str]:
-        return self._labels
-
-    @property
-    def max_tokens(self) -> int:
-        return self._max_tokens
 
     def expected_label(self, text: str) -> str:
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).digest()

@@ -19,6 +19,7 @@ from streamproc.errors import ArtifactError
 __all__ = [
     "MULTI_LABEL_THRESHOLD",
     "PROBE_TEXTS",
+    "ClassifierIdentity",
     "Prediction",
     "TextClassifier",
     "check_classifier",
@@ -68,6 +69,29 @@ def predictions_from_probabilities(
             Prediction(label=labels[best], score=float(row[best]), probabilities=probabilities)
         )
     return out
+
+
+class ClassifierIdentity:
+    """The identity half of a :class:`TextClassifier`, fixed at construction: ``version``,
+    ``labels`` (a tuple, in output order) and ``max_tokens``, as read-only properties. Our
+    classifiers inherit it; a user's model may just as well use plain attributes."""
+
+    def __init__(self, *, version: str, labels: Sequence[str], max_tokens: int) -> None:
+        self._version = version
+        self._labels = tuple(labels)
+        self._max_tokens = max_tokens
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self._labels
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from streamproc.errors import ArtifactError, ModelError
-from streamproc.model.base import MULTI_LABEL_THRESHOLD, Prediction
+from streamproc.model.base import MULTI_LABEL_THRESHOLD, ClassifierIdentity, Prediction
 from streamproc.model.tokenizer import CHARS_PER_TOKEN_BOUND
 
 __all__ = ["HuggingFaceClassifier"]
@@ -41,7 +41,7 @@ FORWARD_CHUNK = 64
 _UNKNOWN_LENGTH = 1_000_000
 
 
-class HuggingFaceClassifier:
+class HuggingFaceClassifier(ClassifierIdentity):
     """``AutoModelForSequenceClassification`` + ``AutoTokenizer`` from a local directory."""
 
     runtime = "transformers"
@@ -56,11 +56,9 @@ class HuggingFaceClassifier:
         max_tokens: int,
         multi_label: bool,
     ) -> None:
+        super().__init__(version=version, labels=labels, max_tokens=max_tokens)
         self._model = model.eval()
         self._tokenizer = tokenizer
-        self._labels = tuple(labels)
-        self._version = version
-        self._max_tokens = max_tokens
         self.multi_label = multi_label
 
     @classmethod
@@ -115,18 +113,6 @@ class HuggingFaceClassifier:
             max_tokens=_window(tokenizer, config, path),
             multi_label=config.problem_type == "multi_label_classification",
         )
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def labels(self) -> Sequence[str]:
-        return self._labels
-
-    @property
-    def max_tokens(self) -> int:
-        return self._max_tokens
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(B, L) float64: softmax rows, or independent sigmoids for a multi-label model."""

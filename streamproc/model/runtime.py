@@ -34,7 +34,7 @@ from streamproc.model.artifact import (
     runtime_engine,
     verify_artifact,
 )
-from streamproc.model.base import Prediction
+from streamproc.model.base import ClassifierIdentity, Prediction
 from streamproc.model.tokenizer import StudentTokenizer
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class TorchEngine:
         return logits.float().numpy()
 
 
-class Classifier:
+class Classifier(ClassifierIdentity):
     """A :class:`~streamproc.model.base.TextClassifier`: tokenizer + engine + label names."""
 
     def __init__(
@@ -123,11 +123,9 @@ class Classifier:
         version: str,
         max_tokens: int,
     ) -> None:
+        super().__init__(version=version, labels=labels, max_tokens=max_tokens)
         self.engine = engine
         self._tokenizer = tokenizer
-        self._labels = tuple(labels)
-        self._version = version
-        self._max_tokens = max_tokens
 
     @classmethod
     def from_artifact(cls, artifact: LoadedArtifact) -> Classifier:
@@ -139,18 +137,6 @@ class Classifier:
             version=artifact.version,
             max_tokens=artifact.max_tokens,
         )
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def labels(self) -> Sequence[str]:
-        return self._labels
-
-    @property
-    def max_tokens(self) -> int:
-        return self._max_tokens
 
     @property
     def runtime(self) -> str:

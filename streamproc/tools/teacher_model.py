@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from streamproc.errors import ModelError
-from streamproc.model.base import Prediction, predictions_from_probabilities
+from streamproc.model.base import ClassifierIdentity, Prediction, predictions_from_probabilities
 
 __all__ = ["TeacherClassifier", "find_cached_teacher", "load_teacher_classifier"]
 
@@ -53,7 +53,7 @@ def _head_size(folder: Path) -> int | None:
         return int(fh.get_slice("head.weight").get_shape()[0])
 
 
-class TeacherClassifier:
+class TeacherClassifier(ClassifierIdentity):
     """A cached fine-tuned :class:`~streamproc.compress.teacher.Teacher`, fp32, eval mode."""
 
     def __init__(self, folder: Path, labels: Sequence[str], *, max_tokens: int = 64) -> None:
@@ -70,21 +70,8 @@ class TeacherClassifier:
         self._net = Teacher(num_labels, pretrained=False)
         self._net.load_state_dict(state)
         self._net.eval()
-        self._labels = tuple(labels)
-        self._max_tokens = max_tokens
-        self._version = f"teacher-fp32-{folder.name[:8]}"
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def labels(self) -> Sequence[str]:
-        return self._labels
-
-    @property
-    def max_tokens(self) -> int:
-        return self._max_tokens
+        version = f"teacher-fp32-{folder.name[:8]}"
+        super().__init__(version=version, labels=labels, max_tokens=max_tokens)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
