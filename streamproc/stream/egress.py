@@ -8,9 +8,12 @@ produce request in flight per broker and its sender runs on the same busy loop. 
 batches, sends, retries and orders in its own threads, outside the GIL; ``produce()`` only
 enqueues.
 
-How acknowledgements come back: a poll thread serves librdkafka's delivery reports (its
-callbacks run there), collects them, and wakes the event loop once per poll to resolve the
-records' futures there — one cross-thread wake-up per poll, not per record.
+How acknowledgements come back: the event loop itself serves librdkafka's delivery reports
+(``poll(0)``, every millisecond while records are unacknowledged), so their callbacks resolve
+the records' futures directly. A poll thread was tried first: each report's callback has to win
+the GIL back from the busy loop (up to the 5 ms switch interval, per report). Measured A/B on one
+machine, a worker with no model at 1,500 ev/s: p99 130 and 70 ms with the thread, 49 and 46 ms
+polled on the loop (same CPU).
 
 Guarantees: idempotence on (librdkafka's retries can neither reorder nor duplicate the records
 of a partition), ``acks=all``, ``message.timeout.ms`` = ``STREAMPROC_PUBLISH_TIMEOUT_S``: a record
@@ -25,9 +28,9 @@ same transaction, which a producer that does not share the consumer's group cann
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
-from collections import deque
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -39,8 +42,11 @@ __all__ = ["DeliveryError", "LibrdkafkaPublisher", "producer_config"]
 
 log = logging.getLogger(__name__)
 
-#: How long the poll thread waits for delivery reports per call (also its reaction to stop).
-_POLL_S = 0.1
+#: How often delivery reports are served while records are unacknowledged (the latency it adds
+#: is at most this), and while none are (librdkafka's log lines, late reports).
+_REPORT_POLL_S = 0.001
+_IDLE_POLL_S = 1.0
+_FLUSH_POLL_S = 0.01
 #: How long a metadata request for an output topic's partition count may take.
 _METADATA_TIMEOUT_S = 10.0
 
@@ -91,61 +97,54 @@ class LibrdkafkaPublisher:
         self._dead_letter = dead_letter_topic
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reports: deque[tuple[asyncio.Future[Any], KafkaError | None]] = deque()
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
+        self._reporter: asyncio.Task[None] | None = None
+        self._sent = asyncio.Event()  # a record was handed over: serve reports until all are in
+        self._unreported = 0  # records handed to librdkafka whose delivery report is still due
         self._partitions: dict[str, int] = {}  # topic -> partition count, for unkeyed wrapping
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _start(self) -> Producer:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         producer = self._producer = Producer(self._config)
-        self._thread = threading.Thread(
-            target=self._poll_reports, name="streamproc-egress-poll", daemon=True
-        )
-        self._thread.start()
+        self._reporter = loop.create_task(self._serve_reports(producer), name="egress-reports")
         return producer
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver what is queued (up to ``timeout_s``), stop the poll thread, drop the producer."""
+        """Deliver what is queued (up to ``timeout_s``), stop serving reports, drop the producer."""
         producer, self._producer = self._producer, None
         if producer is None:
             return
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
+        deadline = time.monotonic() + timeout_s
+        while len(producer) and time.monotonic() < deadline:  # flush, serving reports here
+            producer.poll(0)
+            await asyncio.sleep(_FLUSH_POLL_S)
+        producer.poll(0)
+        if len(producer):
+            log.warning("egress producer closed with %d records unacknowledged", len(producer))
+
+    async def _serve_reports(self, producer: Producer) -> None:
+        """Serve librdkafka's delivery reports (and log lines) on the event loop: every ms while
+        records are unacknowledged, every second when idle. Their callbacks then run on the loop
+        itself: no thread has to win the GIL back from a busy loop once per report."""
+        sent = self._sent
         loop = asyncio.get_running_loop()
-        left = await loop.run_in_executor(None, producer.flush, timeout_s)
-        if left:
-            log.warning("egress producer closed with %d records unacknowledged", left)
-        self._halt.set()
-        if self._thread is not None:
-            await loop.run_in_executor(None, self._thread.join, 2 * _POLL_S + 1.0)
-        self._resolve_reports()
-
-    def _poll_reports(self) -> None:
-        producer = self._producer
-        loop = self._loop
-        assert producer is not None and loop is not None
-        while not self._halt.is_set():
+        while True:
+            # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation that
+            # arrives as the event fires, and close() would then wait for this task forever.
+            idle_wake = loop.call_later(_IDLE_POLL_S, sent.set)
             try:
-                served = producer.poll(_POLL_S)
-            except Exception:  # a callback bug must not kill delivery for the whole worker
-                log.exception("egress delivery-report poll failed")
-                continue
-            if served and self._reports:
-                try:
-                    loop.call_soon_threadsafe(self._resolve_reports)
-                except RuntimeError:  # the loop is closed: nobody waits for these any more
-                    return
-
-    def _resolve_reports(self) -> None:
-        reports = self._reports
-        while reports:
-            future, error = reports.popleft()
-            if future.done():  # cancelled by a stop
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(DeliveryError(error))
+                await sent.wait()
+            finally:
+                idle_wake.cancel()
+            sent.clear()
+            producer.poll(0)
+            while self._unreported:
+                await asyncio.sleep(_REPORT_POLL_S)
+                producer.poll(0)
 
     # -- Publisher ------------------------------------------------------------------------------
     async def send_prediction(
@@ -180,11 +179,16 @@ class LibrdkafkaPublisher:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        reports = self._reports
         wire_headers: Any = headers or None  # librdkafka copies them at produce()
 
-        def delivered(error: KafkaError | None, _message: Any) -> None:  # in the poll thread
-            reports.append((future, error))
+        def delivered(error: KafkaError | None, _message: Any) -> None:  # on the loop, in poll()
+            self._unreported -= 1
+            if future.done():  # cancelled by a stop
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(DeliveryError(error))
 
         while True:
             try:
@@ -196,6 +200,8 @@ class LibrdkafkaPublisher:
                     on_delivery=delivered,
                     headers=wire_headers,
                 )
+                self._unreported += 1
+                self._sent.set()
                 return future
             except BufferError:  # librdkafka's queue is full: give it a moment to deliver
                 await asyncio.sleep(0.005)
