@@ -39,6 +39,7 @@ from streamproc.errors import BrokerError
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "LocalBroker",
+    "configured_or_local_broker",
     "ensure_kafka_jars",
     "free_port",
     "kafka_for_tests",
@@ -570,6 +571,19 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+@contextlib.contextmanager
+def configured_or_local_broker(settings: Any) -> Iterator[tuple[str, LocalBroker | None]]:
+    """The cluster ``STREAMPROC_BOOTSTRAP_SERVERS`` names when it was set (``settings``, a
+    :class:`~streamproc.settings.Settings`, knows), else a :class:`LocalBroker` started here and
+    stopped on exit: ``(bootstrap servers, the local broker or None)``. What ``demo``, ``bench``
+    and ``soak`` run against."""
+    if "bootstrap_servers" in settings.model_fields_set:
+        yield settings.bootstrap_servers, None
+        return
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers, broker
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ The worker's loop (one inference server, one batch at a time)::
 
 and ``policy.record_arrivals(count=..., now=...)`` whenever events enter the in-memory buffer.
 
-:class:`AdaptiveBatchController` combines four ideas (see ``docs/anchors.md``):
+:class:`AdaptiveBatchController` combines four ideas:
 
 * **Triton's default**: with nothing left in Kafka it never waits; it runs what is buffered, so a
   lone event at low load costs one model call and nothing more. With lag it waits only when the
@@ -167,11 +167,6 @@ class BatchCostModel:
     def coefficients(self) -> tuple[float, float]:
         """``(a seconds, b seconds/event)``: the prior until batches are observed."""
         return self._a, self._b
-
-    @property
-    def observed(self) -> int:
-        """How many batches the fit currently uses."""
-        return sum(len(batches) for batches in self._by_size_class.values())
 
     @property
     def largest_recent_size(self) -> int:

@@ -480,14 +480,11 @@ def model_floor(model: Any, texts: Sequence[str], sizes: Sequence[int]) -> dict[
 # --- the whole run -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _broker() -> Iterator[tuple[str, int | None]]:
-    configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured, None
-        return
-    from streamproc.broker import LocalBroker
+    from streamproc.broker import configured_or_local_broker
+    from streamproc.settings import load_settings
 
-    with LocalBroker() as broker:
-        yield broker.bootstrap_servers, broker.pid
+    with configured_or_local_broker(load_settings()) as (bootstrap, local):
+        yield bootstrap, local.pid if local is not None else None
 
 
 def _texts(quick: bool) -> tuple[list[str], str]:
@@ -744,8 +741,10 @@ def _canonical_command(params: dict[str, Any]) -> str:
     for name in ("model_threads", "switch_interval"):
         if params.get(name) is not None:
             args += [f"--{name.replace('_', '-')}", str(params[name])]
+    from streamproc.settings import load_settings
+
     prefix = ""
-    if os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS"):
+    if "bootstrap_servers" in load_settings().model_fields_set:
         prefix = "STREAMPROC_BOOTSTRAP_SERVERS=… "
     return prefix + shlex.join(args)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import statistics
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 import click
 import orjson
 
-from streamproc.broker import LocalBroker
+from streamproc.broker import configured_or_local_broker
 from streamproc.errors import StreamprocError
 from streamproc.kafka import consume_count, ensure_topics
 from streamproc.settings import Settings, load_settings
@@ -33,17 +32,17 @@ __all__ = ["demo"]
 
 
 @contextlib.contextmanager
-def _broker() -> Iterator[str]:
-    configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")
-    if configured:
-        click.echo(f"[1/5] broker: using {configured}")
-        yield configured
-        return
-    click.echo("[1/5] broker: starting a local Kafka (KRaft) on 127.0.0.1 …")
-    with LocalBroker() as broker:
-        click.echo(f"      up at {broker.bootstrap_servers}")
-        yield broker.bootstrap_servers
-    click.echo("      broker stopped")
+def _broker(settings: Settings) -> Iterator[str]:
+    if "bootstrap_servers" in settings.model_fields_set:
+        click.echo(f"[1/5] broker: using {settings.bootstrap_servers}")
+    else:
+        click.echo("[1/5] broker: starting a local Kafka (KRaft) on 127.0.0.1 …")
+    with configured_or_local_broker(settings) as (bootstrap, local):
+        if local is not None:
+            click.echo(f"      up at {bootstrap}")
+        yield bootstrap
+    if local is not None:
+        click.echo("      broker stopped")
 
 
 def _ensure_model(model_dir: Path, quick: bool) -> str:
@@ -101,12 +100,13 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
 @click.option("--web-port", type=int, default=6066, show_default=True)
 def demo(count: int, rate: float, model_dir: Path | None, quick_model: bool, web_port: int) -> None:
     """Broker, model, worker, producer and consumer, end to end, with a summary."""
-    model_dir = model_dir if model_dir is not None else load_settings().model_dir
+    base = load_settings()
+    model_dir = model_dir if model_dir is not None else base.model_dir
     from streamproc.compress.data import default_cache_dir, load_dataset
     from streamproc.tools.produce import produce_events
 
     data = load_dataset("trec", cache_dir=default_cache_dir())
-    with _broker() as bootstrap:
+    with _broker(base) as bootstrap:
         run = uuid.uuid4().hex[:6]
         settings = load_settings(
             bootstrap_servers=bootstrap,

@@ -9,7 +9,6 @@ memory is sampled from ``/proc``. The report compares the first and the last win
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 import click
 import orjson
 
-from streamproc.broker import LocalBroker
+from streamproc.broker import configured_or_local_broker
 from streamproc.errors import StreamprocError
 from streamproc.kafka import consume, ensure_topics
 from streamproc.settings import Settings, load_settings
@@ -259,32 +258,29 @@ def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: 
         artifact = artifact or builtin_artifact("trec")
     version = publish_artifact(artifact, model_dir)
     texts = [f"question {i}: what is the population of city number {i}?" for i in range(500)]
-    configured = os.environ.get("STREAMPROC_BOOTSTRAP_SERVERS")
-    broker = None if configured else LocalBroker().start()
     try:
-        run = uuid.uuid4().hex[:8]
-        settings = load_settings(
-            bootstrap_servers=configured or broker.bootstrap_servers,  # type: ignore[union-attr]
-            app_id=f"soak-{run}",
-            input_topic=f"soak-in-{run}",
-            output_topic=f"soak-out-{run}",
-            dead_letter_topic=f"soak-dlq-{run}",
-            model_dir=model_dir,
-            web_port=base.web_port,
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        with tqdm(total=int(duration * rate), unit="ev", desc=f"soak {version}") as bar:
-            result = run_soak(
-                settings,
-                duration_s=duration,
-                rate=rate,
-                texts=texts,
-                log=out / "worker.log",
-                progress=lambda n: bar.update(n - bar.n),
+        with configured_or_local_broker(base) as (bootstrap, _):
+            run = uuid.uuid4().hex[:8]
+            settings = load_settings(
+                bootstrap_servers=bootstrap,
+                app_id=f"soak-{run}",
+                input_topic=f"soak-in-{run}",
+                output_topic=f"soak-out-{run}",
+                dead_letter_topic=f"soak-dlq-{run}",
+                model_dir=model_dir,
+                web_port=base.web_port,
             )
+            out.mkdir(parents=True, exist_ok=True)
+            with tqdm(total=int(duration * rate), unit="ev", desc=f"soak {version}") as bar:
+                result = run_soak(
+                    settings,
+                    duration_s=duration,
+                    rate=rate,
+                    texts=texts,
+                    log=out / "worker.log",
+                    progress=lambda n: bar.update(n - bar.n),
+                )
     finally:
-        if broker is not None:
-            broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     summary = result.summary(warmup_s=min(30.0, duration / 5))
     summary["model_version"] = version
