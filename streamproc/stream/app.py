@@ -39,7 +39,7 @@ from streamproc.stream import lenient_records
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
-from streamproc.stream.egress import LibrdkafkaPublisher, producer_config
+from streamproc.stream.egress import LibrdkafkaPublisher, TopicPublisher, producer_config
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
@@ -219,7 +219,7 @@ class _App(faust.App):
         await super().on_stop()
 
 
-class _ProducerPublisher:
+class _ProducerPublisher(TopicPublisher):
     """Publishes straight through Faust's producer (skipping ``Topic.send``'s per-message
     bookkeeping, which cost more than the model on small batches).
 
@@ -232,11 +232,11 @@ class _ProducerPublisher:
     """
 
     def __init__(self, app: faust.App, settings: Settings, *, transactional: bool) -> None:
+        super().__init__(
+            output_topic=settings.output_topic, dead_letter_topic=settings.dead_letter_topic
+        )
         self._app = app
-        self._partitions: dict[str, int] = {}  # topic -> partition count the producer knows
         self._input_topic = settings.input_topic
-        self._output = settings.output_topic
-        self._dead_letter = settings.dead_letter_topic
         self._transactional = transactional
 
     async def _send(
@@ -256,7 +256,12 @@ class _ProducerPublisher:
         else:
             producer = await self._app.maybe_start_producer()
             if partition is not None:
-                partition = await self._wrapped(producer, topic, partition)
+
+                async def count_partitions() -> int:
+                    # aiokafka's metadata (waited for, up to the request timeout, if not known)
+                    return len(await producer._ensure_producer().partitions_for(topic))
+
+                partition = await self._wrapped(topic, partition, count_partitions)
         try:
             fut: Awaitable[Any] = await producer.send(
                 topic, key, value, partition, None, headers, transactional_id=transactional_id
@@ -269,34 +274,6 @@ class _ProducerPublisher:
                 raise RecordTooLarge(f"{topic}: {exc.__cause__ or exc}") from exc
             raise
         return fut
-
-    async def _wrapped(self, producer: Any, topic: str, partition: int) -> int:
-        """at_least_once: an unkeyed output keeps its input's partition number, modulo the
-        output topic's partition count (per-input-partition order holds on a smaller topic)."""
-        count = self._partitions.get(topic)
-        if count is None or partition >= count:
-            # aiokafka's metadata (waited for, up to the request timeout, when not known yet)
-            known = await producer._ensure_producer().partitions_for(topic)
-            count = self._partitions[topic] = len(known)
-        return partition % count
-
-    async def send_prediction(
-        self,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]:
-        return await self._send(self._output, key, value, partition, headers)
-
-    async def send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]:
-        return await self._send(self._dead_letter, key, value, partition, headers)
 
 
 @dataclass

@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamproc.errors import RecordTooLarge
 
-__all__ = ["DeliveryError", "LibrdkafkaPublisher", "producer_config"]
+__all__ = ["DeliveryError", "LibrdkafkaPublisher", "TopicPublisher", "producer_config"]
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,70 @@ def producer_config(
         "client.id": client_id,
         "enable.idempotence": True,  # implies acks=all and ordered, de-duplicated retries
         "acks": "all",
-        # 1 ms measured best against 0 and 5 (bench: passthrough and adaptive p99 at 25–3,000 ev/s).
-        "linger.ms": 1,
+        "linger.ms": 1,  # what Faust's producer had (producer_linger_ms=1); not re-tuned here
         "partitioner": "murmur2_random",  # the Java client's: same key, same partition
         "message.timeout.ms": max(1, int(publish_timeout_s * 1000)),
         # The pipeline bounds what is unacknowledged (in-flight batches); this only must not bind.
         "queue.buffering.max.messages": 1_000_000,
         "log_level": 4,  # warnings and errors
         # librdkafka's log lines (a broker away, say) in the worker's log format, not raw stderr;
-        # they are forwarded by the poll thread.
+        # they are forwarded when the event loop polls (see _serve_reports).
         "logger": logging.getLogger("streamproc.egress.librdkafka"),
         **dict(connection),
     }
 
 
-class LibrdkafkaPublisher:
+class TopicPublisher:
+    """What every :class:`~streamproc.stream.pipeline.Publisher` here shares: predictions and
+    dead letters routed to their topics through one ``_send``, and unkeyed outputs kept on their
+    input's partition number modulo the output topic's partition count (per-input-partition
+    order holds on a smaller topic)."""
+
+    def __init__(self, *, output_topic: str, dead_letter_topic: str) -> None:
+        self._output = output_topic
+        self._dead_letter = dead_letter_topic
+        self._partitions: dict[str, int] = {}  # topic -> partition count, for unkeyed wrapping
+
+    async def send_prediction(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Awaitable[Any]:
+        return await self._send(self._output, key, value, partition, headers)
+
+    async def send_dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Awaitable[Any]:
+        return await self._send(self._dead_letter, key, value, partition, headers)
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes | None]],
+    ) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    async def _wrapped(
+        self, topic: str, partition: int, count_partitions: Callable[[], Awaitable[int]]
+    ) -> int:
+        """``partition`` modulo ``topic``'s partition count, asked for (``count_partitions``)
+        when not known yet or when the topic may have grown."""
+        count = self._partitions.get(topic)
+        if count is None or partition >= count:
+            count = self._partitions[topic] = await count_partitions()
+        return partition % count
+
+
+class LibrdkafkaPublisher(TopicPublisher):
     """The pipeline's :class:`~streamproc.stream.pipeline.Publisher` for at_least_once."""
 
     def __init__(
@@ -92,15 +142,13 @@ class LibrdkafkaPublisher:
         output_topic: str,
         dead_letter_topic: str,
     ) -> None:
+        super().__init__(output_topic=output_topic, dead_letter_topic=dead_letter_topic)
         self._config = dict(config)
-        self._output = output_topic
-        self._dead_letter = dead_letter_topic
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._sent = asyncio.Event()  # a record was handed over: serve reports until all are in
         self._unreported = 0  # records handed to librdkafka whose delivery report is still due
-        self._partitions: dict[str, int] = {}  # topic -> partition count, for unkeyed wrapping
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _start(self) -> Producer:
@@ -147,24 +195,6 @@ class LibrdkafkaPublisher:
                 producer.poll(0)
 
     # -- Publisher ------------------------------------------------------------------------------
-    async def send_prediction(
-        self,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]:
-        return await self._send(self._output, key, value, partition, headers)
-
-    async def send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]:
-        return await self._send(self._dead_letter, key, value, partition, headers)
-
     async def _send(
         self,
         topic: str,
@@ -175,7 +205,9 @@ class LibrdkafkaPublisher:
     ) -> Awaitable[Any]:
         producer = self._producer or self._start()
         if partition is not None:
-            partition = await self._wrapped(producer, topic, partition)
+            partition = await self._wrapped(
+                topic, partition, functools.partial(self._count_partitions, producer, topic)
+            )
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
@@ -214,18 +246,14 @@ class LibrdkafkaPublisher:
                     raise RecordTooLarge(f"{topic}: {error.str()}") from DeliveryError(error)
                 raise DeliveryError(error) from exc
 
-    async def _wrapped(self, producer: Producer, topic: str, partition: int) -> int:
-        """An unkeyed output keeps its input's partition number, modulo the output topic's
-        partition count (per-input-partition order holds on a smaller topic)."""
-        count = self._partitions.get(topic)
-        if count is None or partition >= count:
-            loop = asyncio.get_running_loop()
-            metadata = await loop.run_in_executor(
-                None, lambda: producer.list_topics(topic, timeout=_METADATA_TIMEOUT_S)
-            )
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                error = described.error if described is not None else None
-                raise DeliveryError(error or KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-            count = self._partitions[topic] = len(described.partitions)
-        return partition % count
+    @staticmethod
+    async def _count_partitions(producer: Producer, topic: str) -> int:
+        loop = asyncio.get_running_loop()
+        metadata = await loop.run_in_executor(
+            None, lambda: producer.list_topics(topic, timeout=_METADATA_TIMEOUT_S)
+        )
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            error = described.error if described is not None else None
+            raise DeliveryError(error or KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+        return len(described.partitions)

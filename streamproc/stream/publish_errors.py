@@ -29,6 +29,7 @@ from aiokafka import errors as kafka_errors
 from confluent_kafka import KafkaError
 
 from streamproc.errors import PublishError, RecordTooLarge
+from streamproc.stream.egress import DeliveryError
 
 __all__ = ["PublishErrorKind", "classify_publish_error"]
 
@@ -96,9 +97,8 @@ def classify_publish_error(error: BaseException) -> PublishErrorKind:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        code = getattr(current, "error", None)  # egress.DeliveryError: librdkafka's KafkaError
-        if isinstance(code, KafkaError):
-            return _classify_code(code)
+        if isinstance(current, DeliveryError):  # librdkafka's error code decides
+            return _classify_code(current.error)
         if isinstance(current, _FATAL):
             return PublishErrorKind.FATAL
         if isinstance(current, _RECORD):

@@ -22,6 +22,18 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _unreachable_publisher(
+    extra: dict[str, object], *, publish_timeout_s: float
+) -> LibrdkafkaPublisher:
+    """A publisher whose broker is a closed port (outputs to ``out``, dead letters to ``dlq``)."""
+    connection = {"bootstrap.servers": f"127.0.0.1:{_closed_port()}", **extra}
+    return LibrdkafkaPublisher(
+        producer_config(connection, publish_timeout_s=publish_timeout_s, client_id="test"),
+        output_topic="out",
+        dead_letter_topic="dlq",
+    )
+
+
 def test_producer_config_keeps_the_guarantees_and_lets_the_user_override_tuning() -> None:
     settings = Settings(
         bootstrap_servers="kafka:9092",
@@ -39,15 +51,7 @@ def test_producer_config_keeps_the_guarantees_and_lets_the_user_override_tuning(
 
 def test_a_record_the_broker_never_acknowledges_fails_with_a_retriable_timeout() -> None:
     async def scenario() -> BaseException | None:
-        publisher = LibrdkafkaPublisher(
-            producer_config(
-                {"bootstrap.servers": f"127.0.0.1:{_closed_port()}", "log_level": 0},
-                publish_timeout_s=0.5,
-                client_id="test",
-            ),
-            output_topic="out",
-            dead_letter_topic="dlq",
-        )
+        publisher = _unreachable_publisher({"log_level": 0}, publish_timeout_s=0.5)
         try:
             future = await publisher.send_prediction(b"k", b"{}", None, [("h", b"v")])
             await asyncio.wait_for(asyncio.gather(future, return_exceptions=True), 10)
@@ -64,15 +68,7 @@ def test_a_record_the_broker_never_acknowledges_fails_with_a_retriable_timeout()
 
 def test_a_record_over_the_client_size_limit_is_refused_at_once_as_too_large() -> None:
     async def scenario() -> None:
-        publisher = LibrdkafkaPublisher(
-            producer_config(
-                {"bootstrap.servers": f"127.0.0.1:{_closed_port()}", "message.max.bytes": 1000},
-                publish_timeout_s=1,
-                client_id="test",
-            ),
-            output_topic="out",
-            dead_letter_topic="dlq",
-        )
+        publisher = _unreachable_publisher({"message.max.bytes": 1000}, publish_timeout_s=1)
         try:
             with pytest.raises(RecordTooLarge, match="dlq"):
                 await publisher.send_dead_letter(None, b"x" * 5000, None, [])
