@@ -12,7 +12,8 @@ can catch the whole family with one ``except``::
     ├── DataError            a labelled data set is missing, malformed or unusable
     ├── ModelError           a model could not be built, trained or run
     │   ├── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
-    │   └── InferenceTimeout a model call did not return in time: the worker stops
+    │   ├── InferenceTimeout a model call did not return in time: the worker stops
+    │   └── ModelProcessDied the child process serving the model exited: the worker stops
     └── EventError           an input event is invalid (carries a machine-readable reason)
 
 Bad *events* are values, not crashes: the stream path turns an :class:`EventError` into a
@@ -33,6 +34,7 @@ __all__ = [
     "EventError",
     "InferenceTimeout",
     "ModelError",
+    "ModelProcessDied",
     "PublishError",
     "RecordTooLarge",
     "StreamprocError",
@@ -84,6 +86,14 @@ class InferenceTimeout(ModelError):
     error and the worker exits non-zero; nothing of the batch was acknowledged, so the group
     re-delivers it from the last commit. The message names the records (topic[partition]
     offsets) that were in the call: the suspects.
+    """
+
+
+class ModelProcessDied(ModelError):
+    """The child process serving the model (``STREAMPROC_MODEL_PROCESS=process``) exited.
+
+    Fatal, like :class:`InferenceTimeout`: the events are not at fault, and a worker without
+    its model must stop (exit non-zero) rather than dead-letter everything it reads.
     """
 
 

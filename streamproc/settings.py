@@ -183,6 +183,16 @@ class Settings(BaseSettings):
         description="intra-op threads of the model runtime; 0 = its default (one per core)",
     )
 
+    # process, measured (docs/results/bench-process): the model's tokenizer and Python work no
+    # longer take the GIL from the event loop; thread runs it in the worker's inference thread.
+    model_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description=(
+            "where the model runs: process (a child process, off the worker's GIL) or thread "
+            "(the worker's inference thread)"
+        ),
+    )
+
     # --- Web / metrics ----------------------------------------------------------------------
     web_host: str = "127.0.0.1"  # loopback unless configured otherwise
     web_port: int = Field(6066, ge=1, le=65535)

@@ -42,7 +42,13 @@ from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.egress import LibrdkafkaPublisher, TopicPublisher, producer_config
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.models import ArtifactWatcher, ModelSlot, ServedModel, open_model
+from streamproc.stream.models import (
+    ArtifactWatcher,
+    ModelSlot,
+    ServedModel,
+    close_model,
+    open_model,
+)
 from streamproc.stream.pipeline import BatchingPipeline
 from streamproc.tracing import open_batch_tracer
 
@@ -149,6 +155,7 @@ class _App(faust.App):
     pipeline: BatchingPipeline | None = None
     settings: Settings | None = None  # set by create_worker: topics are declared with it
     egress: LibrdkafkaPublisher | None = None  # at_least_once's producer, closed after the drain
+    model_slot: ModelSlot | None = None  # its model is closed after the drain
 
     drain_timeout_s: float = 30.0
     batched_ingress: bool = True  # False: Faust's per-event stream (kept for the benchmark)
@@ -216,6 +223,8 @@ class _App(faust.App):
                 await self.consumer.commit()
         if self.egress is not None:
             await self.egress.close()
+        if self.model_slot is not None:  # a model in a child process: stop the child
+            await self.loop.run_in_executor(None, close_model, self.model_slot())
         await super().on_stop()
 
 
@@ -421,6 +430,7 @@ def create_worker(
     )
 
     app.pipeline = pipeline
+    app.model_slot = slot if served is not None else None  # a model given is the caller's
     app.batched_ingress = batched_ingress
     app.consumer_extra_config = settings.aiokafka_consumer_extra_config
     app.producer_extra_config = settings.aiokafka_producer_extra_config
@@ -469,10 +479,11 @@ def create_worker(
                 log.error("refused new model artifact, still serving %s: %s", serving, exc)
                 return
             if new_model is not None:
-                slot.swap(new_model)  # on the loop: takes effect at the next batch
+                old_model = slot.swap(new_model)  # on the loop: takes effect at the next batch
                 metrics.set_model_version(new_model.version)
                 metrics.record_model_reload(ok=True)
                 log.info("hot reload: now serving model %s (was %s)", new_model.version, serving)
+                await pipeline.retire(old_model)  # a child process stops once nothing calls it
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, **kwargs: Any) -> None:

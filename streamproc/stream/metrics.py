@@ -32,9 +32,12 @@ name                                          type       what
                                                          ``STREAMPROC_INFERENCE_TIMEOUT_S`` (the
                                                          worker then stops)
 ``streamproc_stage_seconds{stage}``           histogram  per call: ``ingress`` (a fetched batch
-                                                         decoded, buffered), ``publish`` (a batch
-                                                         handed to the producer), ``ack`` (broker
-                                                         acknowledgement after hand-over)
+                                                         decoded, buffered), ``model_call`` (the
+                                                         model call as the pipeline awaits it:
+                                                         hand-off, model, way back), ``publish``
+                                                         (a batch handed to the producer),
+                                                         ``ack`` (broker acknowledgement after
+                                                         hand-over)
 ``streamproc_publish_retries_total``          counter    records sent again after a failed send
 ``streamproc_publish_failures_total``         counter    outputs never sendable as they were, by
                                                          ``outcome``: ``dead_lettered`` (a
@@ -262,8 +265,10 @@ class StreamMetrics:
         self.stage_seconds = Histogram(
             "streamproc_stage_seconds",
             "Time per call of each hot-path stage: ingress (a fetched batch decoded and "
-            "buffered), publish (a batch handed to the producer), ack (the broker's "
-            "acknowledgement of a batch, after it was handed over).",
+            "buffered), model_call (a model call as the pipeline awaits it: hand-off to the "
+            "model's thread or process, the model, the way back), publish (a batch handed to "
+            "the producer), ack (the broker's acknowledgement of a batch, after it was handed "
+            "over).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=r,
@@ -286,7 +291,7 @@ class StreamMetrics:
             "Outputs handed to the producer that the broker has not acknowledged yet.",
             registry=r,
         )
-        for stage in ("ingress", "publish", "ack"):
+        for stage in ("ingress", "model_call", "publish", "ack"):
             self.stage_seconds.labels(stage=stage)
         for result in ("ok", "refused"):  # both series exist from the start, so rate() works
             self.model_reloads.labels(result=result)

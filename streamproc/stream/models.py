@@ -21,6 +21,7 @@ again once it is published again (CURRENT rewritten) or its files change, not on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
     from streamproc.model.runtime import RuntimeChoice
     from streamproc.settings import Settings
 
-__all__ = ["ArtifactWatcher", "ModelSlot", "ServedModel", "open_model"]
+__all__ = [
+    "ArtifactWatcher",
+    "ModelSlot",
+    "ServedModel",
+    "close_model",
+    "load_in_this_process",
+    "open_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -175,26 +183,50 @@ class ServedModel:
 
 
 def open_model(settings: Settings) -> ServedModel:
-    """Load the model ``STREAMPROC_MODEL`` names (see :mod:`streamproc.model.loading`).
+    """Load the model ``STREAMPROC_MODEL`` names (see :mod:`streamproc.model.loading`), in a
+    child process unless ``STREAMPROC_MODEL_ISOLATION=thread``.
 
     Raises :class:`~streamproc.errors.ConfigError` for a bad spec and
     :class:`ArtifactError` for a model that cannot serve.
     """
+    from streamproc.model.loading import parse_model_spec
+
+    spec = parse_model_spec(settings.model)
+
+    def load(path: Path | None, version: str | None) -> TextClassifier:
+        if settings.model_isolation == "thread":
+            return load_in_this_process(settings, path, version)
+        from streamproc.model.process import ProcessClassifier
+
+        return ProcessClassifier.start(
+            functools.partial(load_in_this_process, settings, path, version)
+        )
+
+    versioned = spec.path is None and (spec.builtin or (settings.model_dir / "CURRENT").is_file())
+    if not versioned:
+        return ServedModel(load(spec.path, None), spec.text, None)
+    watcher = ArtifactWatcher(
+        settings.model_dir,
+        num_threads=settings.model_threads or None,
+        runtime=settings.model_runtime,
+        load=load,
+    )
+    return ServedModel(watcher.load_current(), spec.text, watcher)
+
+
+def load_in_this_process(settings: Settings, path: Path | None, version: str | None) -> Any:
+    """The model ``settings.model`` names, from ``path`` (None: the spec's own directory), built
+    and checked here: in the worker (thread isolation) or in its model process."""
     from streamproc.model.loading import ModelContext, load_model, parse_model_spec
 
     spec = parse_model_spec(settings.model)
     threads = settings.model_threads or None
+    context = ModelContext(path=path, version=version, threads=threads, settings=settings)
+    return load_model(spec, context)
 
-    def context(path: Path | None, version: str | None) -> ModelContext:
-        return ModelContext(path=path, version=version, threads=threads, settings=settings)
 
-    versioned = spec.path is None and (spec.builtin or (settings.model_dir / "CURRENT").is_file())
-    if not versioned:
-        return ServedModel(load_model(spec, context(spec.path, None)), spec.text, None)
-    watcher = ArtifactWatcher(
-        settings.model_dir,
-        num_threads=threads,
-        runtime=settings.model_runtime,
-        load=lambda path, version: load_model(spec, context(path, version)),
-    )
-    return ServedModel(watcher.load_current(), spec.text, watcher)
+def close_model(model: TextClassifier) -> None:
+    """Release what a model holds, if it says how (a model process: stop the child)."""
+    close = getattr(model, "close", None)
+    if callable(close):
+        close()

@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streamproc.errors import EventError, InferenceTimeout, PublishError
+from streamproc.errors import EventError, InferenceTimeout, ModelProcessDied, PublishError
 from streamproc.events import (
     DEAD_LETTER_HEADER_PREFIX,
     TextEvent,
@@ -244,6 +244,8 @@ class BatchingPipeline:
         self._on_failure = on_failure  # the worker stops (non-zero exit) rather than idle
         # Read → settled → committable, per partition: the consumer commits only its watermark.
         self.offsets = OffsetLedger()
+        self._batch_model: TextClassifier | None = None  # the model the batch in progress calls
+        self._batch_ended = asyncio.Event()  # set (and replaced) each time a model call ends
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -286,6 +288,19 @@ class BatchingPipeline:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # failures were logged
                 await task
+
+    async def retire(self, model: TextClassifier) -> None:
+        """Close a model that was swapped out of the slot, once no batch calls it any more.
+
+        The batch in progress read the slot before the swap and may still call the old model
+        (a failed batch is retried in halves), so ``close()`` (a child process's model has one)
+        waits for that batch's model calls to end."""
+        close = getattr(model, "close", None)
+        if close is None:
+            return
+        while self._batch_model is model:
+            await self._batch_ended.wait()
+        await asyncio.get_running_loop().run_in_executor(None, close)
 
     @property
     def buffered(self) -> int:
@@ -424,12 +439,18 @@ class BatchingPipeline:
             self._metrics.set_buffered(len(self._buffer))
             self._metrics.set_unsettled_bytes(self._unsettled_bytes)
             self._has_space.set()
-            model = self._model()
+            model = self._batch_model = self._model()
             tracer = self._batch_tracer
             span = tracer.start([i.record for i in batch], model.version) if tracer else None
-            # Model time is measured inside the inference thread: the hand-off and GIL waits
-            # around it would otherwise inflate the cost model the controller sizes batches by.
-            predictions, failed, inference_s = await self._predict(model, batch)
+            # Model time is measured where the model runs (inference thread or child process):
+            # the hand-off and GIL waits around it would otherwise inflate the cost model the
+            # controller sizes batches by.
+            try:
+                predictions, failed, inference_s = await self._predict(model, batch)
+            finally:
+                self._batch_model = None
+                self._batch_ended.set()
+                self._batch_ended = asyncio.Event()
             if predictions:
                 self._policy.record_batch(
                     size=len(batch), duration_s=inference_s, now=self._clock()
@@ -479,7 +500,7 @@ class BatchingPipeline:
                 model_s += seconds
                 if len(result) != len(texts):
                     raise RuntimeError(f"model returned {len(result)} predictions for {len(texts)}")
-            except InferenceTimeout:
+            except (InferenceTimeout, ModelProcessDied):
                 raise  # not the events' fault: the pipeline fails, the worker stops
             except Exception as exc:  # a model failure must never kill the worker
                 self._metrics.record_inference_error()
@@ -496,20 +517,29 @@ class BatchingPipeline:
     async def _call_model(
         self, model: TextClassifier, texts: list[str], items: list[_Buffered]
     ) -> tuple[Any, float]:
-        """One ``predict_batch`` call in the inference thread, within the inference timeout."""
+        """One ``predict_batch`` call, within the inference timeout: awaited on the loop for a
+        model in a child process (:class:`~streamproc.model.process.ProcessClassifier`), else
+        run in the inference thread."""
         call = _ModelCall()
-        if self._inference_timeout_s is None:
-            return await self._inference.run(call, model.predict_batch, texts)
+        in_child = getattr(model, "predict_batch_async", None)
         deadline = asyncio.timeout(self._inference_timeout_s)
+        started = self._clock()
         try:
             async with deadline:
-                return await self._inference.run(call, model.predict_batch, texts)
+                if in_child is not None:
+                    result = await in_child(texts)
+                else:
+                    result = await self._inference.run(call, model.predict_batch, texts)
+            self._metrics.record_stage("model_call", self._clock() - started)
+            return result
         except TimeoutError:
             if not deadline.expired():
                 raise  # the model itself raised TimeoutError: an ordinary inference error
-        # The thread cannot be interrupted: leave the call behind, fail loudly. Nothing of this
-        # batch (or anything read after it) was acknowledged, so no commit passes it.
-        self._hung_call = call
+        # Neither a thread nor a child's call can be taken back: fail loudly (stopping the
+        # worker stops the child). Nothing of this batch (or anything read after it) was
+        # acknowledged, so no commit passes it.
+        if in_child is None:
+            self._hung_call = call
         self._metrics.record_inference_timeout()
         suspects = describe_offsets([item.record for item in items])
         message = (

@@ -72,6 +72,7 @@ class Contender:
     event_loop: str = "asyncio"  # asyncio | uvloop
     switch_interval_s: float | None = None  # None: the run's --switch-interval
     egress: str = "librdkafka"  # librdkafka | faust (STREAMPROC_EGRESS: the producer of outputs)
+    isolation: str = "process"  # process | thread (STREAMPROC_MODEL_ISOLATION)
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -93,6 +94,13 @@ CONTENDERS: dict[str, Contender] = {
             egress="faust",
         ),
         Contender("adaptive", "student", "adaptive", "adaptive batching, student"),
+        Contender(
+            "adaptive-thread",
+            "student",
+            "adaptive",
+            "adaptive batching, student in the worker's inference thread (the old way)",
+            isolation="thread",
+        ),
         Contender(
             "adaptive-faust-egress",
             "student",
@@ -410,6 +418,9 @@ def run_point(
             "batches": int(work["batches"]),
             "busy_fraction": round(work["inference_s"] / wall, 3),
             "ms_per_event": round(1000 * work["inference_s"] / max(1.0, work["events"]), 3),
+            # The call as the pipeline waits for it: hand-off to the model's thread or process,
+            # the model, and the answer's way back.
+            "call_ms_per_event": round(1000 * work["call_s"] / max(1.0, work["events"]), 3),
         }
     worker_cores = result["cpu"].get("worker_cores")
     if worker_cores is not None and outcomes:
@@ -643,6 +654,7 @@ def _run_contender(
         "runtime": contender.runtime,
         "event_loop": contender.event_loop,
         "switch_interval_s": contender.switch_interval_s or cfg.switch_interval_s,
+        "isolation": contender.isolation,
     }
     log_path = scratch / f"worker-{contender.name}.log"
     worker: WorkerProcess | None = None

@@ -12,6 +12,7 @@ output topic's hop) and ``worker`` = the prediction's own ``latency_ms`` (``pred
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -41,7 +42,8 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of one process (all its threads), from ``/proc/<pid>/stat``."""
+    """User + system CPU seconds of a process (all its threads) and of its live descendants (a
+    worker's model process), from ``/proc/<pid>/stat``."""
     if pid is None:
         return None
     try:
@@ -49,7 +51,18 @@ def process_cpu_s(pid: int | None) -> float | None:
     except OSError:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()  # after "(comm)": comm may contain spaces
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    own = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    return own + sum(process_cpu_s(child) or 0.0 for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (``/proc/<pid>/task/<tid>/children``; none if unreadable)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+                children += [int(child) for child in fh.read().split()]
+    return children
 
 
 def _machine_busy_s() -> float:

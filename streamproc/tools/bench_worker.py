@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -35,11 +36,13 @@ from streamproc.errors import ConfigError
 
 __all__ = ["load_model", "main", "make_policy"]
 
-_COUNTERS = {
-    "batches": "streamproc_inference_seconds_count",
-    "inference_s": "streamproc_inference_seconds_sum",
-    "batch_wait_s": "streamproc_batch_wait_seconds_sum",
-    "events": "streamproc_batch_size_sum",
+# counter -> (sample name, labels it must have): summed over every other label's values.
+_COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
+    "batches": ("streamproc_inference_seconds_count", {}),
+    "inference_s": ("streamproc_inference_seconds_sum", {}),
+    "call_s": ("streamproc_stage_seconds_sum", {"stage": "model_call"}),
+    "batch_wait_s": ("streamproc_batch_wait_seconds_sum", {}),
+    "events": ("streamproc_batch_size_sum", {}),
 }
 
 
@@ -61,11 +64,17 @@ def load_model(kind: str, config: dict[str, Any]) -> Any:
     if kind == "student":
         from streamproc.model.runtime import load_classifier
 
-        return load_classifier(
+        load = functools.partial(
+            load_classifier,
             Path(config["artifact"]),
             num_threads=int(config.get("model_threads") or 0) or None,
             runtime=config.get("runtime") or "auto",
         )
+        if config.get("isolation", "process") == "process":
+            from streamproc.model.process import ProcessClassifier
+
+            return ProcessClassifier.start(load)
+        return load()
     if kind == "teacher":
         from streamproc.tools.teacher_model import load_teacher_classifier
 
@@ -78,13 +87,13 @@ def load_model(kind: str, config: dict[str, Any]) -> Any:
 
 
 def _counters(worker: Any) -> dict[str, float]:
-    # Summed over label values (the inference histogram is labelled by model version).
-    totals = dict.fromkeys(_COUNTERS.values(), 0.0)
+    totals = dict.fromkeys(_COUNTERS, 0.0)
     for family in worker.metrics.registry.collect():
         for sample in family.samples:
-            if sample.name in totals:
-                totals[sample.name] += float(sample.value)
-    return {name: totals[metric] for name, metric in _COUNTERS.items()}
+            for name, (metric, labels) in _COUNTERS.items():
+                if sample.name == metric and labels.items() <= sample.labels.items():
+                    totals[name] += float(sample.value)
+    return totals
 
 
 def _loop_factory(config: dict[str, Any]) -> Any:
@@ -99,6 +108,7 @@ def _loop_factory(config: dict[str, Any]) -> Any:
 def _serve(config: dict[str, Any], proto: TextIO) -> None:
     from streamproc.settings import load_settings
     from streamproc.stream.app import create_worker
+    from streamproc.stream.models import close_model
     from streamproc.testing import running_worker
 
     threads = int(config.get("model_threads") or 0)
@@ -163,6 +173,7 @@ def _serve(config: dict[str, Any], proto: TextIO) -> None:
             traceback.print_exc()
             reply(ok=False, error=f"{type(exc).__name__}: {exc}")
     stack.close()
+    close_model(model)  # a model process: stop the child
     reply(ok=True, event="exited")
 
 
