@@ -48,6 +48,7 @@ from streamproc.kafka import ensure_topics
 from streamproc.stream.simulation import percentile
 from streamproc.tools.bench_load import (
     LoadGenerator,
+    Outcome,
     ResultCollector,
     busy_processes,
     cpu_sample,
@@ -256,6 +257,20 @@ def _lat_summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def _p99_by_second(outcomes: Sequence[Outcome]) -> list[float]:
+    """p99 latency of the events sent in each second of the point, in order."""
+    if not outcomes:
+        return []
+    first = min(o.ts_ms for o in outcomes)
+    seconds: dict[int, list[float]] = {}
+    for o in outcomes:
+        seconds.setdefault(int((o.ts_ms - first) // 1000), []).append(o.received_ms - o.ts_ms)
+    return [
+        round(percentile(sorted(seconds[s]), 99, presorted=True), 1) if s in seconds else 0.0
+        for s in range(max(seconds) + 1)
+    ]
+
+
 def _batch_summary(sizes: list[int]) -> dict[str, float]:
     """Batch sizes as events saw them (event-weighted: the batch a typical event ran in)."""
     if not sizes:
@@ -406,6 +421,8 @@ def run_point(
         "throughput_eps": round(throughput, 1),
         "latency_ms": lat,
         "worker_latency_ms": _lat_summary(worker_lat),
+        # Where in the point the tail lives: a slow start or a pause shows as one bad second.
+        "p99_by_second_ms": _p99_by_second(outcomes),
         "batch": _batch_summary([o.batch_size for o in outcomes if o.batch_size]),
         "cpu": cpu_usage(cpu0, cpu1),
         "errors": collector.errors[:5],

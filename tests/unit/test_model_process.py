@@ -1,0 +1,248 @@
+"""The model in a child process (STREAMPROC_MODEL_ISOLATION=process): same answers, its failures
+reported, its death fatal, and no child left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamproc.errors import ArtifactError, ModelError, ModelProcessDied
+from streamproc.model.process import ProcessClassifier
+from streamproc.settings import Settings
+from streamproc.stream.batching import FixedBatchPolicy
+from streamproc.stream.models import open_model
+from streamproc.testing import FakeClassifier
+from tests.unit.test_pipeline import FakePublisher, Record, event, make_pipeline
+
+
+def _refuse(message: str) -> FakeClassifier:
+    raise ArtifactError(message)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def served() -> ProcessClassifier:
+    model = ProcessClassifier.start(
+        functools.partial(FakeClassifier, version="fake-7", labels=("a", "b", "c"), fail_on="bad")
+    )
+    yield model
+    model.close()
+
+
+def test_the_child_answers_as_the_model_would_in_process(served: ProcessClassifier) -> None:
+    local = FakeClassifier(version="fake-7", labels=("a", "b", "c"))
+    texts = [f"text {i}" for i in range(20)] + ["Où est la gare ? 東京", "\udcff lone surrogate"]
+    assert served.pid != os.getpid()
+    assert (served.version, tuple(served.labels), served.max_tokens) == ("fake-7", ("a", "b", "c"), 64)
+    assert served.predict_batch(texts) == local.predict_batch(texts)
+
+    async def twice() -> tuple[list, float]:
+        return await served.predict_batch_async(texts)
+
+    predictions, seconds = asyncio.run(twice())
+    assert predictions == local.predict_batch(texts)
+    assert 0.0 <= seconds < 5.0
+
+
+def test_a_batch_the_model_raises_on_is_a_model_error_and_the_child_keeps_serving(
+    served: ProcessClassifier,
+) -> None:
+    with pytest.raises(ModelError, match="RuntimeError: poisoned batch"):
+        served.predict_batch(["good", "bad"])
+    assert [p.label for p in served.predict_batch(["good"])] == [
+        FakeClassifier(labels=("a", "b", "c")).expected_label("good")
+    ]
+
+
+def test_a_load_failure_is_raised_again_with_its_type_and_message() -> None:
+    with pytest.raises(ArtifactError, match="no such version v9"):
+        ProcessClassifier.start(functools.partial(_refuse, "no such version v9"))
+
+
+def test_a_killed_child_fails_the_call_in_flight_and_every_later_one(
+    served: ProcessClassifier,
+) -> None:
+    async def scenario() -> None:
+        os.kill(served.pid, signal.SIGKILL)
+        with pytest.raises(ModelProcessDied, match="SIGKILL"):
+            await served.predict_batch_async(["after the kill"])
+        with pytest.raises(ModelProcessDied, match="SIGKILL"):
+            await served.predict_batch_async(["and again"])
+
+    asyncio.run(scenario())
+
+
+def test_close_lets_the_child_exit_and_later_calls_are_refused() -> None:
+    model = ProcessClassifier.start(functools.partial(FakeClassifier, cost_s=0.2))
+    pid = model.pid
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(model.predict_batch_async(["slow"]))
+        await asyncio.sleep(0.05)
+        model.close()  # the call in flight is given up, the child stops after answering it
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(scenario())
+    assert not _alive(pid)
+    with pytest.raises(ModelError, match="closed"):
+        model.predict_batch(["too late"])
+    model.close()  # idempotent
+
+
+def test_the_child_exits_when_the_worker_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import functools, sys, time
+        from streamproc.model.process import ProcessClassifier
+        from streamproc.testing import FakeClassifier
+        model = ProcessClassifier.start(functools.partial(FakeClassifier))
+        print(model.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        child = int(worker.stdout.readline())  # type: ignore[union-attr]
+        assert _alive(child)
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the model process outlived its worker"
+    finally:
+        worker.kill()
+
+
+def test_a_dead_model_process_stops_the_pipeline_and_settles_nothing_it_held() -> None:
+    model = ProcessClassifier.start(functools.partial(FakeClassifier, cost_s=0.3))
+    records = [Record(i, event(i)) for i in range(3)]
+    failures: list[BaseException] = []
+    publisher = FakePublisher()
+
+    async def scenario() -> None:
+        pipeline, inference = make_pipeline(
+            model=model,  # type: ignore[arg-type]
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=3, window_s=0.0),
+            on_failure=failures.append,
+        )
+        pipeline.start()
+        await pipeline.submit_many(records)
+        await asyncio.sleep(0.1)  # the batch is in the child
+        os.kill(model.pid, signal.SIGKILL)
+        for _ in range(200):
+            if pipeline.failed:
+                break
+            await asyncio.sleep(0.01)
+        await pipeline.drain(timeout_s=2)
+        inference.close()
+        assert pipeline.offsets.committable(("in", 0)) in (None, 0)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        model.close()
+    assert len(failures) == 1 and isinstance(failures[0], ModelProcessDied)
+    assert not any(r.acked for r in records)
+    assert publisher.predictions == [] and publisher.dead_letters == [], "nothing dead-lettered"
+
+
+def test_the_pipeline_serves_a_model_process_and_measures_the_model_in_the_child() -> None:
+    model = ProcessClassifier.start(functools.partial(FakeClassifier, cost_s=0.02))
+    publisher = FakePublisher()
+    records = [Record(i, event(i)) for i in range(40)]
+
+    async def scenario() -> float:
+        pipeline, inference = make_pipeline(model=model, publisher=publisher)  # type: ignore[arg-type]
+        pipeline.start()
+        await pipeline.submit_many(records)
+        await pipeline.drain(timeout_s=20)
+        inference.close()
+        registry = pipeline._metrics.registry
+        model_s = registry.get_sample_value(
+            "streamproc_inference_seconds_sum", {"model_version": "fake-1"}
+        )
+        call_s = registry.get_sample_value("streamproc_stage_seconds_sum", {"stage": "model_call"})
+        batches = registry.get_sample_value(
+            "streamproc_inference_seconds_count", {"model_version": "fake-1"}
+        )
+        assert model_s >= 0.02 * batches * 0.9  # the child's own time: the model's cost
+        assert call_s >= model_s  # the wait for it includes the hand-off both ways
+        return model_s
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        model.close()
+    assert all(r.acked for r in records)
+    assert sorted(orjson.loads(orjson.dumps(p))["id"] for p in publisher.predictions) == sorted(
+        f"id-{i}" for i in range(40)
+    )
+
+
+def test_a_retired_model_is_closed_only_after_the_batch_calling_it() -> None:
+    old = ProcessClassifier.start(functools.partial(FakeClassifier, cost_s=0.3))
+    new = FakeClassifier(version="fake-2")
+    slot = {"model": old}
+    records = [Record(i, event(i)) for i in range(2)]
+    publisher = FakePublisher()
+
+    async def scenario() -> None:
+        pipeline, inference = make_pipeline(
+            model=old,  # type: ignore[arg-type]
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=1, window_s=0.0),
+        )
+        pipeline._model = lambda: slot["model"]
+        pipeline.start()
+        await pipeline.submit(records[0])
+        await asyncio.sleep(0.05)  # the old model is computing the first batch
+        slot["model"] = new
+        await pipeline.retire(old)  # waits for that batch, then stops the child
+        assert records[0].acked or publisher.predictions, "the old model's batch finished"
+        await pipeline.submit(records[1])
+        await pipeline.drain(timeout_s=5)
+        inference.close()
+
+    asyncio.run(scenario())
+    assert not _alive(old.pid)
+    assert [p["model_version"] for p in publisher.predictions] == ["fake-1", "fake-2"]
+
+
+def test_settings_choose_where_the_model_runs() -> None:
+    served = open_model(Settings(model="artifact:builtin:trec"))
+    try:
+        assert isinstance(served.model, ProcessClassifier)
+        assert served.model.runtime == "onnxruntime"
+        assert served.model.predict_batch(["Who discovered America?"])[0].label == "HUM"
+    finally:
+        served.model.close()
+    in_thread = open_model(Settings(model="artifact:builtin:trec", model_isolation="thread"))
+    assert not isinstance(in_thread.model, ProcessClassifier)
+    assert in_thread.model.predict_batch(["Who discovered America?"])[0].label == "HUM"
