@@ -57,7 +57,8 @@ class ProcessClassifier(ClassifierIdentity):
 
     ``predict_batch`` (blocking) serves the contract's checks and offline callers;
     :meth:`predict_batch_async` is what the pipeline awaits on the event loop, and it also
-    returns the seconds the model took inside the child. One call at a time.
+    returns the seconds the model took inside the child. The child answers calls in the order
+    they were sent; a blocking call is refused while asynchronous ones are outstanding.
     """
 
     def __init__(
@@ -137,6 +138,8 @@ class ProcessClassifier(ClassifierIdentity):
             raise ModelError("the model process is already serving a call")
         try:
             self._check_alive()
+            if self._pending:  # their answers come first, and only the loop's reader reads them
+                raise ModelError("the model process is serving asynchronous calls")
             try:
                 self._conn.send(list(texts))
                 reply = self._conn.recv()

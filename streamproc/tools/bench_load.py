@@ -33,6 +33,7 @@ __all__ = [
     "Outcome",
     "ResultCollector",
     "busy_processes",
+    "child_pids",
     "cpu_sample",
     "cpu_usage",
     "process_cpu_s",
@@ -41,9 +42,9 @@ __all__ = [
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (all its threads) and of its live descendants (a
-    worker's model process), from ``/proc/<pid>/stat``."""
+def process_cpu_s(pid: int | None, *, tree: bool = False) -> float | None:
+    """User + system CPU seconds of a process (all its threads), from ``/proc/<pid>/stat``;
+    ``tree``: plus its live descendants' (a worker's model process)."""
     if pid is None:
         return None
     try:
@@ -52,10 +53,12 @@ def process_cpu_s(pid: int | None) -> float | None:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()  # after "(comm)": comm may contain spaces
     own = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
-    return own + sum(process_cpu_s(child) or 0.0 for child in _children(pid))
+    if not tree:
+        return own
+    return own + sum(process_cpu_s(child, tree=True) or 0.0 for child in child_pids(pid))
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (``/proc/<pid>/task/<tid>/children``; none if unreadable)."""
     children: list[int] = []
     with contextlib.suppress(OSError):
@@ -86,7 +89,7 @@ class CpuSample:
 def cpu_sample(worker_pid: int | None, broker_pid: int | None) -> CpuSample:
     return CpuSample(
         time.monotonic(),
-        process_cpu_s(worker_pid),
+        process_cpu_s(worker_pid, tree=True),
         process_cpu_s(broker_pid),
         process_cpu_s(os.getpid()) or 0.0,
         _machine_busy_s(),

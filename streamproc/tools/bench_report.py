@@ -355,7 +355,11 @@ def markdown(results: dict[str, Any]) -> str:
         "Latency is **received time**: the bench consumer's clock when the prediction arrived "
         "minus the event's send stamp (`ts`), so it includes both Kafka hops and the worker. "
         "`worker p99` is the prediction's own `latency_ms` (published − sent). Every point ran on "
-        f"fresh topics and a fresh consumer group after a 32-event warm-up, for "
+        f"fresh topics and a fresh consumer group after a 32-event warm-up and a "
+        f"{cfg.get('ramp_s', 0):g}-s ramp at the offered rate (its events are delivered and "
+        "counted, their p99 is the `ramp p99` column, but they are not in the latency "
+        "statistics: the step from idle to full rate first costs a burst of broker CPU on this "
+        "shared machine; the burst profile measures steps), then for "
         f"{cfg['duration_s']:g} s of load (at least {cfg.get('min_events', 0)} events); a "
         "contender's sweep "
         "stops at its first saturated rate (delivered < 0.9 × offered, events left undelivered, "
@@ -388,7 +392,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Rate sweep", ""]
     header = [
         "contender", "offered", "delivered ev/s", "p50", "p95", "p99", "max", "worker p99",
-        "batch p50/mean", "model busy", "worker cores", "CPU ms/ev", "other cores", "status",
+        "ramp p99", "batch p50/mean", "model busy", "model ms/ev", "call ms/ev", "worker cores",
+        "CPU ms/ev", "other cores", "status",
     ]  # fmt: skip
     rows = []
     for p in results["points"]:
@@ -405,8 +410,11 @@ def markdown(results: dict[str, Any]) -> str:
                 _fmt(lat.get("p99")),
                 _fmt(lat.get("max")),
                 _fmt(p["worker_latency_ms"].get("p99")),
+                _fmt(((p.get("ramp") or {}).get("latency_ms") or {}).get("p99")),
                 f"{batch.get('event_p50', '–')}/{batch.get('event_mean', '–')}",
                 _fmt((p.get("model") or {}).get("busy_fraction"), 2),
+                _fmt((p.get("model") or {}).get("ms_per_event"), 3),
+                _fmt((p.get("model") or {}).get("call_ms_per_event"), 3),
                 _fmt(cpu.get("worker_cores"), 2),
                 _fmt(cpu.get("worker_ms_per_event"), 2),
                 _fmt(cpu.get("other_cores"), 2),
@@ -416,7 +424,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(header, rows)
     lines += [
         "",
-        "Latencies in ms. `model busy`: fraction of the point's wall time the model ran.",
+        "Latencies in ms. `model busy`: fraction of the point's wall time the model ran; "
+        "`model ms/ev`: the model's own time per event, where it runs (inference thread or "
+        "model process); `call ms/ev`: the model call as the pipeline waited for it (hand-off "
+        "there and back included). Worker CPU includes its model process.",
         "",
     ]
     lines += ["## Burst", ""]

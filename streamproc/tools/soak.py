@@ -101,10 +101,14 @@ class SoakResult:
 
 
 def _rss_mb(pid: int) -> float | None:
+    """Resident MiB of the worker and its model process (if it runs one)."""
+    from streamproc.tools.bench_load import child_pids
+
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+                own = int(line.split()[1]) / 1024.0
+                return own + sum(_rss_mb(child) or 0.0 for child in child_pids(pid))
     except OSError:
         return None
     return None

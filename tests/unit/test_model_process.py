@@ -52,7 +52,8 @@ def test_the_child_answers_as_the_model_would_in_process(served: ProcessClassifi
     local = FakeClassifier(version="fake-7", labels=("a", "b", "c"))
     texts = [f"text {i}" for i in range(20)] + ["Où est la gare ? 東京", "\udcff lone surrogate"]
     assert served.pid != os.getpid()
-    assert (served.version, tuple(served.labels), served.max_tokens) == ("fake-7", ("a", "b", "c"), 64)
+    identity = (served.version, tuple(served.labels), served.max_tokens)
+    assert identity == ("fake-7", ("a", "b", "c"), 64)
     assert served.predict_batch(texts) == local.predict_batch(texts)
 
     async def twice() -> tuple[list, float]:
