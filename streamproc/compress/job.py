@@ -30,7 +30,6 @@ from streamproc.compress import distill as distill_mod
 from streamproc.compress.augment import TransferConfig
 from streamproc.compress.data import (
     LabelledData,
-    default_cache_dir,
     load_dataset,
     load_transfer_set,
     resolve_transfer_corpus,
@@ -61,6 +60,7 @@ from streamproc.model.artifact import (
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
 from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
+from streamproc.settings import default_cache_dir
 
 __all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job"]
 

@@ -225,10 +225,11 @@ def evaluate(path: str, dataset: str | None, runtime: str, record: bool) -> None
     """Score an artifact on its data set's test split, as the worker runs it (predict_batch).
 
     PATH: an artifact directory, or builtin:trec."""
-    from streamproc.compress.data import default_cache_dir, load_dataset
+    from streamproc.compress.data import load_dataset
     from streamproc.compress.report import score_classifier
     from streamproc.model.artifact import record_evaluation
     from streamproc.model.runtime import load_classifier
+    from streamproc.settings import default_cache_dir
 
     artifact = resolve_artifact_argument(path)
     manifest = verify_artifact(artifact)

@@ -225,11 +225,13 @@ class ProcessClassifier(ClassifierIdentity):
         return bool(self._pending)
 
     def close(self) -> None:
-        """Let the child answer what it was sent, then stop it (killed after a grace period).
-        Blocking; idempotent."""
+        """Stop the child: at once if a call is still outstanding (nobody waits for it any
+        more: a timed-out, maybe hung call), else once it exits by itself (killed after a grace
+        period). Blocking; idempotent."""
         if self._closing:
             return
         self._closing = True
+        abandoned = bool(self._pending)
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 self._reader.remove_reader(self._conn.fileno())
@@ -238,7 +240,7 @@ class ProcessClassifier(ClassifierIdentity):
             if not future.done():
                 future.cancel()
         self._pending.clear()
-        _stop(self._process, self._conn, grace_s=_CLOSE_GRACE_S)
+        _stop(self._process, self._conn, grace_s=0 if abandoned else _CLOSE_GRACE_S)
 
 
 def _stop(process: subprocess.Popen[bytes], conn: Connection, *, grace_s: float) -> None:
@@ -247,7 +249,8 @@ def _stop(process: subprocess.Popen[bytes], conn: Connection, *, grace_s: float)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        log.warning("model process %d did not stop within %gs: killing it", process.pid, grace_s)
+        if grace_s:
+            log.warning("model process %d did not stop in %gs: killing it", process.pid, grace_s)
         process.kill()
         process.wait()
     conn.close()
@@ -282,9 +285,10 @@ def _rebuild_error(kind: str, message: str) -> StreamprocError:
 # -- the child ---------------------------------------------------------------------------------
 def _serve(conn: Connection) -> None:
     """Load the model, answer ``texts`` messages until ``None`` or the parent goes away."""
-    # The worker handles Ctrl-C/SIGTERM and stops us itself, after its drain.
+    # Ctrl-C, or a SIGTERM sent to the whole process group, is the worker's to handle: it
+    # drains (with this model) and then stops us. A worker that dies closes our socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         paths = conn.recv()
         sys.path[:0] = [p for p in paths if p not in sys.path]

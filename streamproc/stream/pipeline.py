@@ -9,8 +9,9 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
    yet (buffered, in inference or awaiting the broker: each keeps its payload until it settles).
    A record larger than the byte bound is still taken when nothing else is outstanding.
 2. :meth:`BatchingPipeline._batch_loop` asks the :class:`~streamproc.stream.batching.BatchPolicy`
-   how many buffered events to run and how long to wait for more, then runs ``predict_batch`` in
-   the inference thread (off the event loop).
+   how many buffered events to run and how long to wait for more, then runs ``predict_batch`` off
+   the event loop: awaited from the model's child process (the default, see
+   :mod:`streamproc.model.process`), or in the inference thread.
 3. :meth:`BatchingPipeline._delivery_loop` hands each batch's outputs to the producer in order
    without waiting for the previous batch's acknowledgements (pipelined egress), and
    :meth:`BatchingPipeline._settle_loop` settles batches in order as the broker acknowledges
@@ -27,10 +28,13 @@ first send, fails the pipeline with :class:`~streamproc.errors.PublishError` —
 with that one line rather than retry in silence.
 
 A batch whose inference raises is split in halves and retried, down to single events; an event
-that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped.
+that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped. A
+model process that dies is not the events' fault: the batch loop fails with
+:class:`~streamproc.errors.ModelProcessDied` and nothing of the batch is acknowledged.
 
 A model call that does not return within ``inference_timeout_s`` is taken as hung (it may never
-return, and it holds the only inference thread): the records it held are logged as suspects
+return, and it holds the only inference thread or model process): the records it held are logged
+as suspects
 (topic[partition] and offsets), nothing of its batch is acknowledged, and the batch loop fails
 with :class:`~streamproc.errors.InferenceTimeout`, so the worker stops with an error and the
 group re-delivers the batch from the last commit.

@@ -535,7 +535,8 @@ def _broker() -> Iterator[tuple[str, int | None]]:
 def _texts(quick: bool) -> tuple[list[str], str]:
     """TREC test questions (what the model was trained for); a built-in list if unavailable."""
     with contextlib.suppress(Exception):
-        from streamproc.compress.data import default_cache_dir, load_dataset
+        from streamproc.compress.data import load_dataset
+        from streamproc.settings import default_cache_dir
 
         return list(load_dataset("trec", cache_dir=default_cache_dir()).test_texts), "trec test"
     subjects = ["who", "what", "when", "where", "how many", "why"]
@@ -570,7 +571,7 @@ def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple
 
 
 def _teacher_available() -> bool:
-    from streamproc.compress.data import default_cache_dir
+    from streamproc.settings import default_cache_dir
     from streamproc.tools.teacher_model import find_cached_teacher
 
     return find_cached_teacher(default_cache_dir()) is not None
@@ -582,8 +583,8 @@ def run_bench(
     """Run every contender through every profile; write and return the results."""
     from tqdm import tqdm
 
-    from streamproc.compress.data import default_cache_dir
     from streamproc.model.runtime import load_classifier
+    from streamproc.settings import default_cache_dir
     from streamproc.tools import bench_report
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -678,7 +679,7 @@ def _run_contender(
     points: list[dict[str, Any]],
     bar: Any,
 ) -> None:
-    from streamproc.compress.data import default_cache_dir
+    from streamproc.settings import default_cache_dir
 
     worker_config = {
         "model": contender.model,

@@ -102,7 +102,8 @@ def demo(count: int, rate: float, model_dir: Path | None, quick_model: bool, web
     """Broker, model, worker, producer and consumer, end to end, with a summary."""
     base = load_settings()
     model_dir = model_dir if model_dir is not None else base.model_dir
-    from streamproc.compress.data import default_cache_dir, load_dataset
+    from streamproc.compress.data import load_dataset
+    from streamproc.settings import default_cache_dir
     from streamproc.tools.produce import produce_events
 
     data = load_dataset("trec", cache_dir=default_cache_dir())

@@ -210,7 +210,8 @@ def read_events(
             raise DataError(f"{file}: cannot read ({exc.strerror or exc})") from None
     if dataset is None:
         raise DataError("nothing to produce: give --dataset NAME, --file PATH or --text TEXT")
-    from streamproc.compress.data import default_cache_dir, load_dataset
+    from streamproc.compress.data import load_dataset
+    from streamproc.settings import default_cache_dir
 
     data = load_dataset(dataset, cache_dir=default_cache_dir())
     return list(data.test_texts if split == "test" else data.train_texts)

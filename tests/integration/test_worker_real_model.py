@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import shutil
 import threading
 import time
@@ -114,7 +115,13 @@ def test_hot_reload_mid_stream_switches_versions_without_losing_events(
     assert {o["id"] for o in outputs} == {f"e-{i}" for i in range(3000)}, worker.log_tail()
     versions = collections.Counter(o["model_version"] for o in outputs)
     assert set(versions) == {"sentiment-v1", "sentiment-v2"}, versions
-    assert "refused new model artifact" in worker.log_path.read_text()
+    log = worker.log_path.read_text()
+    assert "refused new model artifact" in log
+    # By default each version runs in its own model process; the one swapped out was stopped.
+    children = dict(re.findall(r"model (\S+) serves from child process (\d+)", log))
+    assert set(children) == {"sentiment-v1", "sentiment-v2"}, log[-3000:]
+    for pid in children.values():
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(int(pid)), f"{pid} still runs"
     # Per partition, once v2 appears v1 never comes back (the switch happens between batches).
     by_partition: dict[int, list[str]] = collections.defaultdict(list)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -123,3 +130,11 @@ def test_hot_reload_mid_stream_switches_versions_without_losing_events(
         if "sentiment-v2" in seq:
             first_v2 = seq.index("sentiment-v2")
             assert "sentiment-v1" not in seq[first_v2:]
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (``Z``: exited, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
 import threading
@@ -208,12 +209,53 @@ def test_a_failed_pipeline_stops_the_worker_with_an_error_instead_of_idling(
     _a_healthy_worker_predicts_all(settings, collector, tmp_path, count=200)
 
 
-def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
+def test_a_killed_model_process_stops_the_worker_and_loses_nothing(
     kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    # The model's child process dies mid-stream (OOM killer, a crash in native code): the worker
+    # must not dead-letter what it reads next as "inference errors", nor idle with its
+    # partitions. It exits non-zero naming the dead process; a restart predicts everything.
+    settings = make_settings(
+        kafka_bootstrap, unique, partitions=1, session_timeout_s=6, max_batch_size=10
+    )
+    produce_payloads(settings, text_events(300))
+    collector = LiveCollector(settings, settings.output_topic, unique=unique)
+    started_file = tmp_path / "started"
+    worker = WorkerProcess(
+        settings,
+        name="model-killed",
+        log_dir=tmp_path,
+        env={"FAKE_COST_S": "0.05", "FAKE_STARTED_FILE": str(started_file)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started_file.exists(), worker.log_tail()
+        served = re.search(r"serves from child process (\d+)", worker.log_path.read_text())
+        assert served, worker.log_tail()
+        os.kill(int(served.group(1)), signal.SIGKILL)
+        code = worker.wait(60)
+    except Exception:
+        worker.stop()
+        collector.stop()
+        raise
+    log = worker.log_path.read_text()
+    assert code != 0, log[-3000:]
+    assert "exited: killed by SIGKILL" in log, log[-3000:]
+    assert "inference_error" not in log, "events were dead-lettered for a dead model"
+    assert committed_offsets(settings)[0] < 300
+    _a_healthy_worker_predicts_all(settings, collector, tmp_path, count=300)
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
+    kafka_bootstrap: str, unique: str, tmp_path: Path, isolation: str
 ) -> None:
     # A model call that never returns used to stall the worker forever, partitions held, no
     # error. Now it times out: the worker logs the suspects' offsets and exits non-zero (even
-    # though the call still runs in its thread), and no commit passes the hung batch.
+    # though the call still runs, in its thread or its model process), and no commit passes
+    # the hung batch.
     settings = make_settings(
         kafka_bootstrap,
         unique,
@@ -221,6 +263,7 @@ def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
         session_timeout_s=6,
         max_batch_size=10,
         inference_timeout_s=3,
+        model_isolation=isolation,
     )
     produce_payloads(settings, text_events(200))
     collector = LiveCollector(settings, settings.output_topic, unique=unique)
@@ -237,8 +280,11 @@ def test_a_hung_model_call_stops_the_worker_and_commits_nothing_past_it(
     assert code != 0, log[-3000:]
     assert "model call 3 hangs" in log, log[-3000:]
     assert "did not return within 3s" in log, log[-3000:]
-    # the call never returned: only the pre-join exit hook let the process end
-    assert "a timed-out model call is still running: exiting without it" in log, log[-3000:]
+    if isolation == "thread":  # the call never returned: only the pre-join exit hook let it end
+        assert "a timed-out model call is still running: exiting without it" in log, log[-3000:]
+    else:  # the model process was stopped with the worker, not waited for
+        assert took < 30, log[-3000:]
+        assert "did not stop in" not in log, log[-3000:]
     suspects = re.search(rf"suspects: {re.escape(settings.input_topic)}\[0\] (\d+)\.\.(\d+)", log)
     assert suspects, log[-3000:]
     first, last = int(suspects.group(1)), int(suspects.group(2))

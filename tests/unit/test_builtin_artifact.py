@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.compress.data import default_cache_dir, load_dataset
+from streamproc.compress.data import load_dataset
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import (
     builtin_artifact,
@@ -12,6 +12,7 @@ from streamproc.model.artifact import (
     verify_artifact,
 )
 from streamproc.model.runtime import load_classifier
+from streamproc.settings import default_cache_dir
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,7 @@ import pytest
 
 from streamproc.compress.data import (
     BUILTIN_DATASETS,
-    CACHE_ENV,
     BuiltinDataset,
-    default_cache_dir,
     fetch_wheel,
     load_dataset,
     load_user_file,
@@ -21,6 +19,7 @@ from streamproc.compress.data import (
     stratified_split,
 )
 from streamproc.errors import DataError
+from streamproc.settings import CACHE_ENV, default_cache_dir
 
 
 def _rows(n: int = 40) -> list[dict[str, object]]:

@@ -12,7 +12,6 @@ import pytest
 from streamproc.compress.data import (
     TRANSFER_CORPORA,
     BuiltinDataset,
-    default_cache_dir,
     is_question,
     iter_wheel_lines,
     load_transfer_set,
@@ -20,6 +19,7 @@ from streamproc.compress.data import (
     resolve_transfer_corpus,
 )
 from streamproc.errors import DataError
+from streamproc.settings import default_cache_dir
 
 ATTR = "CC-BY 2.0 (France) Attribution: tatoeba.org #{n} (CK) & #{m} (someone)"
 
