@@ -81,16 +81,17 @@ class ArtifactError(ModelError):
 class InferenceTimeout(ModelError):
     """A model call did not return within ``STREAMPROC_INFERENCE_TIMEOUT_S``.
 
-    Not an event's fault that a smaller batch could avoid (as a model exception is): the call
-    may never return, and it holds the only inference thread. The pipeline fails with this
-    error and the worker exits non-zero; nothing of the batch was acknowledged, so the group
+    Raised when the call cannot be taken back (it holds the only inference thread, where it may
+    never return) or the model is wedged (a restarted model process hung on a second event of
+    the same batch; one hanging event alone is dead-lettered instead). The pipeline fails with
+    this error and the worker exits non-zero; nothing of the batch was acknowledged, so the group
     re-delivers it from the last commit. The message names the records (topic[partition]
     offsets) that were in the call: the suspects.
     """
 
 
 class ModelProcessDied(ModelError):
-    """The child process serving the model (``STREAMPROC_MODEL_PROCESS=process``) exited.
+    """The child process serving the model (``STREAMPROC_MODEL_ISOLATION=process``) exited.
 
     Fatal, like :class:`InferenceTimeout`: the events are not at fault, and a worker without
     its model must stop (exit non-zero) rather than dead-letter everything it reads.

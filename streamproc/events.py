@@ -50,6 +50,7 @@ DEAD_LETTER_REASONS = (
     "empty_text",  # text is empty or only whitespace
     "invalid_ts",  # ts present but not a finite, non-negative number
     "inference_error",  # the model raised on this very event (see stream/pipeline.py)
+    "inference_timeout",  # the model process hung on this very event alone (stream/pipeline.py)
     "invalid_header",  # a header key is not UTF-8 (see stream/lenient_records.py)
     "publish_failed",  # its prediction could never be published (see stream/publish_errors.py)
 )

@@ -7,8 +7,11 @@ which builds the same FakeClassifier from the same FAKE_* variables). ``FAKE_COS
 ``FAKE_STARTED_FILE`` is created when the first batch reaches the model (a test can then kill it
 mid-batch); ``FAKE_LOOP_DIES_AFTER=N`` breaks the batch loop after N batches;
 ``FAKE_HANG_AFTER=N`` makes model call N+1 hang forever (it never returns nor raises, like a
-wedged runtime), or for ``FAKE_HANG_S`` seconds if set; ``FAKE_NO_DECLARE=1`` keeps the worker from
-creating missing topics (it subscribes to an input topic that may not exist yet);
+wedged runtime), or for ``FAKE_HANG_S`` seconds if set; with ``FAKE_CALL_LOG=FILE`` calls are
+counted across model processes and every call after the N-th hangs (a runtime that stays wedged
+through restarts); ``FAKE_HANG_ON=PREFIX`` makes every call whose batch holds a text starting
+with PREFIX hang forever (a poison event); ``FAKE_NO_DECLARE=1`` keeps the worker from creating
+missing topics (it subscribes to an input topic that may not exist yet);
 ``FAKE_MISSING_TOPIC_REFRESH_S`` overrides how often it re-reads metadata that lacks the input
 topic. Faust's Worker
 handles SIGTERM/SIGINT (graceful) exactly as ``streamproc worker`` does.
@@ -42,13 +45,23 @@ def build_model() -> FakeClassifier:
     started_file = os.environ.get("FAKE_STARTED_FILE")
     hang_after = os.environ.get("FAKE_HANG_AFTER")
     hang_s = float(os.environ["FAKE_HANG_S"]) if os.environ.get("FAKE_HANG_S") else None
+    hang_on = os.environ.get("FAKE_HANG_ON")
+    call_log = os.environ.get("FAKE_CALL_LOG")
     calls = [0]
 
     def on_batch(texts: Sequence[str]) -> None:
         if started_file:
             Path(started_file).touch()
+        if hang_on and any(text.startswith(hang_on) for text in texts):
+            threading.Event().wait()  # a poison event: the model hangs on it, every time
         calls[0] += 1
-        if hang_after and calls[0] == int(hang_after) + 1:
+        if call_log:  # counted across processes: a restarted model process stays wedged
+            with open(call_log, "ab") as handle:
+                handle.write(b".")
+                calls[0] = handle.tell()
+        if hang_after and (
+            calls[0] > int(hang_after) if call_log else calls[0] == int(hang_after) + 1
+        ):
             logging.getLogger("tests.worker_proc").warning(
                 "model call %d hangs (FAKE_HANG_AFTER=%s)", calls[0], hang_after
             )

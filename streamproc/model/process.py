@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import pickle
@@ -83,6 +84,8 @@ class ProcessClassifier(ClassifierIdentity):
         self._reader: asyncio.AbstractEventLoop | None = None
         self._dead: str | None = None  # why the child is gone, once it is
         self._closing = False
+        self._loader: Callable[[], TextClassifier] | None = None  # set by start(): restart
+        self._load_timeout_s = LOAD_TIMEOUT_S
 
     # -- start -----------------------------------------------------------------------------
     @classmethod
@@ -95,41 +98,35 @@ class ProcessClassifier(ClassifierIdentity):
         one). Its :class:`~streamproc.errors.StreamprocError` is raised here again, same type
         and message; anything else it raises becomes a :class:`ModelError`.
         """
-        ours, theirs = socket.socketpair()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "streamproc.model.process", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                # Ctrl-C goes to the worker, which stops the child itself after draining.
-                start_new_session=False,
-            )
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
-        try:
-            conn.send(list(sys.path))  # so the loader's module imports as it does here
-            conn.send((loader, logging.getLogger().getEffectiveLevel()))
-            if not conn.poll(timeout_s):
-                raise ModelError(f"the model process did not load its model within {timeout_s:g}s")
-            reply = conn.recv()
-        except (EOFError, OSError) as exc:
-            _stop(process, conn, grace_s=0)
-            raise ModelProcessDied(
-                f"the model process exited while loading its model "
-                f"({_exit_description(process)}; {type(exc).__name__})"
-            ) from None
-        except BaseException:
-            _stop(process, conn, grace_s=0)
-            raise
-        if reply[0] == "error":
-            _stop(process, conn, grace_s=_CLOSE_GRACE_S)
-            raise _rebuild_error(reply[1], reply[2])
-        _, version, labels, max_tokens, runtime = reply
-        log.info("model %s serves from child process %d", version, process.pid)
-        return cls(
+        process, conn, (version, labels, max_tokens, runtime) = _spawn(loader, timeout_s)
+        model = cls(
             process, conn, version=version, labels=labels, max_tokens=max_tokens, runtime=runtime
         )
+        model._loader, model._load_timeout_s = loader, timeout_s
+        return model
+
+    async def restart(self) -> None:
+        """Replace the child with a fresh one built by the same loader: for a call that hung.
+
+        The call in flight is given up (its caller's wait was already cancelled); the old child
+        is killed. Awaited on the event loop (the new child loads in a worker thread)."""
+        if self._loader is None:
+            raise ModelError("this model process cannot be restarted (no loader)")
+        self._abandon_calls()
+        old_process, old_conn = self._process, self._conn
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, functools.partial(_stop, old_process, old_conn, grace_s=0))
+        process, conn, identity = await loop.run_in_executor(
+            None, _spawn, self._loader, self._load_timeout_s
+        )
+        if identity[0] != self._version:
+            _stop(process, conn, grace_s=0)
+            raise ModelError(
+                f"the restarted model process serves {identity[0]!r}, not {self._version!r}"
+            )
+        self._process, self._conn, self.pid = process, conn, process.pid
+        self._dead = None
+        log.warning("model %s restarted in child process %d", self._version, process.pid)
 
     # -- calls -----------------------------------------------------------------------------
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
@@ -224,14 +221,8 @@ class ProcessClassifier(ClassifierIdentity):
         """A call was sent and its answer not yet read."""
         return bool(self._pending)
 
-    def close(self) -> None:
-        """Stop the child: at once if a call is still outstanding (nobody waits for it any
-        more: a timed-out, maybe hung call), else once it exits by itself (killed after a grace
-        period). Blocking; idempotent."""
-        if self._closing:
-            return
-        self._closing = True
-        abandoned = bool(self._pending)
+    def _abandon_calls(self) -> None:
+        """Stop reading answers and give up every call in flight (on the event loop)."""
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 self._reader.remove_reader(self._conn.fileno())
@@ -240,7 +231,55 @@ class ProcessClassifier(ClassifierIdentity):
             if not future.done():
                 future.cancel()
         self._pending.clear()
+
+    def close(self) -> None:
+        """Stop the child: at once if a call is still outstanding (nobody waits for it any
+        more: a timed-out, maybe hung call), else once it exits by itself (killed after a grace
+        period). Blocking; idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        abandoned = bool(self._pending)
+        self._abandon_calls()
         _stop(self._process, self._conn, grace_s=0 if abandoned else _CLOSE_GRACE_S)
+
+
+def _spawn(
+    loader: Callable[[], TextClassifier], timeout_s: float
+) -> tuple[subprocess.Popen[bytes], Connection, tuple[str, tuple[str, ...], int, str]]:
+    """A child serving ``loader()``'s model: its process, our end of the socket, and the model's
+    version, labels, window and runtime."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamproc.model.process", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        theirs.close()
+    conn = Connection(ours.detach())
+    try:
+        conn.send(list(sys.path))  # so the loader's module imports as it does here
+        conn.send((loader, logging.getLogger().getEffectiveLevel()))
+        if not conn.poll(timeout_s):
+            raise ModelError(f"the model process did not load its model within {timeout_s:g}s")
+        reply = conn.recv()
+    except (EOFError, OSError) as exc:
+        _stop(process, conn, grace_s=0)
+        raise ModelProcessDied(
+            f"the model process exited while loading its model "
+            f"({_exit_description(process)}; {type(exc).__name__})"
+        ) from None
+    except BaseException:
+        _stop(process, conn, grace_s=0)
+        raise
+    if reply[0] == "error":
+        _stop(process, conn, grace_s=_CLOSE_GRACE_S)
+        raise _rebuild_error(reply[1], reply[2])
+    _, version, labels, max_tokens, runtime = reply
+    log.info("model %s serves from child process %d", version, process.pid)
+    return process, conn, (version, tuple(labels), int(max_tokens), runtime)
 
 
 def _stop(process: subprocess.Popen[bytes], conn: Connection, *, grace_s: float) -> None:

@@ -224,7 +224,9 @@ class _App(faust.App):
         if self.egress is not None:
             await self.egress.close()
         if self.model_slot is not None:  # a model in a child process: stop the child
-            await self.loop.run_in_executor(None, close_model, self.model_slot())
+            # On the loop (the child's reader is the loop's); the child exits at once, having
+            # nothing left to answer after the drain, or is killed if a call hung.
+            close_model(self.model_slot())
         await super().on_stop()
 
 

@@ -32,12 +32,14 @@ that still fails alone is dead-lettered with reason ``inference_error``. Nothing
 model process that dies is not the events' fault: the batch loop fails with
 :class:`~streamproc.errors.ModelProcessDied` and nothing of the batch is acknowledged.
 
-A model call that does not return within ``inference_timeout_s`` is taken as hung (it may never
-return, and it holds the only inference thread or model process): the records it held are logged
-as suspects
-(topic[partition] and offsets), nothing of its batch is acknowledged, and the batch loop fails
-with :class:`~streamproc.errors.InferenceTimeout`, so the worker stops with an error and the
-group re-delivers the batch from the last commit.
+A model call that does not return within ``inference_timeout_s`` is taken as hung. A model
+process is restarted and the batch's events run one by one: an event that hangs alone on two
+fresh processes is dead-lettered with reason ``inference_timeout`` (a poison event must not stop
+its partition forever); another one before any call succeeds means the model itself is wedged.
+A thread cannot be interrupted, and a wedged model cannot be trusted: then the records of the
+call are logged as suspects (topic[partition] and offsets), nothing of its batch is
+acknowledged, and the batch loop fails with :class:`~streamproc.errors.InferenceTimeout`, so the
+worker stops with an error and the group re-delivers the batch from the last commit.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ log = logging.getLogger(__name__)
 
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
+
+
+class _CallTimedOut(Exception):
+    """A model call passed the inference timeout (the pipeline decides what that means)."""
 
 
 class _ModelCall:
@@ -217,6 +223,7 @@ class BatchingPipeline:
         self._inference = inference
         self._inference_timeout_s = inference_timeout_s  # None: no deadline
         self._hung_call: _ModelCall | None = None  # a call that timed out (it may still return)
+        self._hung_alone = False  # an event hung alone, and no model call succeeded since
         self._max_event_bytes = max_event_bytes
         self._publish_timeout_s = publish_timeout_s  # None: retry retriable errors forever
         self._topics = dict(topics or {})  # output kind -> topic name, for error messages
@@ -489,41 +496,80 @@ class BatchingPipeline:
 
     async def _predict(
         self, model: TextClassifier, batch: list[_Buffered]
-    ) -> tuple[dict[int, Prediction], dict[int, str], float]:
-        """Predictions by batch index, events that failed alone (-> error detail), model seconds."""
+    ) -> tuple[dict[int, Prediction], dict[int, EventError], float]:
+        """Predictions by batch index, events that failed alone (-> their dead-letter reason),
+        model seconds.
+
+        A model that can be restarted (a model process) and whose call times out is restarted,
+        and the batch's events then run one by one: an event that hangs alone on two fresh
+        processes is dead-lettered (``inference_timeout``) and the worker carries on (a hang that
+        does not repeat costs a restart, no event). Another such event before any call succeeds
+        means the model, not an event, is wedged: the pipeline fails with
+        :class:`InferenceTimeout`.
+        """
         predictions: dict[int, Prediction] = {}
-        failed: dict[int, str] = {}
+        failed: dict[int, EventError] = {}
         model_s = 0.0
         valid = [i for i, item in enumerate(batch) if item.event is not None]
         pending = [valid] if valid else []
+        restart = getattr(model, "restart", None)
+        hung_once: set[int] = set()  # events that hung alone once (each gets a second process)
         while pending:
             indices = pending.pop()
             texts = [batch[i].event.text for i in indices]  # type: ignore[union-attr]
+            items = [batch[i] for i in indices]
             try:
-                result, seconds = await self._call_model(model, texts, [batch[i] for i in indices])
+                result, seconds = await self._call_model(model, texts)
                 model_s += seconds
                 if len(result) != len(texts):
                     raise RuntimeError(f"model returned {len(result)} predictions for {len(texts)}")
-            except (InferenceTimeout, ModelProcessDied):
+            except _CallTimedOut:
+                self._metrics.record_inference_timeout()
+                if restart is None or (len(indices) == 1 and self._hung_alone):
+                    raise self._hung(items) from None
+                alone = len(indices) == 1
+                log.warning(
+                    "inference timeout: model call on %d events (%s) did not return within %gs; "
+                    "restarting the model process%s",
+                    len(indices),
+                    describe_offsets([item.record for item in items]),
+                    self._inference_timeout_s,
+                    "" if alone else " and running them one by one",
+                )
+                await restart()
+                if not alone:
+                    pending += [[i] for i in reversed(indices)]
+                elif indices[0] not in hung_once:  # a hang that is not the event's repeats
+                    hung_once.add(indices[0])
+                    pending.append(indices)
+                else:  # hung alone on two fresh processes: this event is the poison
+                    self._hung_alone = True  # until a call succeeds: another one is fatal
+                    failed[indices[0]] = EventError(
+                        "inference_timeout",
+                        f"the model did not answer this event alone within "
+                        f"{self._inference_timeout_s:g}s, twice, each time in a fresh process",
+                    )
+                continue
+            except ModelProcessDied:
                 raise  # not the events' fault: the pipeline fails, the worker stops
             except Exception as exc:  # a model failure must never kill the worker
                 self._metrics.record_inference_error()
                 log.warning("inference failed on %d events: %r", len(indices), exc)
                 if len(indices) == 1:
-                    failed[indices[0]] = f"{type(exc).__name__}: {exc}"[:500]
+                    detail = f"{type(exc).__name__}: {exc}"[:500]
+                    failed[indices[0]] = EventError("inference_error", detail)
                 else:  # bisect: a poison event only takes itself down
                     middle = len(indices) // 2
                     pending += [indices[middle:], indices[:middle]]
                 continue
+            self._hung_alone = False
             predictions.update(zip(indices, result, strict=True))
         return predictions, failed, model_s
 
-    async def _call_model(
-        self, model: TextClassifier, texts: list[str], items: list[_Buffered]
-    ) -> tuple[Any, float]:
+    async def _call_model(self, model: TextClassifier, texts: list[str]) -> tuple[Any, float]:
         """One ``predict_batch`` call, within the inference timeout: awaited on the loop for a
         model in a child process (:class:`~streamproc.model.process.ProcessClassifier`), else
-        run in the inference thread."""
+        run in the inference thread. Raises :class:`_CallTimedOut` past the deadline."""
         call = _ModelCall()
         in_child = getattr(model, "predict_batch_async", None)
         deadline = asyncio.timeout(self._inference_timeout_s)
@@ -539,26 +585,28 @@ class BatchingPipeline:
         except TimeoutError:
             if not deadline.expired():
                 raise  # the model itself raised TimeoutError: an ordinary inference error
-        # Neither a thread nor a child's call can be taken back: fail loudly (stopping the
-        # worker stops the child). Nothing of this batch (or anything read after it) was
-        # acknowledged, so no commit passes it.
         if in_child is None:
-            self._hung_call = call
-        self._metrics.record_inference_timeout()
+            self._hung_call = call  # a thread cannot be interrupted: it may never return
+        raise _CallTimedOut
+
+    def _hung(self, items: list[_Buffered]) -> InferenceTimeout:
+        """The fatal timeout: neither a thread's call nor a wedged model can be taken back, so
+        the worker stops (which stops a model process). Nothing of this batch (or anything read
+        after it) was acknowledged, so no commit passes it."""
         suspects = describe_offsets([item.record for item in items])
         message = (
-            f"model call on {len(texts)} events did not return within "
+            f"model call on {len(items)} events did not return within "
             f"{self._inference_timeout_s:g}s (STREAMPROC_INFERENCE_TIMEOUT_S); suspects: "
             f"{suspects}; nothing from them on is acknowledged or committed"
         )
         log.critical("inference timeout: %s", message)
-        raise InferenceTimeout(message)
+        return InferenceTimeout(message)
 
     def _encode(
         self,
         batch: list[_Buffered],
         predictions: dict[int, Prediction],
-        failed: dict[int, str],
+        failed: dict[int, EventError],
         version: str,
     ) -> list[_Outgoing]:
         now_wall = self._wall()
@@ -566,7 +614,7 @@ class BatchingPipeline:
         for index, item in enumerate(batch):
             record = item.record
             if item.event is None or index in failed:
-                error = item.error or EventError("inference_error", failed[index])
+                error = item.error or failed[index]
                 outgoing.append(self._dead_letter_record(record, error))
                 continue
             value = encode_prediction(

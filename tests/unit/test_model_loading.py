@@ -154,7 +154,11 @@ def test_a_factory_hot_reloads_from_the_model_dir(factories: str, tmp_path: Path
     (model_dir / "kw-1").mkdir(parents=True)
     (model_dir / "kw-2").mkdir()
     (model_dir / "CURRENT").write_text("kw-1\n")
-    served = open_model(load_settings(model=f"{factories}:create", model_dir=model_dir))
+    # In this process, so the factory's recorded calls can be read here.
+    settings = load_settings(
+        model=f"{factories}:create", model_dir=model_dir, model_isolation="thread"
+    )
+    served = open_model(settings)
     assert served.model.version == "kw-1"
     assert served.watcher is not None
     assert served.describe() == {"spec": f"{factories}:create", "hot_reload": str(model_dir)}

@@ -10,13 +10,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from streamproc.errors import ArtifactError, ModelError, ModelProcessDied
+from streamproc.errors import ArtifactError, InferenceTimeout, ModelError, ModelProcessDied
+from streamproc.model.base import Prediction
 from streamproc.model.process import ProcessClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import FixedBatchPolicy
@@ -247,3 +251,125 @@ def test_settings_choose_where_the_model_runs() -> None:
     in_thread = open_model(Settings(model="artifact:builtin:trec", model_isolation="thread"))
     assert not isinstance(in_thread.model, ProcessClassifier)
     assert in_thread.model.predict_batch(["Who discovered America?"])[0].label == "HUM"
+
+
+class HangingFake(FakeClassifier):
+    """Hangs (never returns) on a batch holding a text that starts with ``hang``."""
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        if any(text.startswith("hang") for text in texts):
+            threading.Event().wait()
+        return super().predict_batch(texts)
+
+
+def _run_with_hangs(texts: list[str], *, batch: int) -> tuple[Any, ...]:
+    model = ProcessClassifier.start(HangingFake)
+    first_pid = model.pid
+    records = [Record(i, event(i, text)) for i, text in enumerate(texts)]
+    publisher = FakePublisher()
+    failures: list[BaseException] = []
+
+    async def scenario() -> Any:
+        pipeline, inference = make_pipeline(
+            model=model,  # type: ignore[arg-type]
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=batch, window_s=0.05),
+            on_failure=failures.append,
+            inference_timeout_s=0.5,
+        )
+        pipeline.start()
+        await pipeline.submit_many(records)
+        await pipeline.drain(timeout_s=20)
+        inference.close()
+        return pipeline
+
+    try:
+        pipeline = asyncio.run(scenario())
+    finally:
+        model.close()
+    return pipeline, publisher, records, failures, first_pid != model.pid
+
+
+def test_an_event_that_hangs_alone_is_dead_lettered_and_the_rest_predicted() -> None:
+    texts = [f"text {i}" for i in range(6)]
+    texts[3] = "hang forever"
+    pipeline, publisher, records, failures, restarted = _run_with_hangs(texts, batch=6)
+    assert not failures and not pipeline.failed
+    assert restarted, "the hung model process was replaced"
+    assert sorted(p["id"] for p in publisher.predictions) == [f"id-{i}" for i in (0, 1, 2, 4, 5)]
+    [(value, headers)] = publisher.dead_letters
+    assert orjson.loads(value)["id"] == "id-3"
+    assert headers["streamproc-reason"] == b"inference_timeout"
+    assert all(r.acked for r in records)
+    registry = pipeline._metrics.registry
+    # the batch, then the event alone in two fresh processes
+    assert registry.get_sample_value("streamproc_inference_timeouts_total") == 3
+
+
+def test_a_second_hang_before_any_success_means_a_wedged_model_and_stops_the_pipeline() -> None:
+    texts = ["text 0", "hang 1", "hang 2", "text 3"]
+    _, publisher, records, failures, _ = _run_with_hangs(texts, batch=4)
+    assert len(failures) == 1 and isinstance(failures[0], InferenceTimeout)
+    assert "in[0] 2..2 (1)" in str(failures[0])  # the second one alone is the suspect
+    assert publisher.dead_letters == [] and publisher.predictions == []
+    assert not any(r.acked for r in records)
+
+
+def test_poison_events_apart_are_each_dead_lettered() -> None:
+    texts = ["hang 0", "text 1", "hang 2", "text 3"]
+    _, publisher, records, failures, _ = _run_with_hangs(texts, batch=4)
+    assert not failures
+    assert sorted(orjson.loads(value)["id"] for value, _ in publisher.dead_letters) == [
+        "id-0",
+        "id-2",
+    ]
+    assert sorted(p["id"] for p in publisher.predictions) == ["id-1", "id-3"]
+    assert all(r.acked for r in records)
+
+
+class FlakyHang(FakeClassifier):
+    """The second call in each process hangs, whatever the texts (a flaky runtime, not a poison
+    event): a fresh process answers the same call."""
+
+    calls = 0
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        FlakyHang.calls += 1
+        if FlakyHang.calls == 2:
+            threading.Event().wait()
+        return super().predict_batch(texts)
+
+
+def test_a_hang_that_does_not_repeat_on_the_same_event_dead_letters_nothing() -> None:
+    model = ProcessClassifier.start(FlakyHang)
+    records = [Record(i, event(i)) for i in range(8)]
+    publisher = FakePublisher()
+    failures: list[BaseException] = []
+
+    async def scenario() -> None:
+        pipeline, inference = make_pipeline(
+            model=model,  # type: ignore[arg-type]
+            publisher=publisher,
+            policy=FixedBatchPolicy(size=2, window_s=0.05),
+            on_failure=failures.append,
+            inference_timeout_s=0.5,
+        )
+        pipeline.start()
+        await pipeline.submit_many(records)
+        await pipeline.drain(timeout_s=30)
+        inference.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        model.close()
+    assert not failures and publisher.dead_letters == []
+    assert sorted(p["id"] for p in publisher.predictions) == [f"id-{i}" for i in range(8)]
+
+
+def test_a_model_that_hangs_on_every_batch_is_not_dead_lettering_them_one_by_one() -> None:
+    texts = ["hang a", "hang b", "hang c"]
+    _, publisher, records, failures, _ = _run_with_hangs(texts, batch=1)
+    assert len(failures) == 1 and isinstance(failures[0], InferenceTimeout)
+    assert len(publisher.dead_letters) <= 1  # the first alone, before the pattern shows
+    assert not records[1].acked and not records[2].acked

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,32 @@ def test_local_broker_cluster_ids_never_look_like_options() -> None:
     ids = [_new_cluster_id() for _ in range(2000)]  # ~31 would start with '-' by chance
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_tools_environment_is_read_in_settings_too(tmp_path: Path) -> None:
+    from streamproc.settings import tool_environment
+
+    tools = tool_environment(
+        {
+            "STREAMPROC_CACHE_DIR": str(tmp_path / "cache"),
+            "STREAMPROC_BROKER_DIR": str(tmp_path / "broker"),
+            "STREAMPROC_KAFKA_VERSION": "3.8.1",
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+            "STREAMPROC_TEST_DOCKER": "0",
+        }
+    )
+    assert tools.cache_dir == tmp_path / "cache"
+    assert tools.broker_dir == (tmp_path / "broker").resolve()
+    assert (tools.kafka_version, tools.test_bootstrap_servers, tools.test_docker) == (
+        "3.8.1",
+        "kafka:9092",
+        False,
+    )
+    defaults = tool_environment({})
+    assert defaults.cache_dir == Path.home() / ".cache" / "streamproc"
+    assert defaults.broker_dir == Path(".streamproc/broker").resolve()
+    assert (defaults.kafka_version, defaults.test_bootstrap_servers, defaults.test_docker) == (
+        None,
+        None,
+        True,
+    )
