@@ -78,7 +78,10 @@ def main() -> None:
     )
     model: Any
     if settings.model_isolation == "process":  # the model in a child process, as by default
-        model = ProcessClassifier.start(build_model)
+        # By its importable name: this module runs as __main__, which the child is not.
+        from tests.worker_proc import build_model as loader
+
+        model = ProcessClassifier.start(loader)
     else:
         model = build_model()
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
