@@ -42,13 +42,17 @@ $(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VE
 install-browser: ## Install Debian's headless Chromium for the dashboard test
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 
+.PHONY: install-kcat
+install-kcat: ## Install Debian's kcat: a Kafka client we did not write (the header-key test produces with it)
+	@command -v kcat >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat) || echo "warning: could not install kcat (as root: apt-get install kcat); tests/reliability/test_header_keys.py needs it" >&2
+
 .PHONY: lint
 lint: $(STAMP) ## ruff + mypy
 	$(PYTHON) -m ruff check streamproc tests
 	$(PYTHON) -m mypy
 
 .PHONY: test
-test: $(STAMP) ## Run every test tier (unit, faust, integration against a real broker, reliability)
+test: $(STAMP) install-kcat ## Run every test tier (unit, faust, integration against a real broker, reliability)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -144,9 +144,11 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "deadline of one model call (a batch, or part of one being bisected): a call that "
-            "has not returned by then is taken as hung; its records' offsets are logged as "
-            "suspects, nothing of the batch is acknowledged or committed, and the worker exits "
-            "with status 1 so the group re-delivers them to another worker"
+            "has not returned by then is taken as hung. A model process is restarted and the "
+            "batch runs event by event; an event that hangs alone twice is dead-lettered "
+            "(inference_timeout). A wedged model, or any hang in thread isolation: its records' "
+            "offsets are logged as suspects, nothing of the batch is acknowledged or committed, "
+            "and the worker exits with status 1 so the group re-delivers them to another worker"
         ),
     )
     publish_timeout_s: float = Field(

@@ -6,6 +6,7 @@ Produced with kcat: confluent-kafka's Python client writes ``str(key)`` for a by
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
 def test_a_header_key_that_is_not_utf8_is_dead_lettered(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
+    if shutil.which("kcat") is None:
+        pytest.fail("kcat is not installed: `make install-kcat` (Debian: apt-get install kcat)")
     settings = make_settings(kafka_bootstrap, unique, partitions=1, session_timeout_s=6)
     produce_payloads(settings, text_events(10, prefix="before"))
     bad_value = b'{"id": "bad-header", "text": "hello"}'
