@@ -85,6 +85,7 @@ def main() -> None:
     else:
         model = build_model()
     worker = create_worker(settings, model=model, web_enabled=os.environ.get("FAKE_WEB") == "1")
+    worker.app.model_slot = worker.slot  # stopped with the worker, as `streamproc worker` does
     if os.environ.get("FAKE_MISSING_TOPIC_REFRESH_S"):
         consumer.MISSING_TOPIC_REFRESH_S = float(os.environ["FAKE_MISSING_TOPIC_REFRESH_S"])
     if os.environ.get("FAKE_NO_DECLARE") == "1":

@@ -322,12 +322,29 @@ def _rebuild_error(kind: str, message: str) -> StreamprocError:
 
 
 # -- the child ---------------------------------------------------------------------------------
+def _exit_with_parent(interval_s: float = 0.5) -> None:
+    """End this process once the worker that started it is gone, even while the model is stuck
+    in a call (then nobody reads the socket's end-of-file): a daemon thread watches the parent
+    pid. (``PR_SET_PDEATHSIG`` would fire when the *thread* that started us exits, which the
+    worker's executor threads may do.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="streamproc-parent-watch", daemon=True).start()
+
+
 def _serve(conn: Connection) -> None:
     """Load the model, answer ``texts`` messages until ``None`` or the parent goes away."""
     # Ctrl-C, or a SIGTERM sent to the whole process group, is the worker's to handle: it
-    # drains (with this model) and then stops us. A worker that dies closes our socket.
+    # drains (with this model) and then stops us. A worker that dies closes our socket, and
+    # the watch thread ends us if we are stuck in a model call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent()
     try:
         paths = conn.recv()
         sys.path[:0] = [p for p in paths if p not in sys.path]

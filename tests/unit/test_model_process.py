@@ -114,13 +114,19 @@ def test_close_lets_the_child_exit_and_later_calls_are_refused() -> None:
     model.close()  # idempotent
 
 
-def test_the_child_exits_when_the_worker_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", ["idle", "stuck in a call"])
+def test_the_child_exits_when_the_worker_is_killed(tmp_path: Path, state: str) -> None:
+    # Idle, the child sees its socket close; stuck in a model call it reads nothing, and its
+    # parent-watch thread ends it.
     script = textwrap.dedent(
-        """
-        import functools, sys, time
+        f"""
+        import sys, threading, time
         from streamproc.model.process import ProcessClassifier
-        from streamproc.testing import FakeClassifier
-        model = ProcessClassifier.start(functools.partial(FakeClassifier))
+        from tests.unit.test_model_process import HangingFake
+        model = ProcessClassifier.start(HangingFake)
+        if {state == "stuck in a call"}:
+            threading.Thread(target=model.predict_batch, args=(["hang"],), daemon=True).start()
+            time.sleep(0.3)
         print(model.pid, flush=True)
         time.sleep(60)
         """
