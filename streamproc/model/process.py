@@ -165,6 +165,7 @@ class ProcessClassifier(ClassifierIdentity):
             try:
                 self._conn.send(list(texts))  # the child reads as we write: never blocks long
             except OSError:
+                self._pending.remove(future)  # raised here, not through the future
                 self._died()
                 raise ModelProcessDied(self._dead or "the model process died") from None
         finally:
