@@ -10,6 +10,7 @@ librdkafka. Progress counts what the broker acknowledged, not what was handed to
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sys
@@ -94,6 +95,10 @@ def produce_events(
         raise DataError("no events to produce")
     topic = topic or settings.input_topic
     producer = make_producer(settings.confluent_config())
+    # Connected, with the topic's metadata, before the first stamped send: a fresh producer's
+    # first messages otherwise wait for both, and their ts says they waited in the worker.
+    with contextlib.suppress(KafkaException):
+        producer.list_topics(topic, timeout=10)
     bad = itertools.cycle(bad_payloads())
     send_times: dict[str, float] = {}
     delivery = _Deliveries(progress)
