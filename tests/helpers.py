@@ -154,6 +154,16 @@ class WorkerProcess:
             self.proc.kill()
             self.wait(10)
 
+    def wait_for_file(self, path: Any, timeout_s: float = 60.0) -> None:
+        """Wait until the worker creates ``path`` (e.g. ``FAKE_STARTED_FILE``); fail with its
+        log's tail if it does not in time."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.exists(), self.log_tail()
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

@@ -71,6 +71,8 @@ class ProcessClassifier(ClassifierIdentity):
         labels: Sequence[str],
         max_tokens: int,
         runtime: str,
+        loader: Callable[[], TextClassifier] | None = None,
+        load_timeout_s: float = LOAD_TIMEOUT_S,
     ) -> None:
         super().__init__(version=version, labels=labels, max_tokens=max_tokens)
         self.runtime = runtime
@@ -84,8 +86,8 @@ class ProcessClassifier(ClassifierIdentity):
         self._reader: asyncio.AbstractEventLoop | None = None
         self._dead: str | None = None  # why the child is gone, once it is
         self._closing = False
-        self._loader: Callable[[], TextClassifier] | None = None  # set by start(): restart
-        self._load_timeout_s = LOAD_TIMEOUT_S
+        self._loader = loader  # what restart() builds the model with again (None: no restart)
+        self._load_timeout_s = load_timeout_s
 
     # -- start -----------------------------------------------------------------------------
     @classmethod
@@ -99,11 +101,16 @@ class ProcessClassifier(ClassifierIdentity):
         and message; anything else it raises becomes a :class:`ModelError`.
         """
         process, conn, (version, labels, max_tokens, runtime) = _spawn(loader, timeout_s)
-        model = cls(
-            process, conn, version=version, labels=labels, max_tokens=max_tokens, runtime=runtime
+        return cls(
+            process,
+            conn,
+            version=version,
+            labels=labels,
+            max_tokens=max_tokens,
+            runtime=runtime,
+            loader=loader,
+            load_timeout_s=timeout_s,
         )
-        model._loader, model._load_timeout_s = loader, timeout_s
-        return model
 
     async def restart(self) -> None:
         """Replace the child with a fresh one built by the same loader: for a call that hung.

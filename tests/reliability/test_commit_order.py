@@ -52,10 +52,7 @@ def test_a_dead_letter_never_commits_past_valid_events_in_flight(
         env={"FAKE_COST_S": "10", "FAKE_STARTED_FILE": str(started)},
     )
     try:
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), slow.log_tail()
+        slow.wait_for_file(started)
         time.sleep(2.0)  # ten commit periods: a commit past the valid events would have landed
         assert slow.proc.poll() is None, slow.log_tail()
     finally:

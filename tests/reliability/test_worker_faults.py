@@ -228,10 +228,7 @@ def test_a_killed_model_process_stops_the_worker_and_loses_nothing(
         env={"FAKE_COST_S": "0.05", "FAKE_STARTED_FILE": str(started_file)},
     )
     try:
-        deadline = time.monotonic() + 60
-        while not started_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started_file.exists(), worker.log_tail()
+        worker.wait_for_file(started_file)
         served = re.search(r"serves from child process (\d+)", worker.log_path.read_text())
         assert served, worker.log_tail()
         os.kill(int(served.group(1)), signal.SIGKILL)
