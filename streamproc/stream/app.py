@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
 from streamproc.kafka import check_co_partitioning, ensure_topics, partition_counts
@@ -212,15 +213,39 @@ class _App(faust.App):
         consumer.ingress = ingress
         return consumer
 
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        if self.should_stop and self.pipeline is not None and self._consumer is not None:
+            # A rebalance while we drain for a stop (another member joined or left). Faust would
+            # close the consumer here: the drain's final commit then came after the revocation
+            # and was discarded (the next owner re-did everything we had published), and the
+            # closed client re-joined and heart-beat a coordinator it could not reach (the stop
+            # hung). Instead finish and commit what we hold now, in the old generation; the fetch
+            # stays paused through the re-join, and stopping the consumer leaves the group.
+            await self._drain_and_commit()
+            return
+        await super()._on_partitions_revoked(revoked)
+
+    async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        if self.should_stop and self.pipeline is not None and self._consumer is not None:
+            return  # stopping: nothing is fetched any more (see _on_partitions_revoked)
+        await super()._on_partitions_assigned(assigned, generation_id)
+
+    async def _drain_and_commit(self) -> None:
+        """Stop fetching, finish and acknowledge what the pipeline holds, commit its watermark.
+
+        Runs on stop, and again if a rebalance revokes our partitions during that drain."""
+        assert self.pipeline is not None
+        with contextlib.suppress(Exception):  # consumer may never have started
+            assignment = self.consumer.assignment()
+            self.consumer.stop_flow()
+            self.consumer.pause_partitions(assignment)
+        await self.pipeline.drain(self.drain_timeout_s)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.consumer.commit(), self.drain_timeout_s)
+
     async def on_stop(self) -> None:
         if self.pipeline is not None and self._consumer is not None:
-            with contextlib.suppress(Exception):  # consumer may never have started
-                assignment = self.consumer.assignment()
-                self.consumer.stop_flow()
-                self.consumer.pause_partitions(assignment)
-            await self.pipeline.drain(self.drain_timeout_s)
-            with contextlib.suppress(Exception):
-                await self.consumer.commit()
+            await self._drain_and_commit()
         if self.egress is not None:
             await self.egress.close()
         if self.model_slot is not None:  # a model in a child process: stop the child

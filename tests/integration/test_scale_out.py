@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import signal
 import threading
 from pathlib import Path
 
@@ -59,3 +60,38 @@ def test_one_of_two_workers_stops_mid_stream_and_every_id_is_predicted(
     assert verdict.holds, verdict.violations
     assert verdict.lost == verdict.pending == 0 and verdict.inputs == 4000
     assert verdict.duplicated == 0, "a graceful hand-over re-does nothing"
+
+
+def test_a_worker_stopping_while_another_joins_hands_over_without_redoing_work(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """SIGTERM lands while the worker holds seconds of buffered work, and a second worker joins
+    during that drain: the group revokes the stopping worker's partitions mid-drain. It must
+    settle and commit what it holds *in the revocation*, before the new generation hands the
+    partitions over, or the newcomer re-does everything the leaver published (its final commit
+    would come after the revocation and be discarded)."""
+    settings = make_settings(kafka_bootstrap, unique, session_timeout_s=6)
+    events = text_events(2000)
+    # ~1 s per batch of 256: the 2,000 buffered events take several seconds to drain
+    slow = {"FAKE_COST_S": "0.5", "FAKE_COST_PER_ITEM_S": "0.002"}
+    leaver = WorkerProcess(settings, name="leaver", log_dir=tmp_path, env=slow)
+    joiner: WorkerProcess | None = None
+    try:
+        produce_payloads(settings, events)
+        first = collect(settings, settings.output_topic, 100, unique=unique, timeout_s=120)
+        assert len(first) >= 100, leaver.log_tail()
+        leaver.signal(signal.SIGTERM)
+        joiner = WorkerProcess(settings, name="joiner", log_dir=tmp_path)
+        assert leaver.wait(90) == 0, leaver.log_tail()
+        records = collect_ids(settings, {f"e-{i}" for i in range(2000)}, unique=unique)
+        assert wait_until_committed_to_end(settings, 60), joiner.log_tail()
+    finally:
+        for worker in (leaver, joiner):
+            if worker is not None:
+                worker.stop()
+    verdict = judge(settings)
+    print(f"\n2000 events, a leaver draining while a joiner joins: {verdict.summary()}")
+    assert len({orjson.loads(r.value)["id"] for r in records}) == 2000
+    assert verdict.holds, verdict.violations
+    assert verdict.lost == verdict.pending == 0 and verdict.inputs == 2000
+    assert verdict.duplicated == 0, f"the joiner re-did the leaver's work:\n{leaver.log_tail()}"
