@@ -601,9 +601,10 @@ def run_bench(
         notes.append("teacher-per-event skipped: no fine-tuned teacher in the cache")
     click.echo("checking what else runs on this machine …", err=True)
     busy_before = busy_processes()
-    environment = {
+    environment: dict[str, Any] = {
         "started_at": started_at,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_avg_before": os.getloadavg(),
         "busy_processes_before": busy_before,

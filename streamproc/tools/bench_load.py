@@ -37,6 +37,7 @@ __all__ = [
     "cpu_sample",
     "cpu_usage",
     "process_cpu_s",
+    "sched_s",
 ]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -56,6 +57,34 @@ def process_cpu_s(pid: int | None, *, tree: bool = False) -> float | None:
     if not tree:
         return own
     return own + sum(process_cpu_s(child, tree=True) or 0.0 for child in child_pids(pid))
+
+
+def sched_s(pid: int | None, *, tree: bool = False) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's threads, from
+    ``/proc/<pid>/task/*/schedstat``; ``tree``: plus its live descendants'. The wait is what CPU
+    sharing costs a process: on 2 cores the worker, its model process, the broker and the load
+    generator take turns."""
+    if pid is None:
+        return None
+    run = wait = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/{pid}/task/{task}/schedstat") as fh,
+        ):
+            fields = fh.read().split()
+            run += int(fields[0]) / 1e9
+            wait += int(fields[1]) / 1e9
+    if tree:
+        for child in child_pids(pid):
+            below = sched_s(child, tree=True)
+            if below is not None:
+                run, wait = run + below[0], wait + below[1]
+    return run, wait
 
 
 def child_pids(pid: int) -> list[int]:
@@ -84,16 +113,39 @@ class CpuSample:
     broker: float | None
     bench: float
     machine: float
+    # (on-CPU s, waiting-for-a-CPU s): the worker's own process, its children (the model
+    # process), the broker
+    worker_sched: tuple[float, float] | None = None
+    model_sched: tuple[float, float] | None = None
+    broker_sched: tuple[float, float] | None = None
 
 
 def cpu_sample(worker_pid: int | None, broker_pid: int | None) -> CpuSample:
+    children = child_pids(worker_pid) if worker_pid is not None else []
+    model: tuple[float, float] | None = None
+    for child in children:
+        below = sched_s(child, tree=True)
+        if below is not None:
+            model = below if model is None else (model[0] + below[0], model[1] + below[1])
     return CpuSample(
         time.monotonic(),
         process_cpu_s(worker_pid, tree=True),
         process_cpu_s(broker_pid),
         process_cpu_s(os.getpid()) or 0.0,
         _machine_busy_s(),
+        worker_sched=sched_s(worker_pid),
+        model_sched=model,
+        broker_sched=sched_s(broker_pid),
     )
+
+
+def _wait_per_run(
+    start: tuple[float, float] | None, end: tuple[float, float] | None
+) -> float | None:
+    """Seconds a process waited for a CPU per second it ran, over a window."""
+    if start is None or end is None or end[0] - start[0] <= 0:
+        return None
+    return round((end[1] - start[1]) / (end[0] - start[0]), 3)
 
 
 def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
@@ -115,6 +167,10 @@ def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
         "machine_cores": machine,
         # Everything else on the machine (a training job, other engineers): contention.
         "other_cores": None if machine is None else round(max(0.0, machine - known), 3),
+        # Run-queue waits (schedstat): s waiting for a CPU per s on one, per process
+        "worker_wait_per_run": _wait_per_run(start.worker_sched, end.worker_sched),
+        "model_process_wait_per_run": _wait_per_run(start.model_sched, end.model_sched),
+        "broker_wait_per_run": _wait_per_run(start.broker_sched, end.broker_sched),
     }
 
 

@@ -14,6 +14,7 @@ The issue's targets (issue 5), evaluated against what was measured, never assume
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -176,6 +177,43 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out + hot_path_targets(results)
 
 
+def cpu_budget(
+    rate: float,
+    model_b64: dict[str, Any],
+    passthrough: dict[float, dict[str, Any]],
+    machine_cores: int,
+) -> dict[str, Any] | None:
+    """Cores the machine would need to run ``rate`` ev/s with the model, from this run's floors:
+    the model alone at batch 64, plus the pass-through worker, broker and load generator at the
+    pass-through point at or above ``rate`` with the least worker CPU per event (the most
+    favourable reading). More than the machine's cores: the rate cannot hold here, whatever the
+    pipeline does."""
+    per_event = model_b64.get("per_event_ms")
+    above = [
+        p
+        for r, p in passthrough.items()
+        if r >= rate and not p["saturated"] and p["cpu"].get("worker_ms_per_event") is not None
+    ]
+    if not per_event or not above:
+        return None
+    best = min(above, key=lambda p: p["cpu"]["worker_ms_per_event"])
+    cpu = best["cpu"]
+    parts = {
+        "model alone": rate * per_event / 1000.0,
+        "worker without model": rate * cpu["worker_ms_per_event"] / 1000.0,
+        "broker": cpu.get("broker_cores") or 0.0,
+        "load generator": cpu.get("bench_cores") or 0.0,
+    }
+    cores = sum(parts.values())
+    detail = (
+        f"CPU budget at {rate:,.0f} ev/s from this run's floors: ≈ {cores:.2f} cores of "
+        f"{machine_cores} ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+        + f"; pass-through point {best['offered_eps']:g}/s)"
+    )
+    return {"cores": round(cores, 2), "parts": parts, "detail": detail}
+
+
 def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 9's targets (the hot path), numbered 5–9 after issue 5's four."""
     by = _rate_points(results)
@@ -208,14 +246,18 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if adaptive and b64:
         held = _held(adaptive.values())
         share = held / b64
+        cores = results.get("environment", {}).get("cpus") or os.cpu_count() or 1
+        budget = cpu_budget(0.70 * b64, model.get("64", {}), passthrough, int(cores))
         out.append(
             _target(
                 6,
                 "adaptive holds p99 ≤ 100 ms up to ≥ 70% of the model-alone ceiling at batch 64",
                 share >= 0.70,
                 f"held {held:,.0f} ev/s = {share:.0%} of {b64:,.0f} ev/s "
-                f"(model alone, batch 64, {results['config'].get('model_threads', 1)} thread)",
+                f"(model alone, batch 64, {results['config'].get('model_threads', 1)} thread)"
+                + (f"; {budget['detail']}" if budget else ""),
                 share=round(share, 3),
+                cores_needed=budget["cores"] if budget else None,
             )
         )
     # 7. model time inside the worker vs alone, at the batch size it ran
@@ -228,13 +270,20 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             ratios.append((rate, inside / alone, inside, alone, size))
     if ratios:
         worst = max(ratios, key=lambda r: r[1])
+        waits = {r: (adaptive[r]["cpu"].get("model_process_wait_per_run")) for r, *_ in ratios}
         out.append(
             _target(
                 7,
                 "model time per event inside the worker ≤ 1.3× alone (same batch size, ≥ 250 ev/s)",
                 worst[1] <= 1.3,
                 "; ".join(
-                    f"{r:g}/s: {i:.3f} vs {a:.3f} ms at batch {b:.0f} ({x:.2f}×)"
+                    f"{r:g}/s: {i:.3f} vs {a:.3f} ms at batch {b:.0f} ({x:.2f}×"
+                    + (
+                        f"; the model process waited {waits[r]:.2f} s for a CPU per s it ran: "
+                        f"{x / (1 + waits[r]):.2f}× on CPU)"
+                        if waits.get(r) is not None
+                        else ")"
+                    )
                     for r, x, i, a, b in ratios
                 ),
                 worst_ratio=round(worst[1], 2),
@@ -393,8 +442,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Rate sweep", ""]
     header = [
         "contender", "offered", "delivered ev/s", "p50", "p95", "p99", "max", "worker p99",
-        "ramp p99", "batch p50/mean", "model busy", "model ms/ev", "call ms/ev", "worker cores",
-        "CPU ms/ev", "other cores", "status",
+        "ramp p99", "batch p50/mean", "model busy", "model ms/ev", "call ms/ev", "model CPU wait",
+        "worker cores", "CPU ms/ev", "other cores", "status",
     ]  # fmt: skip
     rows = []
     for p in results["points"]:
@@ -416,6 +465,7 @@ def markdown(results: dict[str, Any]) -> str:
                 _fmt((p.get("model") or {}).get("busy_fraction"), 2),
                 _fmt((p.get("model") or {}).get("ms_per_event"), 3),
                 _fmt((p.get("model") or {}).get("call_ms_per_event"), 3),
+                _fmt(cpu.get("model_process_wait_per_run"), 2),
                 _fmt(cpu.get("worker_cores"), 2),
                 _fmt(cpu.get("worker_ms_per_event"), 2),
                 _fmt(cpu.get("other_cores"), 2),
@@ -428,7 +478,10 @@ def markdown(results: dict[str, Any]) -> str:
         "Latencies in ms. `model busy`: fraction of the point's wall time the model ran; "
         "`model ms/ev`: the model's own time per event, where it runs (inference thread or "
         "model process); `call ms/ev`: the model call as the pipeline waited for it (hand-off "
-        "there and back included). Worker CPU includes its model process.",
+        "there and back included); `model CPU wait`: seconds the model process was runnable "
+        "but waiting for a CPU per second it ran (`/proc/…/schedstat`: the cost of sharing 2 "
+        "cores with the worker, broker and load generator; – where the model runs in the "
+        "worker's own process). Worker CPU includes its model process.",
         "",
     ]
     lines += ["## Burst", ""]

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from streamproc.tools.bench_report import _per_event_ms, hot_path_targets
+from streamproc.tools.bench_load import sched_s
+from streamproc.tools.bench_report import _per_event_ms, cpu_budget, hot_path_targets
 
 
 def _point(
@@ -77,3 +78,38 @@ def test_a_busy_pass_through_worker_misses_the_cpu_target() -> None:
     points = [_point("passthrough", 9000, 80.0, cpu=0.16)]
     (verdict,) = [t for t in hot_path_targets(_results(points)) if t["target"] == 5]
     assert verdict["met"] is False and "0.160 ms CPU/event" in verdict["detail"]
+
+
+def test_the_cpu_budget_says_when_a_rate_cannot_hold_on_this_machine() -> None:
+    passthrough = {
+        4000.0: _point("passthrough", 4000, 20.0, cpu=0.15),
+        6000.0: _point("passthrough", 6000, 30.0, cpu=0.10),  # the favourable reading
+    }
+    passthrough[6000.0]["cpu"].update(broker_cores=0.6, bench_cores=0.3)
+    budget = cpu_budget(5000.0, MODEL["64"], passthrough, 2)
+    assert budget is not None
+    # model 5000 × 0.2 ms = 1.0 core; worker 5000 × 0.10 ms = 0.5; broker 0.6; load 0.3
+    assert budget["cores"] == pytest.approx(2.4)
+    assert (
+        "≈ 2.40 cores of 2" in budget["detail"] and "pass-through point 6000/s" in budget["detail"]
+    )
+    assert cpu_budget(7000.0, MODEL["64"], passthrough, 2) is None  # no point that fast
+
+
+def test_model_time_inside_the_worker_is_also_given_on_cpu() -> None:
+    point = _point("adaptive", 1000, 50.0, batch_mean=64, model_ms=0.30)  # 1.5× alone
+    point["cpu"]["model_process_wait_per_run"] = 0.5  # waited 0.5 s per s on a CPU
+    (verdict,) = [t for t in hot_path_targets(_results([point])) if t["target"] == 7]
+    assert verdict["met"] is False  # judged as the issue states it: wall time in the model
+    assert "waited 0.50 s for a CPU per s it ran: 1.00× on CPU" in verdict["detail"]
+
+
+def test_schedstat_reads_this_process_run_and_wait_time() -> None:
+    import os
+
+    before = sched_s(os.getpid())
+    sum(i * i for i in range(200_000))  # some CPU
+    after = sched_s(os.getpid())
+    assert before is not None and after is not None
+    assert after[0] > before[0] and after[1] >= before[1] >= 0.0
+    assert sched_s(None) is None
