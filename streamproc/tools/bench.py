@@ -456,6 +456,11 @@ def run_point(
             # the model, and the answer's way back.
             "call_ms_per_event": round(1000 * work["call_s"] / max(1.0, work["events"]), 3),
         }
+        model_cpu = result["cpu"].get("model_process_cpu_s")
+        if model_cpu is not None:  # a model process: its CPU time (serving loop included)
+            result["model"]["cpu_ms_per_event"] = round(
+                1000 * model_cpu / max(1.0, work["events"]), 3
+            )
     worker_cores = result["cpu"].get("worker_cores")
     if worker_cores is not None and outcomes:
         result["cpu"]["worker_ms_per_event"] = round(

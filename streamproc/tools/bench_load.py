@@ -118,15 +118,20 @@ class CpuSample:
     worker_sched: tuple[float, float] | None = None
     model_sched: tuple[float, float] | None = None
     broker_sched: tuple[float, float] | None = None
+    model_cpu: float | None = None  # CPU seconds of the worker's children (its model process)
 
 
 def cpu_sample(worker_pid: int | None, broker_pid: int | None) -> CpuSample:
     children = child_pids(worker_pid) if worker_pid is not None else []
     model: tuple[float, float] | None = None
+    model_cpu: float | None = None
     for child in children:
         below = sched_s(child, tree=True)
         if below is not None:
             model = below if model is None else (model[0] + below[0], model[1] + below[1])
+        cpu = process_cpu_s(child, tree=True)
+        if cpu is not None:
+            model_cpu = (model_cpu or 0.0) + cpu
     return CpuSample(
         time.monotonic(),
         process_cpu_s(worker_pid, tree=True),
@@ -136,6 +141,7 @@ def cpu_sample(worker_pid: int | None, broker_pid: int | None) -> CpuSample:
         worker_sched=sched_s(worker_pid),
         model_sched=model,
         broker_sched=sched_s(broker_pid),
+        model_cpu=model_cpu,
     )
 
 
@@ -156,6 +162,11 @@ def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
         return None if a is None or b is None else round((b - a) / wall, 3)
 
     worker = cores(start.worker, end.worker)
+    model_cpu = (
+        None
+        if start.model_cpu is None or end.model_cpu is None
+        else end.model_cpu - start.model_cpu
+    )
     broker = cores(start.broker, end.broker)
     bench = cores(start.bench, end.bench)
     machine = cores(start.machine, end.machine)
@@ -171,6 +182,7 @@ def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
         "worker_wait_per_run": _wait_per_run(start.worker_sched, end.worker_sched),
         "model_process_wait_per_run": _wait_per_run(start.model_sched, end.model_sched),
         "broker_wait_per_run": _wait_per_run(start.broker_sched, end.broker_sched),
+        "model_process_cpu_s": None if model_cpu is None else round(model_cpu, 3),
     }
 
 

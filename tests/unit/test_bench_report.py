@@ -98,10 +98,10 @@ def test_the_cpu_budget_says_when_a_rate_cannot_hold_on_this_machine() -> None:
 
 def test_model_time_inside_the_worker_is_also_given_on_cpu() -> None:
     point = _point("adaptive", 1000, 50.0, batch_mean=64, model_ms=0.30)  # 1.5× alone
-    point["cpu"]["model_process_wait_per_run"] = 0.5  # waited 0.5 s per s on a CPU
+    point["model"]["cpu_ms_per_event"] = 0.22  # the rest was waiting for a CPU
     (verdict,) = [t for t in hot_path_targets(_results([point])) if t["target"] == 7]
     assert verdict["met"] is False  # judged as the issue states it: wall time in the model
-    assert "waited 0.50 s for a CPU per s it ran: 1.00× on CPU" in verdict["detail"]
+    assert "the model process's CPU time 0.220 ms/ev, 1.10× alone" in verdict["detail"]
 
 
 def test_schedstat_reads_this_process_run_and_wait_time() -> None:
