@@ -502,9 +502,18 @@ def _saturation(point: dict[str, Any]) -> tuple[bool, str]:
     return False, ""
 
 
+#: The model-alone floor with this idle time before each call (a worker at low rates).
+IDLE_GAP_S = 0.002
+
+
 # --- floors: model time alone --------------------------------------------------------------------
-def model_floor(model: Any, texts: Sequence[str], sizes: Sequence[int]) -> dict[str, Any]:
-    """Median ``predict_batch`` seconds per batch size (real texts, warmed, ≥ 5 repetitions)."""
+def model_floor(
+    model: Any, texts: Sequence[str], sizes: Sequence[int], *, idle_gap_s: float = 0.0
+) -> dict[str, Any]:
+    """Median ``predict_batch`` seconds per batch size (real texts, warmed, ≥ 5 repetitions).
+
+    ``idle_gap_s``: sleep that long before each call, as a worker at low rates idles between
+    batches (its caches go cold: a different floor from back-to-back calls)."""
     out: dict[str, Any] = {}
     for size in sorted(set(sizes)):
         batches = [[texts[(k * size + i) % len(texts)] for i in range(size)] for k in range(8)]
@@ -513,6 +522,8 @@ def model_floor(model: Any, texts: Sequence[str], sizes: Sequence[int]) -> dict[
         started = time.perf_counter()
         k = 0
         while k < 5 or (time.perf_counter() - started < 1.0 and k < 200):
+            if idle_gap_s:
+                time.sleep(idle_gap_s)
             t = time.perf_counter()
             model.predict_batch(batches[k % len(batches)])
             timings.append(time.perf_counter() - t)
@@ -646,6 +657,7 @@ def run_bench(
         if p["contender"] == "adaptive" and p["batch"]:
             bar_sizes.add(int(p["batch"]["event_p50"]))
     floors["model_student"] = model_floor(student, texts, sorted(bar_sizes))
+    floors["model_student_idle_gaps"] = model_floor(student, texts, [1, 4], idle_gap_s=IDLE_GAP_S)
     if any(c.model == "student" and c.runtime == "torch" for c in contenders):
         eager = load_classifier(artifact_dir, num_threads=cfg.model_threads, runtime="torch")
         floors["model_student_torch"] = model_floor(eager, texts, sorted(bar_sizes))

@@ -177,6 +177,21 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out + hot_path_targets(results)
 
 
+def _idle_gap_note(back_to_back: dict[str, Any], gapped: dict[str, Any]) -> str:
+    """The model alone, called after an idle gap vs back to back: the cold-cache share."""
+    parts = [
+        f"batch {size} {gapped[size]['per_event_ms']:.3f} "
+        f"vs {back_to_back[size]['per_event_ms']:.3f} ms/ev"
+        for size in sorted(gapped, key=int)
+        if size in back_to_back
+    ]
+    if not parts:
+        return ""
+    return ". Model alone with a 2-ms idle gap before each call vs back to back: " + "; ".join(
+        parts
+    )
+
+
 def _on_cpu_note(cpu_ms_per_event: float | None, alone_ms: float) -> str:
     if not cpu_ms_per_event:
         return ")"
@@ -289,7 +304,8 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{r:g}/s: {i:.3f} vs {a:.3f} ms at batch {b:.0f} ({x:.2f}×"
                     + _on_cpu_note(on_cpu.get(r), a)
                     for r, x, i, a, b in ratios
-                ),
+                )
+                + _idle_gap_note(model, floors.get("model_student_idle_gaps", {})),
                 worst_ratio=round(worst[1], 2),
             )
         )
@@ -558,6 +574,7 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         )
     model = floors.get("model_student", {})
     eager = floors.get("model_student_torch", {})
+    gapped = floors.get("model_student_idle_gaps", {})
     teacher = floors.get("model_teacher", {})
     runtime = results["environment"].get("student_runtime", "torch")
     lines += [
@@ -570,6 +587,7 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         [name, size, _fmt(m["batch_ms"], 2), _fmt(m["per_event_ms"], 3), f"{m['ceiling_eps']:,.0f}"]
         for name, table in (
             (f"student ({runtime})", model),
+            (f"student ({runtime}), 2-ms idle gap before each call", gapped),
             ("student (torch)", eager),
             ("teacher fp32", teacher),
         )

@@ -113,3 +113,13 @@ def test_schedstat_reads_this_process_run_and_wait_time() -> None:
     assert before is not None and after is not None
     assert after[0] > before[0] and after[1] >= before[1] >= 0.0
     assert sched_s(None) is None
+
+
+def test_the_idle_gap_floor_is_quoted_beside_the_model_time_target() -> None:
+    results = _results([_point("adaptive", 500, 20.0, batch_mean=1, model_ms=0.9)])
+    results["floors"]["model_student_idle_gaps"] = {"1": {"per_event_ms": 0.8}}
+    (verdict,) = [t for t in hot_path_targets(results) if t["target"] == 7]
+    assert (
+        "idle gap before each call vs back to back: batch 1 0.800 vs 0.500 ms/ev"
+        in (verdict["detail"])
+    )
