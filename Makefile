@@ -42,9 +42,19 @@ $(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VE
 install-browser: ## Install Debian's headless Chromium for the dashboard test
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 
+.PHONY: install-tools
+install-tools: ## Debian tools the tests run: kcat (a Kafka client we did not write), docker-compose (validates docker-compose.yml), promtool (Prometheus config and dashboard queries)
+	@missing=""; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) \
+	  || echo "warning: could not install$$missing (as root: apt-get install$$missing); tests need them" >&2; \
+	fi
+
 .PHONY: install-kcat
-install-kcat: ## Install Debian's kcat: a Kafka client we did not write (the header-key test produces with it)
-	@command -v kcat >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat) || echo "warning: could not install kcat (as root: apt-get install kcat); tests/reliability/test_header_keys.py needs it" >&2
+install-kcat: install-tools ## (old name of install-tools)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff + mypy
@@ -52,7 +62,7 @@ lint: $(STAMP) ## ruff + mypy
 	$(PYTHON) -m mypy
 
 .PHONY: test
-test: $(STAMP) install-kcat ## Run every test tier (unit, faust, integration against a real broker, reliability)
+test: $(STAMP) install-tools ## Run every test tier (unit, faust, integration against a real broker, reliability)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -28,7 +28,7 @@ def test_a_header_key_that_is_not_utf8_is_dead_lettered(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
     if shutil.which("kcat") is None:
-        pytest.fail("kcat is not installed: `make install-kcat` (Debian: apt-get install kcat)")
+        pytest.fail("kcat is not installed: `make install-tools` (Debian: apt-get install kcat)")
     settings = make_settings(kafka_bootstrap, unique, partitions=1, session_timeout_s=6)
     produce_payloads(settings, text_events(10, prefix="before"))
     bad_value = b'{"id": "bad-header", "text": "hello"}'

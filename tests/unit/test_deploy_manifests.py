@@ -525,7 +525,9 @@ def test_prometheus_config_and_dashboard_queries_pass_promtool(
 ) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.fail(
+            "promtool is not installed: `make install-tools` (Debian: apt-get install prometheus)"
+        )
     check = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(PROMETHEUS)],
         capture_output=True,
@@ -562,3 +564,30 @@ def test_network_policy_admits_only_the_web_port_and_leaves_kafka_open(
     assert rule["from"], "an empty 'from' would admit everyone"
     ports = {p["name"]: p["containerPort"] for p in _container(manifests)["ports"]}
     assert [p["port"] for p in rule["ports"]] == ["http"] and ports["http"] == Settings().web_port
+
+
+def test_docker_compose_validates_the_compose_file() -> None:
+    """``docker-compose config`` (Debian's docker-compose, no Docker engine needed) parses and
+    validates docker-compose.yml against the Compose schema, interpolation included."""
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.fail(
+            "docker-compose is not installed: `make install-tools` "
+            "(Debian: apt-get install docker-compose)"
+        )
+    check = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    services = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--services"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert {"kafka", "worker"} <= set(services), services
