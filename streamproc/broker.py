@@ -166,6 +166,9 @@ class LocalBroker:
 
     ``sasl_users`` (name -> password) adds a SASL_PLAINTEXT listener with SCRAM-SHA-256 and
     SCRAM-SHA-512 credentials created at format time; ``bootstrap_servers`` then points at it.
+    ``oauthbearer=True`` makes that listener SASL/OAUTHBEARER instead, with Kafka's *unsecured*
+    token validator (it checks a token's claims — ``sub``, ``exp`` — not its signature): enough to
+    test how clients obtain and present tokens, never for production.
     Keeping ``data_dir`` and the ports across :meth:`stop`/:meth:`start` restarts the same broker
     with its data (used by the broker-restart reliability test).
     """
@@ -176,6 +179,7 @@ class LocalBroker:
     data_dir: Path | None = None
     heap: str = "768m"
     sasl_users: dict[str, str] = field(default_factory=dict)
+    oauthbearer: bool = False  # SASL/OAUTHBEARER on the client listener (unsecured validator)
     tls: bool = False  # TLS on the client listener, with a throwaway CA (``ca_file``)
     cache_dir: Path | None = None
     detach: bool = False  # True: the JVM outlives this Python process (``streamproc broker start``)
@@ -207,14 +211,15 @@ class LocalBroker:
             (False, True): "SSL",
             (True, False): "SASL_PLAINTEXT",
             (True, True): "SASL_SSL",
-        }[(bool(self.sasl_users), self.tls)]
+        }[(bool(self.sasl_users) or self.oauthbearer, self.tls)]
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def client_config(self) -> dict[str, str]:
-        """librdkafka settings that reach this broker (SASL included when configured)."""
+        """librdkafka settings that reach this broker (SASL included when configured; for
+        OAUTHBEARER, a token librdkafka signs with nothing, which only this test broker takes)."""
         conf = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -226,6 +231,14 @@ class LocalBroker:
                     "sasl.mechanism": "SCRAM-SHA-256",
                     "sasl.username": name,
                     "sasl.password": password,
+                }
+            )
+        elif self.oauthbearer:  # librdkafka mints the unsigned token the validator accepts
+            conf.update(
+                {
+                    "sasl.mechanism": "OAUTHBEARER",
+                    "enable.sasl.oauthbearer.unsecure.jwt": "true",
+                    "sasl.oauthbearer.config": "principal=admin",
                 }
             )
         if self.tls:
@@ -376,6 +389,12 @@ class LocalBroker:
             jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             for mech in ("scram-sha-256", "scram-sha-512"):
                 lines[f"listener.name.external.{mech}.sasl.jaas.config"] = jaas
+        if self.oauthbearer:
+            lines["sasl.enabled.mechanisms"] = "OAUTHBEARER"
+            lines["listener.name.external.oauthbearer.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                'unsecuredLoginStringClaim_sub="broker";'
+            )
         if self.tls:
             keystore = self._make_certificates()
             lines["listener.name.external.ssl.keystore.type"] = "PEM"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ ENV_PREFIX = "STREAMPROC_"
 CACHE_ENV = f"{ENV_PREFIX}CACHE_DIR"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 # A JSON object in the environment; NoDecode: our validator parses it, naming the variable.
 ExtraConfig = Annotated[dict[str, Any], NoDecode]
 
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None  # SecretStr: never printed in logs, reprs or errors
+    # OAUTHBEARER: an OIDC client-credentials grant (librdkafka's sasl.oauthbearer.method=oidc).
+    sasl_oauthbearer_token_endpoint_url: str | None = None
+    sasl_oauthbearer_client_id: str | None = None
+    sasl_oauthbearer_client_secret: SecretStr | None = None
+    sasl_oauthbearer_scope: str | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -252,12 +258,7 @@ class Settings(BaseSettings):
                 f"STREAMPROC_MIN_BATCH_SIZE ({self.min_batch_size}) exceeds "
                 f"STREAMPROC_MAX_BATCH_SIZE ({self.max_batch_size})"
             )
-        has_credentials = self.sasl_mechanism and self.sasl_username and self.sasl_password
-        if self.security_protocol.startswith("SASL") and not has_credentials:
-            raise ValueError(
-                "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
-                "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD"
-            )
+        self._check_sasl()
         if self.replication_factor == 0:
             raise ValueError("STREAMPROC_REPLICATION_FACTOR: -1 (the broker's default) or >= 1")
         for server in self.bootstrap_servers.split(","):
@@ -266,6 +267,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"STREAMPROC_BOOTSTRAP_SERVERS: {server!r} is not host:port")
         self._check_extra_configs()
         return self
+
+    def _check_sasl(self) -> None:
+        if not self.security_protocol.startswith("SASL"):
+            return
+        if self.sasl_mechanism == "OAUTHBEARER":
+            oidc = {
+                "TOKEN_ENDPOINT_URL": self.sasl_oauthbearer_token_endpoint_url,
+                "CLIENT_ID": self.sasl_oauthbearer_client_id,
+                "CLIENT_SECRET": self.sasl_oauthbearer_client_secret,
+            }
+            missing = [f"STREAMPROC_SASL_OAUTHBEARER_{name}" for name, v in oidc.items() if not v]
+            if missing:
+                raise ValueError(
+                    f"STREAMPROC_SASL_MECHANISM=OAUTHBEARER needs {', '.join(missing)}"
+                )
+            url = urllib.parse.urlsplit(self.sasl_oauthbearer_token_endpoint_url or "")
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ValueError(
+                    "STREAMPROC_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: not an http(s) URL"
+                )
+        elif not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                "STREAMPROC_SECURITY_PROTOCOL=SASL_* needs STREAMPROC_SASL_MECHANISM, "
+                "STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD (or, with "
+                "STREAMPROC_SASL_MECHANISM=OAUTHBEARER, the STREAMPROC_SASL_OAUTHBEARER_* settings)"
+            )
 
     def _check_extra_configs(self) -> None:
         from streamproc.client_config import check_aiokafka_extras, check_librdkafka_extras
@@ -306,7 +333,16 @@ class Settings(BaseSettings):
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            secret = self.sasl_oauthbearer_client_secret
+            conf["sasl.mechanism"] = "OAUTHBEARER"
+            conf["sasl.oauthbearer.method"] = "oidc"
+            conf["sasl.oauthbearer.token.endpoint.url"] = self.sasl_oauthbearer_token_endpoint_url
+            conf["sasl.oauthbearer.client.id"] = self.sasl_oauthbearer_client_id
+            conf["sasl.oauthbearer.client.secret"] = secret.get_secret_value() if secret else ""
+            if self.sasl_oauthbearer_scope:
+                conf["sasl.oauthbearer.scope"] = self.sasl_oauthbearer_scope
+        elif self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = (
@@ -336,6 +372,19 @@ class Settings(BaseSettings):
                 context.load_cert_chain(
                     str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
                 )
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism == "OAUTHBEARER":
+            from streamproc.oauth import ClientCredentialsTokenProvider
+
+            assert self.sasl_oauthbearer_token_endpoint_url is not None  # checked by the validator
+            assert self.sasl_oauthbearer_client_id is not None
+            assert self.sasl_oauthbearer_client_secret is not None
+            provider = ClientCredentialsTokenProvider(
+                self.sasl_oauthbearer_token_endpoint_url,
+                self.sasl_oauthbearer_client_id,
+                self.sasl_oauthbearer_client_secret.get_secret_value(),
+                scope=self.sasl_oauthbearer_scope,
+            )
+            return faust.OAuthCredentials(oauth_cb=provider, ssl_context=context)
         if self.security_protocol.startswith("SASL"):
             assert self.sasl_password is not None  # checked by the validator
             # Faust picks SASL_SSL when given an SSL context, SASL_PLAINTEXT otherwise.

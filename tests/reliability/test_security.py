@@ -10,9 +10,11 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from streamproc.broker import LocalBroker
 from tests.helpers import WorkerProcess, collect, make_settings, produce_payloads, text_events
+from tests.oauth_server import token_endpoint
 
 pytestmark = [pytest.mark.kafka, pytest.mark.reliability]
 
@@ -65,6 +67,54 @@ def test_secured_broker_end_to_end_and_the_password_never_appears(
     assert "[DEBUG]" in log, "the worker logged at DEBUG (where clients print their configs)"
     assert PASSWORD not in log, "the password leaked into the worker's (debug) log"
     assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump())
+
+
+def test_oauthbearer_tokens_from_an_oidc_endpoint_reach_every_client(
+    unique: str, tmp_path: Path
+) -> None:
+    """SASL/OAUTHBEARER with client credentials: the worker's aiokafka clients (our token
+    provider) and every librdkafka client (its own OIDC method) fetch tokens from the endpoint;
+    the broker admits them; a wrong secret gets no token and no data; the secret is never logged."""
+    secret = "oidc-client-s3cret-do-not-log"
+    with (
+        token_endpoint("streamproc", secret) as endpoint,
+        LocalBroker(oauthbearer=True) as broker,
+    ):
+        security = {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauthbearer_token_endpoint_url": endpoint.url,
+            "sasl_oauthbearer_client_id": "streamproc",
+            "sasl_oauthbearer_client_secret": secret,
+            "sasl_oauthbearer_scope": "kafka",
+        }
+        settings = make_settings(
+            broker.bootstrap_servers, unique, partitions=2, log_level="debug", **security
+        )
+        worker = WorkerProcess(settings, name="oauth", log_dir=tmp_path)
+        try:
+            produce_payloads(settings, text_events(100))  # confluent-kafka, librdkafka's OIDC
+            records = collect(settings, settings.output_topic, 100, unique=unique, timeout_s=120)
+        finally:
+            worker.stop()
+        ours = [g for g in endpoint.grants if g["user_agent"].startswith("streamproc/")]
+        assert ours, "the worker's aiokafka clients asked for no token"
+        assert len(ours) < len(endpoint.grants), "librdkafka's clients asked for no token"
+        assert {grant["scope"] for grant in endpoint.grants} == {"kafka"}
+
+        wrong = settings.model_copy(
+            update={"sasl_oauthbearer_client_secret": SecretStr("not-the-secret")}
+        )
+        refusals = endpoint.refusals
+        admin = AdminClient({**wrong.confluent_config(), "log_level": 0})
+        with pytest.raises(KafkaException):
+            admin.list_topics(timeout=5)
+        assert endpoint.refusals > refusals
+    ids = {orjson.loads(r.value)["id"] for r in records}
+    assert ids == {f"e-{i}" for i in range(100)}, worker.log_tail()
+    log = worker.log_path.read_text(errors="replace")
+    assert "[DEBUG]" in log
+    assert secret not in log, "the client secret leaked into the worker's (debug) log"
 
 
 def test_scram_passwords_never_appear_on_a_command_line(

@@ -132,7 +132,7 @@ def test_secrets_in_extras_are_not_in_the_settings_repr_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = load_settings(
-        kafka_extra_config={"sasl.oauthbearer.client.secret": "hunter2"},
+        kafka_extra_config={"ssl.key.password": "hunter2"},
         aiokafka_producer_extra_config={"client_id": "hunter3"},
     )
     caplog.set_level(logging.DEBUG)
