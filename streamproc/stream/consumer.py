@@ -18,6 +18,18 @@ commit on rebalance and on stop, and exactly_once's transactional commits — so
 one method covers them all. ``tests/reliability/test_commit_order.py`` proves it against a real
 broker.
 
+**No record before the partition's seek.** aiokafka reads the committed offsets of a new
+assignment *before* the rebalance callback (its commit-refresh task), so before Faust's
+transactional producers fence the partition's previous owner (exactly_once: their
+``InitProducerId`` waits until the previous owner's last transaction is complete). A transaction
+still committing then is missed: the position is stale. Faust seeks every assigned partition to
+its committed offset again once the callback is done, but resumes the partitions a moment
+before that seek returns, and a record fetched from the stale position then had no read offset
+to be checked against: it was processed a second time (the fault matrix's SIGKILL-broker cell:
+one record published twice, visible to read_committed readers). Records of a partition are
+therefore dropped until Faust's seek for the current assignment has returned; the seek moves
+the fetch position back, so they are fetched again.
+
 **A subscribed topic missing from metadata.** The group leader's assignor skips a topic its
 metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins when its
 metadata for the subscribed topics changes, but refreshes that metadata only every
@@ -36,7 +48,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -49,7 +61,7 @@ from mode import Service
 from streamproc.stream.clients import ExtraConfigConsumerThread
 from streamproc.stream.offsets import OffsetLedger
 
-__all__ = ["MISSING_TOPIC_REFRESH_S", "WatermarkConsumer", "missing_topics"]
+__all__ = ["MISSING_TOPIC_REFRESH_S", "WatermarkConsumer", "admissible", "missing_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +76,18 @@ def missing_topics(
 ) -> set[str]:
     """The subscribed topics that the metadata knows no partition of (absent, or errored)."""
     return {topic for topic in subscribed if not partitions_for_topic(topic)}
+
+
+def admissible(
+    tp: TP, offset: int, positioned: Container[TP], read_offset: Mapping[TP, int | None]
+) -> bool:
+    """Whether a fetched record goes to the pipeline: only once its partition's position was
+    set by the seek of the current assignment (before it, the position may be stale), and, like
+    Faust, not below the offset read last (what the old position still returns after a seek)."""
+    if tp not in positioned:
+        return False
+    seen = read_offset.get(tp)
+    return seen is None or offset >= seen
 
 
 class _TopicWatchingConsumerThread(ExtraConfigConsumerThread):
@@ -137,6 +161,35 @@ class WatermarkConsumer(AIOKafkaConsumer):
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
     extra_config: Mapping[str, Any] = {}  # STREAMPROC_AIOKAFKA_CONSUMER_EXTRA_CONFIG
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Partitions whose fetch position Faust's seek set in the current assignment.
+        self._positioned: set[TP] = set()
+        # Offsets dropped because they came before their partition's seek (logged at the seek).
+        self._early: dict[TP, list[int]] = {}
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        self._positioned.update(committed)  # every assigned partition, committed or not
+        early = dict(self._early)
+        self._early.clear()  # in place: the drain loop holds this dict
+        for tp, offsets in early.items():
+            offset = committed.get(tp)
+            stale = sum(1 for o in offsets if offset is not None and 0 <= o < offset)
+            log.info(
+                "%s: %d records fetched before the seek to the committed offset %s were dropped "
+                "and will be fetched again; %d of them lay below it (processed again otherwise)",
+                tp,
+                len(offsets),
+                offset,
+                stale,
+            )
+        return committed
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._positioned.difference_update(revoked)
+        await super().on_partitions_revoked(revoked)
+
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         # Faust's thread + the extra aiokafka config + the missing-topic watch (both below).
         return _TopicWatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -156,17 +209,19 @@ class WatermarkConsumer(AIOKafkaConsumer):
             await super()._drain_messages(fetcher)
             return
         read_offset = self._read_offset
+        positioned = self._positioned
+        early = self._early
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 batch = []
                 async for tp, message in self.getmany(timeout=1.0):
-                    seen = read_offset[tp]
-                    # Like Faust: after a seek, drop what the old fetch position still returns.
-                    if seen is None or message.offset >= seen:
+                    if admissible(tp, message.offset, positioned, read_offset):
                         batch.append(message)
                         read_offset[tp] = message.offset
+                    elif tp not in positioned and len(early.setdefault(tp, [])) < 100_000:
+                        early[tp].append(message.offset)
                 await asyncio.sleep(0)  # getmany may not yield to the loop at all
                 if batch and not self.should_stop:
                     await self.wait_first(ingress(batch), self.suspend_flow.wait())

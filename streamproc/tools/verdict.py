@@ -102,6 +102,7 @@ class PartitionVerdict:
     inputs: int  # records in the snapshot
     lost: tuple[int, ...]  # offsets below the commit with no prediction and no dead letter
     duplicated: int  # extra copies published
+    duplicated_offsets: tuple[int, ...]  # input offsets published more than once
     out_of_order: int  # records published out of input order (see the module docstring)
     uncommitted_output: int  # offsets at or above the commit that were published anyway
     pending: int  # offsets at or above the commit not published yet
@@ -115,6 +116,7 @@ class PartitionVerdict:
             "lost": len(self.lost),
             "lost_offsets": list(self.lost[:_SHOWN_OFFSETS]),
             "duplicated": self.duplicated,
+            "duplicated_offsets": list(self.duplicated_offsets[:_SHOWN_OFFSETS]),
             "out_of_order": self.out_of_order,
             "uncommitted_output": self.uncommitted_output,
             "pending": self.pending,
@@ -275,12 +277,15 @@ def classify(
         commit_before = _offset(committed.get(partition))
         commit_after = _offset(after.get(partition))
         lost: list[int] = []
+        twice: list[int] = []
         duplicated = uncommitted_output = pending = 0
         present = set()
         for offset in log.offsets:
             present.add(offset)
             n = copies.get((partition, offset), 0)
             duplicated += max(0, n - 1)
+            if n > 1:
+                twice.append(offset)
             if n == 0:
                 if commit_before is not None and offset < commit_before:
                     lost.append(offset)
@@ -297,6 +302,7 @@ def classify(
                 inputs=len(log.offsets),
                 lost=tuple(lost),
                 duplicated=duplicated,
+                duplicated_offsets=tuple(twice),
                 out_of_order=out_of_order[partition],
                 uncommitted_output=uncommitted_output,
                 pending=pending,

@@ -9,8 +9,11 @@ broker whose clients all timed out). As Kubernetes would, a worker that exits is
 cell passes when every offset is committed and the verifier finds 0 lost, 0 pending, outputs in
 order (and, exactly_once, 0 duplicated, no transaction left open).
 
+Plus a seeded random schedule per guarantee: three faults in one stream, each kind, target and
+moment (20–85 % committed) drawn from the seed, so what one fault leaves behind meets the next.
+
 ``make test`` runs the cells in ``CI_CELLS``; ``make test-faults`` (``--fault-matrix``) runs all
-twelve and writes ``docs/results/faults/report.{md,json}``.
+twelve and the two schedules and writes ``docs/results/faults/report.{md,json}``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ GUARANTEES = ("at_least_once", "exactly_once")
 #: defect: a duplicate or more after ProducerFenced / a crash on revocation; see the report).
 CI_CELLS = {("sigstop", "worker", "exactly_once")}
 SEED = 11
+SCHEDULED_FAULTS = 3  # faults in the seeded random schedule
 EVENTS = 6000
 SESSION_TIMEOUT_S = 6.0
 PAUSE_S = SESSION_TIMEOUT_S + 5.0  # SIGSTOP: long enough for the group to give up on it
@@ -121,22 +125,65 @@ def test_fault_matrix_cell(
     _results.append(result)
     broker = request.getfixturevalue("faulty_broker") if target == "broker" else None
     bootstrap = broker.bootstrap_servers if broker is not None else kafka_bootstrap
+    rng = random.Random(result.seed)
+    _run_judged(
+        result, [(rng.uniform(0.3, 0.5), fault, target)], rng, bootstrap, broker, unique, tmp_path
+    )
+
+
+@pytest.mark.fault_matrix
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_a_seeded_random_fault_schedule(
+    request: pytest.FixtureRequest, unique: str, tmp_path: Path, guarantee: str
+) -> None:
+    """Several faults in one stream, each kind and target drawn at random (seeded): what one
+    fault leaves behind (a fenced producer, a half-joined group, a replaced worker) meets the
+    next one."""
+    seed = SEED + 100 + GUARANTEES.index(guarantee)
+    rng = random.Random(seed)
+    schedule = sorted(
+        (rng.uniform(0.2, 0.85), rng.choice(FAULTS), rng.choice(TARGETS))
+        for _ in range(SCHEDULED_FAULTS)
+    )
+    plan = ", ".join(f"{fault} {target} @{at:.0%}" for at, fault, target in schedule)
+    result = CellResult("random", plan, guarantee, seed=seed)
+    _results.append(result)
+    broker = request.getfixturevalue("faulty_broker")
+    _run_judged(result, schedule, rng, broker.bootstrap_servers, broker, unique, tmp_path)
+
+
+def _run_judged(
+    result: CellResult,
+    schedule: list[tuple[float, str, str]],
+    rng: random.Random,
+    bootstrap: str,
+    broker: LocalBroker | None,
+    unique: str,
+    tmp_path: Path,
+) -> None:
     started = time.monotonic()
     try:
-        _run_cell(result, bootstrap, broker, unique, tmp_path)
+        _run_cell(result, schedule, rng, bootstrap, broker, unique, tmp_path)
     except BaseException as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:500]
         raise
     finally:
         result.wall_s = round(time.monotonic() - started, 1)
-    print(f"\n{fault} {target} {guarantee}: {result.verdict.get('summary')}")
+    print(f"\n{result.fault} {result.target} {result.guarantee}: {result.verdict.get('summary')}")
     assert result.passed, result.verdict.get("violations") or result.verdict
 
 
 def _run_cell(
-    result: CellResult, bootstrap: str, broker: LocalBroker | None, unique: str, tmp_path: Path
+    result: CellResult,
+    schedule: list[tuple[float, str, str]],
+    rng: random.Random,
+    bootstrap: str,
+    broker: LocalBroker | None,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
-    rng = random.Random(result.seed)
+    """Feed the stream, hit each ``(fraction committed, fault, target)`` of ``schedule`` in
+    turn, wait until everything is committed (replacing exited workers), then judge."""
     settings = make_settings(
         bootstrap,
         unique,
@@ -149,19 +196,24 @@ def _run_cell(
     try:
         assert _wait_committed(settings, 0.15 * EVENTS, 120, workers), workers[0].log_tail()
         workers.append(_worker(settings, "w2", tmp_path))  # joins mid-stream: a rebalance
-        fault_point = rng.uniform(0.3, 0.5) * EVENTS
-        assert _wait_committed(settings, fault_point, 120, workers), workers[0].log_tail()
-        result.fault_at = _committed(settings) or 0
-        hit_at = time.monotonic()
-        if broker is None:
-            victim = rng.randrange(2)  # w0 or w1: surely a member owning partitions by now
-            result.victim = workers[victim].name
-            _hit(result.fault, workers[victim].proc.pid)
-            if result.fault != "sigstop":
-                workers[victim].wait(60)
-        else:
-            result.victim = "broker"
-            _hit_broker(result.fault, broker)
+        victims = []
+        for fraction, fault, target in schedule:
+            _replace_exited(workers, settings, tmp_path, result)
+            assert _wait_committed(settings, fraction * EVENTS, 120, workers), workers[0].log_tail()
+            if not victims:
+                result.fault_at = _committed(settings) or 0
+                hit_at = time.monotonic()
+            if target == "worker":
+                victim = rng.randrange(2)  # w0 or w1: surely a member owning partitions by now
+                victims.append(workers[victim].name)
+                _hit(fault, workers[victim].proc.pid)
+                if fault != "sigstop":
+                    workers[victim].wait(60)
+            else:
+                assert broker is not None
+                victims.append("broker")
+                _hit_broker(fault, broker)
+        result.victim = ", ".join(victims)
         feeder.join(120)
         assert not feeder.is_alive(), "the feeder is stuck"
         deadline = time.monotonic() + 150
@@ -177,7 +229,8 @@ def _run_cell(
         _stop_all(workers)
     verdict = judge(settings, transaction_wait_s=30)
     result.verdict = {**verdict.to_dict(), "summary": verdict.summary()}
-    result.verdict.pop("partitions")
+    if verdict.holds:  # a failed cell keeps its per-partition offsets (lost, duplicated)
+        result.verdict.pop("partitions")
     exactly_once = result.guarantee == "exactly_once"
     result.passed = (
         verdict.holds
@@ -299,7 +352,9 @@ def _write_report(wall_s: float) -> None:
         "~330/s each (a backlog: faults hit them mid-batch), a third "
         "joining at 15 % committed, the fault at a seeded 30–50 %; SIGSTOP lasts "
         f"{PAUSE_S:g} s (session timeout {SESSION_TIMEOUT_S:g} s); exited workers are replaced. "
-        "Judged by `streamproc verify` after every offset is committed.",
+        "Judged by `streamproc verify` after every offset is committed. `random` rows: "
+        f"{SCHEDULED_FAULTS} faults in one stream, each kind, target and moment (20–85 % "
+        "committed) drawn from the seed.",
         "",
         "| fault | target | guarantee | pass | lost | duplicated | out of order | pending "
         "| dead letters | fault at | victim | replaced | recovered s | wall s |",

@@ -217,6 +217,7 @@ def test_the_verdict_serialises_with_every_count() -> None:
     assert doc["holds"] is False
     assert (doc["lost"], doc["duplicated"], doc["inputs"]) == (6, 1, 10)
     assert doc["partitions"][0]["lost_offsets"] == [3, 4, 5, 6, 7, 8]
+    assert doc["partitions"][0]["duplicated_offsets"] == [9]
     assert doc["violations"] == list(verdict.violations)
 
 
