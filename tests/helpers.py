@@ -259,6 +259,6 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
     consumer = Consumer({**settings.confluent_config(), "group.id": settings.app_id})
     try:
         parts = [TopicPartition(settings.input_topic, p) for p in range(settings.input_partitions)]
-        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
     finally:
         consumer.close()

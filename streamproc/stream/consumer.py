@@ -30,6 +30,16 @@ one record published twice, visible to read_committed readers). Records of a par
 therefore dropped until Faust's seek for the current assignment has returned; the seek moves
 the fetch position back, so they are fetched again.
 
+**A committed offset the broker does not show yet.** Faust seeks every assigned partition to its
+committed offset after each rebalance, the partitions this worker keeps included. Under
+exactly_once, offsets are committed inside a transaction: the broker answers the commit once it
+has logged its decision, and writes the markers that make the offsets visible afterwards — so a
+seek right after our own commit could read the previous offset (Kafka's KIP-447: aiokafka's
+OffsetFetch cannot ask for stable offsets) and re-process, and publish again, everything the
+transaction had just committed (the fault matrix: 50 records of a partition its worker never
+lost). This consumer remembers the offsets it committed and resumes each partition from the
+later of the broker's answer and its own.
+
 **A subscribed topic missing from metadata.** The group leader's assignor skips a topic its
 metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins when its
 metadata for the subscribed topics changes, but refreshes that metadata only every
@@ -61,7 +71,13 @@ from mode import Service
 from streamproc.stream.clients import ExtraConfigConsumerThread
 from streamproc.stream.offsets import OffsetLedger
 
-__all__ = ["MISSING_TOPIC_REFRESH_S", "WatermarkConsumer", "admissible", "missing_topics"]
+__all__ = [
+    "MISSING_TOPIC_REFRESH_S",
+    "WatermarkConsumer",
+    "admissible",
+    "missing_topics",
+    "resume_position",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +92,15 @@ def missing_topics(
 ) -> set[str]:
     """The subscribed topics that the metadata knows no partition of (absent, or errored)."""
     return {topic for topic in subscribed if not partitions_for_topic(topic)}
+
+
+def resume_position(fetched: int | None, own: int | None) -> int | None:
+    """Where a partition resumes after a seek: the broker's committed offset (None or negative:
+    none), unless this worker committed a later one itself (whose transaction markers the broker
+    may not have written yet)."""
+    if own is not None and (fetched is None or own > fetched):
+        return own
+    return fetched
 
 
 def admissible(
@@ -167,9 +192,38 @@ class WatermarkConsumer(AIOKafkaConsumer):
         self._positioned: set[TP] = set()
         # Offsets dropped because they came before their partition's seek (logged at the seek).
         self._early: dict[TP, list[int]] = {}
+        # The highest offset this worker committed per partition (the broker may lag behind it).
+        self._own_commits: dict[TP, int] = {}
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        assignment = self.assignment()
+        ours = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+        did_commit = await super()._commit_offsets(offsets, start_new_transaction)
+        if did_commit and not self.app.should_stop:  # a fenced commit crashes the app
+            for tp, offset in ours.items():
+                self._own_commits[tp] = max(offset, self._own_commits.get(tp, offset))
+        return did_commit
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        committed = await super().seek_to_committed()
+        committed = dict(await super().seek_to_committed())
+        for tp, fetched in committed.items():
+            own = self._own_commits.get(tp)
+            position = resume_position(
+                fetched if fetched is not None and fetched >= 0 else None, own
+            )
+            if position is not None and position != fetched:
+                log.info(
+                    "%s: the broker answered committed offset %s, but this worker committed %d "
+                    "(its transaction markers not written yet): resuming at %d",
+                    tp,
+                    fetched,
+                    position,
+                    position,
+                )
+                await self._seek(tp, position)
+                committed[tp] = position
         self._positioned.update(committed)  # every assigned partition, committed or not
         early = dict(self._early)
         self._early.clear()  # in place: the drain loop holds this dict

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from faust.types import TP
 
-from streamproc.stream.consumer import admissible
+from streamproc.stream.consumer import admissible, resume_position
 
 P0, P1 = TP("in", 0), TP("in", 1)
 
@@ -28,3 +28,13 @@ def test_a_partition_without_a_committed_offset_is_admitted_once_seeked() -> Non
     read_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
     assert admissible(P0, 0, {P0}, read_offset)
     assert P0 not in read_offset  # the check does not insert into Faust's defaultdict
+
+
+def test_a_partition_resumes_after_what_this_worker_committed_itself() -> None:
+    """exactly_once: our commit returned, its markers not written yet: the broker still answers
+    the previous offset. Resuming there published a whole transaction twice."""
+    assert resume_position(176, 226) == 226
+    assert resume_position(None, 226) == 226  # nothing visible yet on a fresh group
+    assert resume_position(300, 226) == 300  # another owner went further since
+    assert resume_position(176, None) == 176  # never committed it here: the broker's answer
+    assert resume_position(None, None) is None
