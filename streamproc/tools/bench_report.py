@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from streamproc.plotting import pyplot
+
 __all__ = [
     "capacity",
     "evaluate_targets",
@@ -657,10 +659,9 @@ def _nearest(table: dict[str, Any], size: int) -> float | None:
 
 # --- plots ---------------------------------------------------------------------------------------
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the benchmark plots")
+    if plt is None:
+        return []
     from matplotlib import ticker
 
     by = _rate_points(results)

@@ -25,6 +25,7 @@ import orjson
 from streamproc.broker import configured_or_local_broker
 from streamproc.errors import StreamprocError
 from streamproc.kafka import consume, ensure_topics
+from streamproc.plotting import pyplot
 from streamproc.settings import Settings, load_settings
 from streamproc.tools.worker_process import wait_until_serving, worker_process
 
@@ -188,10 +189,9 @@ def run_soak(
 
 
 def _plot(result: SoakResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the soak plot")
+    if plt is None:
+        return
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     ax1.plot([t for t, _ in result.rss_mb], [v for _, v in result.rss_mb], color="tab:blue")

@@ -3,7 +3,8 @@
 A consumer group subscribed to a topic that does not exist is assigned nothing and only notices
 the topic at its next metadata refresh (minutes), so the worker creates its input topic itself.
 The producer here sends no ``ts``: latency then starts from the Kafka record timestamp. The
-worker runs as a worker-only install does: with torch unimportable, serving the ONNX artifact.
+worker runs as a worker-only install does: with torch and matplotlib unimportable, serving the
+ONNX artifact.
 """
 
 from __future__ import annotations
@@ -38,15 +39,18 @@ def test_a_worker_started_before_its_input_topic_exists_consumes_it(
     )
     admin = AdminClient(settings.confluent_config())
     assert settings.input_topic not in admin.list_topics(timeout=10).topics
-    blocked = tmp_path / "no-torch" / "torch"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('torch is not installed here')\n")
+    blocked = tmp_path / "worker-only"  # what the worker image leaves out
+    for package in ("torch", "matplotlib"):
+        (blocked / package).mkdir(parents=True)
+        (blocked / package / "__init__.py").write_text(
+            f"raise ImportError('{package} is not installed here')\n"
+        )
     worker = WorkerProcess(
         settings,
         name="first",
         log_dir=tmp_path,
         real_model=True,
-        env={"PYTHONPATH": str(blocked.parent)},
+        env={"PYTHONPATH": str(blocked)},
     )
     collector = None
     try:

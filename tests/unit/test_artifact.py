@@ -183,6 +183,21 @@ def test_model_cli_info_verify_publish(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith("error:") and "tampered" in err and "\n" not in err
 
 
+def test_publishing_where_nothing_can_be_written_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model dir that cannot be made (here: under a file; for a user, a directory Docker
+    created as root) ends in one line naming it and the model exit status."""
+    path = _save(tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["model", "publish", str(path), "--model-dir", str(blocker / "models")])
+    assert exc.value.code == 5
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot publish into") and "not-a-dir" in err and "\n" not in err
+
+
 def test_publish_if_missing_seeds_once_and_never_overrides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

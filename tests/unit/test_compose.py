@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from streamproc.settings import Settings
@@ -85,3 +86,33 @@ def test_the_image_checks_liveness_and_owns_its_model_dir() -> None:
     assert "/livez" in dockerfile
     assert "chown streamproc /models" in dockerfile
     assert "torch" not in dockerfile.split("RUN pip install", 1)[1].split("\n", 1)[0]
+
+
+def test_the_worker_install_carries_neither_torch_nor_matplotlib() -> None:
+    """The image runs `pip install .`: the package's own dependencies are what a worker gets."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {
+        re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]
+    }
+    assert not names & {"torch", "matplotlib", "transformers"}, names
+    assert "matplotlib" in " ".join(project["optional-dependencies"]["plots"])
+
+
+def test_a_report_without_matplotlib_skips_its_figure(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib.util
+
+    from streamproc import plotting
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        plotting.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    assert plotting.pyplot("the soak plot") is None
+    assert "pip install 'streamproc[plots]'" in caplog.text
