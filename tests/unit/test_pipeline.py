@@ -817,3 +817,36 @@ def test_a_record_whose_header_key_is_not_utf8_is_dead_lettered() -> None:
     assert headers["\\xffkey"] == b"v"
     assert value == records[1].value
     assert all(r.acked for r in records)
+
+
+def test_an_implausible_ts_does_not_age_the_buffer_for_the_controller() -> None:
+    """A producer's ts in seconds (read as 1970) or days ahead must not make the buffer look
+    decades old (or newer than now) to the batching controller: the Kafka timestamp is used."""
+    import time
+
+    ages: list[float] = []
+
+    class Recording(AdaptiveBatchController):
+        def decide(self, *, oldest_age_s: float, **kwargs: Any) -> Any:
+            ages.append(oldest_age_s)
+            return super().decide(oldest_age_s=oldest_age_s, **kwargs)
+
+    now = time.time()
+    payloads = [
+        orjson.dumps({"id": "seconds", "text": "a", "ts": now}),  # seconds, not milliseconds
+        orjson.dumps({"id": "future", "text": "b", "ts": (now + 86_400) * 1000}),
+        orjson.dumps({"id": "ancient", "text": "c", "ts": 1.0}),
+    ]
+    records = [Record(i, p, timestamp_s=now) for i, p in enumerate(payloads)]
+    publisher = FakePublisher()
+    asyncio.run(
+        run_pipeline(
+            records,
+            model=FakeClassifier(),
+            publisher=publisher,
+            policy=Recording(latency_target_s=0.1, max_size=32),
+        )
+    )
+    assert len(publisher.predictions) == 3 and ages
+    assert all(0.0 <= age < 5.0 for age in ages), ages
+    assert {p["latency_from"] for p in publisher.predictions} == {"kafka_timestamp"}
