@@ -10,6 +10,8 @@ PIP ?= $(PYTHON) -m pip
 PYTEST_ARGS ?=
 KAFKA_VERSION ?= 3.9.2
 DATASET ?= trec
+# apt-get for the Debian tools: as root directly, otherwise through sudo where there is one.
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null; then echo sudo; fi)
 
 .DEFAULT_GOAL := help
 
@@ -40,7 +42,7 @@ $(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VE
 
 .PHONY: install-browser
 install-browser: ## Install Debian's headless Chromium for the dashboard test
-	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core)
 
 .PHONY: install-tools
 install-tools: ## Debian tools the tests run: kcat (a Kafka client we did not write), docker-compose (validates docker-compose.yml), promtool (Prometheus config and dashboard queries)
@@ -49,7 +51,7 @@ install-tools: ## Debian tools the tests run: kcat (a Kafka client we did not wr
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) \
+	  ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) \
 	  || echo "warning: could not install$$missing (as root: apt-get install$$missing); tests need them" >&2; \
 	fi
 
