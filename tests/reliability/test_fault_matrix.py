@@ -7,7 +7,8 @@ is committed; at a seeded point (30–50 % committed) the fault hits a seeded wo
 broker. SIGSTOP pauses the process past the session timeout, then wakes it (a zombie worker; a
 broker whose clients all timed out). As Kubernetes would, a worker that exits is replaced. The
 cell passes when every offset is committed and the verifier finds 0 lost, 0 pending, outputs in
-order (and, exactly_once, 0 duplicated, no transaction left open).
+order (and, exactly_once, 0 duplicated, no transaction left open). at_least_once cannot fence a
+paused worker: its late outputs are counted as out of order, not failed.
 
 Plus a seeded random schedule per guarantee: three faults in one stream, each kind, target and
 moment (20–85 % committed) drawn from the seed, so what one fault leaves behind meets the next.
@@ -232,8 +233,15 @@ def _run_cell(
     if verdict.holds:  # a failed cell keeps its per-partition offsets (lost, duplicated)
         result.verdict.pop("partitions")
     exactly_once = result.guarantee == "exactly_once"
+    # at_least_once has no fencing: a paused worker that wakes publishes what it had already
+    # handed to its producer after the new owner's outputs. Out of order by design (counted in
+    # the report); exactly_once fences it (ProducerFenced).
+    unfenced = not exactly_once and any(
+        fault == "sigstop" and target == "worker" for _, fault, target in schedule
+    )
+    violations = [v for v in verdict.violations if not (unfenced and v.startswith("out of order"))]
     result.passed = (
-        verdict.holds
+        not violations
         and verdict.inputs == EVENTS
         and verdict.lost == verdict.pending == 0
         and (not exactly_once or verdict.duplicated == 0)
@@ -354,7 +362,10 @@ def _write_report(wall_s: float) -> None:
         f"{PAUSE_S:g} s (session timeout {SESSION_TIMEOUT_S:g} s); exited workers are replaced. "
         "Judged by `streamproc verify` after every offset is committed. `random` rows: "
         f"{SCHEDULED_FAULTS} faults in one stream, each kind, target and moment (20–85 % "
-        "committed) drawn from the seed.",
+        "committed) drawn from the seed. at_least_once cannot fence a paused (SIGSTOP) "
+        "worker: when it wakes, outputs it had handed to its producer land after the new "
+        "owner's, so those cells count out-of-order records without failing on them; "
+        "exactly_once fences it.",
         "",
         "| fault | target | guarantee | pass | lost | duplicated | out of order | pending "
         "| dead letters | fault at | victim | replaced | recovered s | wall s |",
