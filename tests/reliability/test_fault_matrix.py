@@ -127,9 +127,8 @@ def test_fault_matrix_cell(
     broker = request.getfixturevalue("faulty_broker") if target == "broker" else None
     bootstrap = broker.bootstrap_servers if broker is not None else kafka_bootstrap
     rng = random.Random(result.seed)
-    _run_judged(
-        result, [(rng.uniform(0.3, 0.5), fault, target)], rng, bootstrap, broker, unique, tmp_path
-    )
+    schedule = [(rng.uniform(0.3, 0.5), fault, target)]
+    _run_judged(result, _Run(schedule, rng, bootstrap, broker, unique, tmp_path))
 
 
 @pytest.mark.fault_matrix
@@ -150,21 +149,26 @@ def test_a_seeded_random_fault_schedule(
     result = CellResult("random", plan, guarantee, seed=seed)
     _results.append(result)
     broker = request.getfixturevalue("faulty_broker")
-    _run_judged(result, schedule, rng, broker.bootstrap_servers, broker, unique, tmp_path)
+    _run_judged(result, _Run(schedule, rng, broker.bootstrap_servers, broker, unique, tmp_path))
 
 
-def _run_judged(
-    result: CellResult,
-    schedule: list[tuple[float, str, str]],
-    rng: random.Random,
-    bootstrap: str,
-    broker: LocalBroker | None,
-    unique: str,
-    tmp_path: Path,
-) -> None:
+@dataclass
+class _Run:
+    """What one judged run needs: its faults ``(fraction committed, fault, target)`` in order,
+    the seeded draws (victims), and where it runs."""
+
+    schedule: list[tuple[float, str, str]]
+    rng: random.Random
+    bootstrap: str
+    broker: LocalBroker | None
+    unique: str
+    tmp_path: Path
+
+
+def _run_judged(result: CellResult, run: _Run) -> None:
     started = time.monotonic()
     try:
-        _run_cell(result, schedule, rng, bootstrap, broker, unique, tmp_path)
+        _run_cell(result, run)
     except BaseException as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:500]
         raise
@@ -174,20 +178,13 @@ def _run_judged(
     assert result.passed, result.verdict.get("violations") or result.verdict
 
 
-def _run_cell(
-    result: CellResult,
-    schedule: list[tuple[float, str, str]],
-    rng: random.Random,
-    bootstrap: str,
-    broker: LocalBroker | None,
-    unique: str,
-    tmp_path: Path,
-) -> None:
-    """Feed the stream, hit each ``(fraction committed, fault, target)`` of ``schedule`` in
-    turn, wait until everything is committed (replacing exited workers), then judge."""
+def _run_cell(result: CellResult, run: _Run) -> None:
+    """Feed the stream, hit each fault of ``run.schedule`` in turn, wait until everything is
+    committed (replacing exited workers), then judge."""
+    schedule, rng, broker, tmp_path = run.schedule, run.rng, run.broker, run.tmp_path
     settings = make_settings(
-        bootstrap,
-        unique,
+        run.bootstrap,
+        run.unique,
         session_timeout_s=SESSION_TIMEOUT_S,
         commit_interval_s=0.5,
         processing_guarantee=result.guarantee,
@@ -197,7 +194,7 @@ def _run_cell(
     try:
         assert _wait_committed(settings, 0.15 * EVENTS, 120, workers), workers[0].log_tail()
         workers.append(_worker(settings, "w2", tmp_path))  # joins mid-stream: a rebalance
-        victims = []
+        victims: list[str] = []
         for fraction, fault, target in schedule:
             _replace_exited(workers, settings, tmp_path, result)
             assert _wait_committed(settings, fraction * EVENTS, 120, workers), workers[0].log_tail()
