@@ -197,8 +197,10 @@ class Classifier(ClassifierIdentity):
         :func:`plan_passes` picks: one pass pads every text to its longest, so a pass that mixes
         a 40-token question with 63 short ones spends most of its time on padding, while each
         extra pass costs a fixed overhead (measured numbers in :data:`PASS_OVERHEAD_TOKENS`).
-        A text's scores do not depend on its batch-mates (padding is masked out), so the split
-        changes only the time.
+        In fp32 a text's scores do not depend on its batch-mates (padding is masked out), so the
+        split changes only the time; a dynamically quantized int8 graph picks its activation
+        scales per pass, so its scores move slightly with the split (the offline job's report
+        measures how often a label flips between batch 1 and batch 64).
         """
         if not texts:
             return np.zeros((0, len(self._labels)), dtype=np.float32)

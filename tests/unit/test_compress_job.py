@@ -44,12 +44,20 @@ THINGS = [
 ]
 
 
+#: Every third question gets a long tail: lengths vary as in real data, so a batch of 64 is run
+#: as several length-planned passes (the job's artifact check once compared those with one pass).
+LONG_TAIL = " , asked again by a reader who wants the whole story told in every detail please"
+
+
 def _questions_file(path: Path) -> Path:
     rows = [
-        {"text": template.format(thing) + " ?", "label": label}
+        {
+            "text": template.format(thing) + (LONG_TAIL * 2 if i % 3 == 0 else "") + " ?",
+            "label": label,
+        }
         for label, templates in QUESTIONS.items()
         for template in templates
-        for thing in THINGS
+        for i, thing in enumerate(THINGS)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
