@@ -160,6 +160,34 @@ def check_co_partitioning(input_topic: tuple[str, int], outputs: Mapping[str, in
         )
 
 
+def stable_committed_offsets(
+    conf: Mapping[str, Any],
+    group: str,
+    wanted: Mapping[str, list[int]],
+    *,
+    timeout_s: float = 10.0,
+) -> dict[tuple[str, int], int | None]:
+    """``group``'s committed offsets of ``wanted`` ({topic: partitions}) once pending
+    transactional commits are settled: librdkafka's read_committed OffsetFetch sets
+    ``require_stable`` (KIP-447), which aiokafka's cannot. None: nothing committed. Asking does
+    not join the group. Raises KafkaException if the broker does not answer in time."""
+    consumer = Consumer(
+        {
+            **dict(conf),
+            "group.id": group,  # never subscribes: reads the group's offsets, never joins it
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "log_level": 3,
+        }
+    )
+    try:
+        parts = [TopicPartition(t, p) for t, partitions in wanted.items() for p in partitions]
+        answer = consumer.committed(parts, timeout=timeout_s)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in answer}
+
+
 def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
     """A librdkafka producer tuned for throughput with low delay (idempotent, acks=all)."""
     return Producer(

@@ -33,7 +33,12 @@ import faust
 from faust.types import TP
 
 from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
-from streamproc.kafka import check_co_partitioning, ensure_topics, partition_counts
+from streamproc.kafka import (
+    check_co_partitioning,
+    ensure_topics,
+    partition_counts,
+    stable_committed_offsets,
+)
 from streamproc.model.base import TextClassifier
 from streamproc.settings import Settings
 from streamproc.stream import lenient_records
@@ -203,6 +208,10 @@ class _App(faust.App):
         pipeline = self.pipeline
         consumer.ledger = pipeline.offsets
         consumer.extra_config = self.consumer_extra_config
+        settings = self.settings
+        if settings is not None and settings.processing_guarantee == "exactly_once":
+            conf, group = settings.confluent_config(), settings.app_id
+            consumer.stable_offsets = lambda wanted: stable_committed_offsets(conf, group, wanted)
         if not self.batched_ingress:
             return consumer
         consumer.pending = lambda: 0 if pipeline.failed else pipeline.unsettled

@@ -18,18 +18,6 @@ commit on rebalance and on stop, and exactly_once's transactional commits — so
 one method covers them all. ``tests/reliability/test_commit_order.py`` proves it against a real
 broker.
 
-**No record before the partition's seek.** aiokafka reads the committed offsets of a new
-assignment *before* the rebalance callback (its commit-refresh task), so before Faust's
-transactional producers fence the partition's previous owner (exactly_once: their
-``InitProducerId`` waits until the previous owner's last transaction is complete). A transaction
-still committing then is missed: the position is stale. Faust seeks every assigned partition to
-its committed offset again once the callback is done, but resumes the partitions a moment
-before that seek returns, and a record fetched from the stale position then had no read offset
-to be checked against: it was processed a second time (the fault matrix's SIGKILL-broker cell:
-one record published twice, visible to read_committed readers). Records of a partition are
-therefore dropped until Faust's seek for the current assignment has returned; the seek moves
-the fetch position back, so they are fetched again.
-
 **A committed offset the broker does not show yet.** Faust seeks every assigned partition to its
 committed offset after each rebalance, the partitions this worker keeps included. Under
 exactly_once, offsets are committed inside a transaction: the broker answers the commit once it
@@ -38,7 +26,10 @@ seek right after our own commit could read the previous offset (Kafka's KIP-447:
 OffsetFetch cannot ask for stable offsets) and re-process, and publish again, everything the
 transaction had just committed (the fault matrix: 50 records of a partition its worker never
 lost). This consumer remembers the offsets it committed and resumes each partition from the
-later of the broker's answer and its own.
+later of the broker's answer and its own. A partition taken over from another worker has the
+same race with that worker's last transaction, so under exactly_once the consumer also asks
+librdkafka, whose read_committed OffsetFetch requires stable offsets (the broker answers only
+once pending transactional commits are settled), and takes the latest of the three.
 
 **A subscribed topic missing from metadata.** The group leader's assignor skips a topic its
 metadata lacks ("Ignoring missing topic") and assigns nothing; aiokafka re-joins when its
@@ -58,7 +49,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -74,7 +65,6 @@ from streamproc.stream.offsets import OffsetLedger
 __all__ = [
     "MISSING_TOPIC_REFRESH_S",
     "WatermarkConsumer",
-    "admissible",
     "missing_topics",
     "resume_position",
 ]
@@ -101,18 +91,6 @@ def resume_position(fetched: int | None, own: int | None) -> int | None:
     if own is not None and (fetched is None or own > fetched):
         return own
     return fetched
-
-
-def admissible(
-    tp: TP, offset: int, positioned: Container[TP], read_offset: Mapping[TP, int | None]
-) -> bool:
-    """Whether a fetched record goes to the pipeline: only once its partition's position was
-    set by the seek of the current assignment (before it, the position may be stale), and, like
-    Faust, not below the offset read last (what the old position still returns after a seek)."""
-    if tp not in positioned:
-        return False
-    seen = read_offset.get(tp)
-    return seen is None or offset >= seen
 
 
 class _TopicWatchingConsumerThread(ExtraConfigConsumerThread):
@@ -185,13 +163,12 @@ class WatermarkConsumer(AIOKafkaConsumer):
     ingress: Callable[[Sequence[Message]], Awaitable[None]] | None = None
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
     extra_config: Mapping[str, Any] = {}  # STREAMPROC_AIOKAFKA_CONSUMER_EXTRA_CONFIG
+    # exactly_once: {topic: [partitions]} -> {(topic, partition): stable committed offset or None}
+    stable_offsets: Callable[[Mapping[str, list[int]]], Mapping[tuple[str, int], int | None]] | None
+    stable_offsets = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Partitions whose fetch position Faust's seek set in the current assignment.
-        self._positioned: set[TP] = set()
-        # Offsets dropped because they came before their partition's seek (logged at the seek).
-        self._early: dict[TP, list[int]] = {}
         # The highest offset this worker committed per partition (the broker may lag behind it).
         self._own_commits: dict[TP, int] = {}
 
@@ -206,43 +183,41 @@ class WatermarkConsumer(AIOKafkaConsumer):
                 self._own_commits[tp] = max(offset, self._own_commits.get(tp, offset))
         return did_commit
 
+    async def _stable_committed(self, tps: Iterable[TP]) -> Mapping[tuple[str, int], int | None]:
+        """exactly_once: the group's committed offsets once pending transactions are settled
+        (KIP-447, through librdkafka); {} if not configured or not answered (logged)."""
+        if self.stable_offsets is None:
+            return {}
+        wanted: dict[str, list[int]] = {}
+        for tp in tps:
+            wanted.setdefault(tp.topic, []).append(tp.partition)
+        try:
+            return await asyncio.to_thread(self.stable_offsets, wanted)
+        except Exception as exc:  # the seek goes on with what aiokafka and we know
+            log.warning("stable committed offsets not read (%s); resuming without them", exc)
+            return {}
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = dict(await super().seek_to_committed())
+        stable = await self._stable_committed(committed)
         for tp, fetched in committed.items():
             own = self._own_commits.get(tp)
-            position = resume_position(
-                fetched if fetched is not None and fetched >= 0 else None, own
-            )
-            if position is not None and position != fetched:
+            settled = stable.get((tp.topic, tp.partition))
+            answer = fetched if fetched is not None and fetched >= 0 else None
+            position = resume_position(resume_position(answer, settled), own)
+            if position is not None and position != answer:
                 log.info(
-                    "%s: the broker answered committed offset %s, but this worker committed %d "
-                    "(its transaction markers not written yet): resuming at %d",
+                    "%s: resuming at %d, not at the committed offset the broker answered (%s): "
+                    "once pending transactions settle it is %s; this worker last committed %s",
                     tp,
+                    position,
                     fetched,
-                    position,
-                    position,
+                    settled,
+                    own,
                 )
                 await self._seek(tp, position)
                 committed[tp] = position
-        self._positioned.update(committed)  # every assigned partition, committed or not
-        early = dict(self._early)
-        self._early.clear()  # in place: the drain loop holds this dict
-        for tp, offsets in early.items():
-            offset = committed.get(tp)
-            stale = sum(1 for o in offsets if offset is not None and 0 <= o < offset)
-            log.info(
-                "%s: %d records fetched before the seek to the committed offset %s were dropped "
-                "and will be fetched again; %d of them lay below it (processed again otherwise)",
-                tp,
-                len(offsets),
-                offset,
-                stale,
-            )
         return committed
-
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self._positioned.difference_update(revoked)
-        await super().on_partitions_revoked(revoked)
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         # Faust's thread + the extra aiokafka config + the missing-topic watch (both below).
@@ -263,19 +238,17 @@ class WatermarkConsumer(AIOKafkaConsumer):
             await super()._drain_messages(fetcher)
             return
         read_offset = self._read_offset
-        positioned = self._positioned
-        early = self._early
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 batch = []
                 async for tp, message in self.getmany(timeout=1.0):
-                    if admissible(tp, message.offset, positioned, read_offset):
+                    seen = read_offset[tp]
+                    # Like Faust: after a seek, drop what the old fetch position still returns.
+                    if seen is None or message.offset >= seen:
                         batch.append(message)
                         read_offset[tp] = message.offset
-                    elif tp not in positioned and len(early.setdefault(tp, [])) < 100_000:
-                        early[tp].append(message.offset)
                 await asyncio.sleep(0)  # getmany may not yield to the loop at all
                 if batch and not self.should_stop:
                     await self.wait_first(ingress(batch), self.suspend_flow.wait())
