@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from streamproc.stream.consumer import resume_position
 
 
