@@ -170,7 +170,8 @@ def stable_committed_offsets(
     """``group``'s committed offsets of ``wanted`` ({topic: partitions}) once pending
     transactional commits are settled: librdkafka's read_committed OffsetFetch sets
     ``require_stable`` (KIP-447), which aiokafka's cannot. None: nothing committed. Asking does
-    not join the group. Raises KafkaException if the broker does not answer in time."""
+    not join the group. Raises KafkaException if the broker does not answer in time, or answers
+    an error for a partition."""
     consumer = Consumer(
         {
             **dict(conf),
@@ -185,6 +186,9 @@ def stable_committed_offsets(
         answer = consumer.committed(parts, timeout=timeout_s)
     finally:
         consumer.close()
+    for tp in answer:
+        if tp.error:
+            raise KafkaException(tp.error)
     return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in answer}
 
 

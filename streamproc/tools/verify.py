@@ -29,6 +29,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamproc.errors import BrokerError
+from streamproc.kafka import stable_committed_offsets
 from streamproc.settings import load_settings
 from streamproc.tools.verdict import Guarantee, InputLog, Outcome, Verdict, classify, parse_source
 
@@ -79,25 +80,13 @@ def committed_offsets(
     *,
     timeout_s: float = 30.0,
 ) -> dict[int, int | None]:
-    """The group's committed offset per partition (``None``: nothing committed). Asking does
-    not join the group."""
-    # read_committed: the broker answers only once pending transactional commits are settled
-    consumer = _consumer(conf, group_id=group, isolation="read_committed")
+    """The group's committed offset per partition (``None``: nothing committed), once pending
+    transactional commits are settled. Asking does not join the group."""
     try:
-        try:
-            answer = consumer.committed(
-                [TopicPartition(topic, p) for p in partitions], timeout=timeout_s
-            )
-        except KafkaException as exc:
-            raise BrokerError(f"could not read group {group}'s offsets: {_describe(exc)}") from None
-        offsets: dict[int, int | None] = {}
-        for tp in answer:
-            if tp.error:
-                raise BrokerError(f"could not read group {group}'s offsets: {tp.error}")
-            offsets[tp.partition] = tp.offset if tp.offset >= 0 else None
-        return offsets
-    finally:
-        consumer.close()
+        answer = stable_committed_offsets(conf, group, {topic: partitions}, timeout_s=timeout_s)
+    except KafkaException as exc:
+        raise BrokerError(f"could not read group {group}'s offsets: {_describe(exc)}") from None
+    return {partition: offset for (_, partition), offset in answer.items()}
 
 
 def open_transactions(conf: Mapping[str, Any], topics: list[str], *, wait_s: float) -> list[str]:
