@@ -54,6 +54,26 @@ __all__ = ["distill"]
     help="data set wheels and fine-tuned teachers (default: $STREAMPROC_CACHE_DIR or "
     "~/.cache/streamproc)",
 )
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="train the student with this many seeds (SEED, SEED+1, ...) and judge accuracy by their "
+    "median; the artifact and the speed figures are SEED's",
+)
+@click.option(
+    "--teacher-seed",
+    type=int,
+    default=None,
+    help="use the fine-tuned teacher of this seed (default: --seed)",
+)
+@click.option(
+    "--accuracy-only",
+    is_flag=True,
+    help="train, prune, quantize and score only; writes seed.json, no latency or report (what "
+    "--seeds runs for the other seeds)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def distill(
     dataset: str,
@@ -64,11 +84,14 @@ def distill(
     seed: int,
     threads: int,
     cache_dir: Path | None,
+    seeds: int,
+    teacher_seed: int | None,
+    accuracy_only: bool,
     quiet: bool,
 ) -> None:
     """Fine-tune the teacher, distil a student, prune it, quantize it to int8, write an artifact
     and a report (teacher vs distilled vs pruned vs quantized on the held-out test split)."""
-    from streamproc.compress.job import JobConfig, run_job
+    from streamproc.compress.job import JobConfig, run_job, run_seed_replicas
 
     name = Path(dataset).stem if dataset not in BUILTIN_DATASETS else dataset
     out = out_dir or Path("artifacts") / name
@@ -81,8 +104,20 @@ def distill(
         seed=seed,
         threads=threads,
         cache_dir=cache_dir,
+        teacher_seed=teacher_seed,
+        accuracy_only=accuracy_only,
     )
     result = run_job(config, quiet=quiet)
+    if accuracy_only:
+        s = result.summary
+        click.echo(
+            f"seed {s['seed']} (teacher of seed {s['teacher_seed']}): distilled "
+            f"{s['distilled']:.2%}, pruned {s['pruned']:.2%}, served {s['served']:.2%} "
+            f"in {s['minutes']:.1f} min -> {result.report_paths['seed']}"
+        )
+        return
+    if seeds > 1:
+        result = run_seed_replicas(result, config, [seed + k for k in range(1, seeds)], quiet=quiet)
     summary = result.summary
     q, t = summary["models"]["quantized"], summary["models"]["teacher"]
     met = sum(r["met"] for r in summary["targets"])

@@ -10,13 +10,16 @@ quantization and artifact code without a teacher, in seconds, for the streaming 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +65,7 @@ from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
 from streamproc.settings import default_cache_dir
 
-__all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job"]
+__all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job", "run_seed_replicas"]
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,15 @@ class JobConfig:
     runtime_threads: int = 2  # the runtime comparison's threads, every variant alike
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
+    teacher_seed: int | None = None  # None: ``seed``; another run's seed reuses its cached teacher
     distill: distill_mod.DistillConfig = field(default_factory=distill_mod.DistillConfig)
     # Question-word-keeping augmentation and the unlabelled corpus (Tatoeba for trec).
     transfer: TransferConfig = field(default_factory=TransferConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     rebuild_command: str = ""
+    # Train, prune, quantize and score only: no latency, runtime comparison or report. What
+    # ``--seeds`` runs for the other seeds (:func:`run_seed_replicas`); writes ``seed.json``.
+    accuracy_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,14 +158,15 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     cache_dir = config.cache_dir or default_cache_dir()
     dcfg = config.distill
     pcfg = config.prune
-    tcfg = config.teacher or TeacherConfig(seed=config.seed)
+    teacher_seed = config.seed if config.teacher_seed is None else config.teacher_seed
+    tcfg = config.teacher or TeacherConfig(seed=teacher_seed)
     xcfg = config.transfer
     if config.quick:
         dcfg = dataclasses.replace(dcfg, **QUICK_DISTILL)
         pcfg = dataclasses.replace(pcfg, **QUICK_PRUNE)
         xcfg = dataclasses.replace(xcfg, limit=QUICK_TRANSFER_LIMIT)
         if config.teacher is None:
-            tcfg = TeacherConfig(seed=config.seed, epochs=1, max_train_rows=96)
+            tcfg = TeacherConfig(seed=teacher_seed, epochs=1, max_train_rows=96)
     stages = _Stages(quiet)
     try:
         # 1. data ---------------------------------------------------------------------------
@@ -222,13 +230,17 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 progress=bar.update,
             )
             if external:  # its own cache: changing the augmentation does not relabel the corpus
+                # Labelled in sorted order: every seed's shuffle of the same texts hits the cache.
+                order = sorted(range(len(external)), key=external.__getitem__)
                 ext_soft, ext_features = teacher_outputs(
                     teacher,
-                    external,
+                    [external[i] for i in order],
                     max_tokens=tcfg.max_tokens,
                     cache_file=teacher_folder / f"transfer-{corpus}.npy",
                     progress=bar.update,
                 )
+                back = np.argsort(order)  # row of each external text in the sorted labelling
+                ext_soft, ext_features = ext_soft[back], ext_features[back]
                 soft = np.concatenate([soft, ext_soft])
                 soft_features = np.concatenate([soft_features, ext_features])
             test_teacher = teacher_logits(
@@ -346,6 +358,11 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             )
             bar.update(1)
 
+        if config.accuracy_only:
+            return _seed_result(
+                config, data, tokenizer, student, pruned, artifact_dir, teacher_meta, stages
+            )
+
         # 8. report ---------------------------------------------------------------------------
         with stages.stage("report", unit="call") as bar:
             summary = _evaluate(
@@ -439,6 +456,117 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         return JobResult(artifact_dir, paths, summary)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _seed_result(
+    config: JobConfig,
+    data: LabelledData,
+    tokenizer: StudentTokenizer,
+    student: StudentNetwork,
+    pruned: StudentNetwork,
+    artifact_dir: Path,
+    teacher_meta: dict[str, Any],
+    stages: _Stages,
+) -> JobResult:
+    """An ``accuracy_only`` run's answer: each stage's test accuracy, the served one included."""
+    served = score_classifier(
+        load_classifier(artifact_dir, num_threads=1),
+        data.test_texts,
+        data.test_labels,
+        data.labels,
+    )
+    summary: dict[str, Any] = {
+        "seed": config.seed,
+        "teacher_seed": teacher_meta["config"]["seed"],
+        "distilled": distill_mod.evaluate(
+            distill_mod.predict_logits(student, tokenizer, data.test_texts), data.test_labels
+        ),
+        "pruned": distill_mod.evaluate(
+            distill_mod.predict_logits(pruned, tokenizer, data.test_texts), data.test_labels
+        ),
+        "served": served["accuracy"],
+        "served_macro_f1": served["macro_f1"],
+        "minutes": round(sum(stages.seconds.values()) / 60, 1),
+    }
+    report_dir = config.report_dir or (artifact_dir.parent / f"{artifact_dir.name}-report")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "seed.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return JobResult(artifact_dir, {"seed": path}, summary)
+
+
+def run_seed_replicas(
+    result: JobResult, config: JobConfig, seeds: Sequence[int], *, quiet: bool = False
+) -> JobResult:
+    """Train the same recipe again with other ``seeds`` and add them to ``result``'s report.
+
+    Each seed is a ``streamproc distill --accuracy-only`` subprocess with the main run's teacher
+    (so the seeds differ in the student's initialisation, augmentations and batch order, not in the
+    teacher), one thread each, as many at once as the machine has cores; they start after the
+    main run's latency measurements have finished. The report's accuracy targets then use the
+    median over every seed (the test set's 95% interval is about ±2 points on TREC's 500).
+    """
+    report_dir = Path(result.report_paths["md"]).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = [
+            [
+                sys.executable,
+                "-m",
+                "streamproc",
+                "distill",
+                "--dataset",
+                config.dataset,
+                "--seed",
+                str(seed),
+                "--teacher-seed",
+                str(config.seed),
+                "--accuracy-only",
+                "--threads",
+                "1",
+                "--out",
+                str(Path(tmp) / f"seed-{seed}"),
+                "--report-dir",
+                str(report_dir / "seeds" / f"seed-{seed}"),
+                *(["--cache-dir", str(config.cache_dir)] if config.cache_dir else []),
+                *(["--quick"] if config.quick else []),
+                "--quiet",
+            ]
+            for seed in seeds
+        ]
+        parallel = max(1, min(len(commands), os.cpu_count() or 1))
+        for start in range(0, len(commands), parallel):
+            running = [subprocess.Popen(cmd) for cmd in commands[start : start + parallel]]
+            if not quiet:
+                names = ", ".join(c[6] for c in commands[start : start + parallel])
+                print(
+                    f"seeds     : seed(s) {names}, {len(running)} at once, one thread each",
+                    file=sys.stderr,
+                )
+            codes = [p.wait() for p in running]
+            if any(codes):
+                raise ModelError(f"a seed replica failed (exit codes {codes})")
+    replicas = [
+        json.loads((report_dir / "seeds" / f"seed-{seed}" / "seed.json").read_text())
+        for seed in seeds
+    ]
+    summary = dict(result.summary)
+    m = summary["models"]
+    summary["seeds"] = [
+        {
+            "seed": config.seed,
+            "teacher_seed": config.seed,
+            "distilled": m["distilled"]["accuracy"],
+            "pruned": m["pruned"]["accuracy"],
+            "served": summary["served"]["accuracy"],
+            "served_macro_f1": summary["served"]["macro_f1"],
+            "minutes": round(summary["job"]["total_seconds"] / 60, 1),
+        },
+        *replicas,
+    ]
+    summary["rebuild_command"] = f"{summary['rebuild_command']} --seeds {len(seeds) + 1}"
+    summary["targets"] = evaluate_targets(summary, Targets())
+    paths = write_report(summary, report_dir)
+    return JobResult(result.artifact_dir, paths, summary)
 
 
 def _default_rebuild(config: JobConfig) -> str:

@@ -174,6 +174,15 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
     # The accuracy a worker gets: the artifact in its own runtime (older reports: torch int8).
     served_accuracy = summary.get("served", {}).get("accuracy", q["accuracy"])
     who = "served student" if "served" in summary else "quantized"
+    seeds = summary.get("seeds") or []
+    of_seeds = ""
+    if len(seeds) > 1:  # judged by the median over the seeds, each one listed
+        served_accuracy = statistics.median(s["served"] for s in seeds)
+        of_seeds = (
+            f" (median of {len(seeds)} seeds: "
+            + " / ".join(f"{s['served']:.1%}" for s in seeds)
+            + ")"
+        )
     rows: list[dict[str, Any]] = []
 
     def add(name: str, measured: str, met: bool) -> None:
@@ -187,12 +196,12 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
     rel = served_accuracy / t["accuracy"] if t["accuracy"] else 0.0
     add(
         f"{who} ≥ {targets.student_relative_accuracy:.0%} of teacher accuracy",
-        f"{rel:.2%}",
+        f"{rel:.2%}{of_seeds and ' (median seed)'}",
         rel >= targets.student_relative_accuracy,
     )
     add(
         f"{who} accuracy ≥ {targets.student_absolute_accuracy:.1%}",
-        f"{served_accuracy:.2%}",
+        f"{served_accuracy:.2%}{of_seeds}",
         served_accuracy >= targets.student_absolute_accuracy,
     )
     ratio = t["params"] / max(1, q["params"])
@@ -332,7 +341,7 @@ pass at batch 1 / 64 with 1 / 2 torch threads ({summary["machine"]}). Full repor
 {len(met)} of {len(summary["targets"])} targets met{
         "; missed: " + "; ".join(missed) if missed else ""
     }.
-
+{_seeds_section(summary).replace("## Seeds", "Seeds:", 1)}
 The TREC artifact ships in the package (`builtin:trec`, `streamproc/resources/models/trec`);
 `make distill` rebuilds it and refreshes that copy. The job and this report, with one command
 (about {summary["job"]["total_seconds"] / 60:.0f} min on 2 cores; the data set wheel and the
@@ -402,7 +411,7 @@ batch 1 {summary["end_to_end"]["b1_t2"]["median_ms"]:.2f} ms, batch 64
 {summary["end_to_end"]["b64_t2"]["median_ms"]:.2f} ms (median).
 
 {_served_line(summary)}
-
+{_seeds_section(summary)}
 {_runtimes_section(summary)}
 
 int8 batch effect: dynamic quantization picks activation scales per call, so a text's label can
@@ -432,6 +441,41 @@ Job time: {job["total_seconds"] / 60:.1f} min ({stages}){job["teacher_note"]}.
 ```
 {summary["rebuild_command"]}
 ```
+"""
+
+
+def seeds_table(summary: dict[str, Any]) -> str:
+    """One row per training seed (``--seeds``): each stage's test accuracy and the run's minutes."""
+    lines = [
+        "| seed | teacher of seed | distilled | pruned | served (int8) | served macro-F1 "
+        "| minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summary.get("seeds") or []:
+        lines.append(
+            f"| {s['seed']} | {s['teacher_seed']} | {s['distilled']:.2%} | {s['pruned']:.2%} "
+            f"| {s['served']:.2%} | {s['served_macro_f1']:.3f} | {s['minutes']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _seeds_section(summary: dict[str, Any]) -> str:
+    seeds = summary.get("seeds") or []
+    if len(seeds) < 2:
+        return ""
+    served = [s["served"] for s in seeds]
+    median = statistics.median(served)
+    interval = 196 * (median * (1 - median) / summary["data"]["test"]) ** 0.5
+    return f"""
+## Seeds
+
+The same recipe trained with {len(seeds)} seeds (the student's initialisation, augmentations and
+batch order change; the teacher is seed {seeds[0]["teacher_seed"]}'s in every run). The tables
+above are seed {seeds[0]["seed"]}'s, whose artifact is the one written; the accuracy targets use
+the median served accuracy, {median:.2%} (range {min(served):.2%} – {max(served):.2%}). The test
+set has {summary["data"]["test"]} rows: a 95% interval of about ±{interval:.1f} points on one run.
+
+{seeds_table(summary)}
 """
 
 

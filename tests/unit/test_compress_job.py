@@ -87,12 +87,14 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
             "--quiet",
             "--threads",
             "1",
+            "--seeds",
+            "2",
         ]
     )
     elapsed = time.perf_counter() - start
     assert "artifact:" in capsys.readouterr().out
-    # Under a minute on an idle 2-core machine; the bound leaves room for a busy CI runner.
-    assert elapsed < 240, f"--quick took {elapsed:.0f} s"
+    # About a minute on an idle 2-core machine; the bound leaves room for a busy CI runner.
+    assert elapsed < 360, f"--quick --seeds 2 took {elapsed:.0f} s"
     summary = json.loads((report / "report.json").read_text())
     assert set(summary["models"]) == {"teacher", "distilled", "pruned", "quantized"}
     assert summary["models"]["pruned"]["flops"] < summary["models"]["distilled"]["flops"]
@@ -120,8 +122,18 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
             assert 0 < cell["forward"]["median_ms"] <= cell["forward"]["p99_ms"]
             assert cell["end_to_end"]["median_ms"] > 0
     assert any("in onnxruntime, batch 64" in t["target"] for t in summary["targets"])
+    # --seeds 2: seed 1 trained by a subprocess with seed 0's teacher, judged by the median.
+    replica = json.loads((report / "seeds" / "seed-1" / "seed.json").read_text())
+    assert [s["seed"] for s in summary["seeds"]] == [0, 1]
+    assert {s["teacher_seed"] for s in summary["seeds"]} == {0}
+    assert summary["seeds"][1] == replica and 0 <= replica["served"] <= 1
+    assert summary["seeds"][0]["served"] == summary["served"]["accuracy"]
+    absolute = next(t for t in summary["targets"] if "accuracy ≥ 94" in t["target"])
+    assert "(median of 2 seeds: " in absolute["measured"]
+    assert "--seeds 2" in summary["rebuild_command"]
     markdown = (report / "report.md").read_text()
     assert markdown.startswith("# Compression report")
+    assert "## Seeds" in markdown and "| 1 | 0 |" in markdown
     assert "## Runtimes: where int8 pays" in markdown and "**(served)**" in markdown
     assert (report / "report.png").stat().st_size > 1000
     clf = load_classifier(out)
