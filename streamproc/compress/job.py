@@ -38,7 +38,6 @@ from streamproc.compress.data import (
     resolve_transfer_corpus,
 )
 from streamproc.compress.prune import PruneConfig, prune_network, score_importance
-from streamproc.compress.quantize import quantize_int8
 from streamproc.compress.report import (
     ModelUnderTest,
     Targets,
@@ -61,6 +60,7 @@ from streamproc.model.artifact import (
     save_artifact,
 )
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
+from streamproc.model.quantize import quantize_int8
 from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
 from streamproc.settings import default_cache_dir

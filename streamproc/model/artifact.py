@@ -473,8 +473,8 @@ def load_artifact(path: Path, *, manifest: dict[str, Any] | None = None) -> Load
     from safetensors.torch import load_file
     from torch import nn
 
-    from streamproc.compress.quantize import quantize_int8
     from streamproc.model.network import StudentConfig, StudentNetwork
+    from streamproc.model.quantize import quantize_int8
 
     path = Path(path)
     manifest = manifest if manifest is not None else verify_artifact(path)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from streamproc.cli import main
-from streamproc.compress.quantize import quantize_int8
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import (
     builtin_artifact,
@@ -24,6 +23,7 @@ from streamproc.model.artifact import (
 )
 from streamproc.model.base import TextClassifier
 from streamproc.model.network import StudentConfig, StudentNetwork
+from streamproc.model.quantize import quantize_int8
 from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, train_wordpiece
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from streamproc.compress.quantize import quantize_int8
 from streamproc.model.network import StudentConfig, StudentNetwork, count_params
+from streamproc.model.quantize import quantize_int8
 
 
 def test_quantized_agrees_with_fp32_within_tolerance() -> None:

@@ -1,4 +1,7 @@
-"""Post-training int8 quantization, behind one function so the backend can switch.
+"""Post-training int8 quantization (torch), behind one function so the backend can switch.
+
+In `model/` because loading an int8 artifact in torch builds its int8 modules with it: serving needs
+it, and serving never imports the offline job (`streamproc.compress`).
 
 ``torch.ao.quantization.quantize_dynamic`` stores every ``nn.Linear`` weight as int8 (per-tensor,
 symmetric) and quantizes activations on the fly, per call. It is deprecated in favour of torchao,
