@@ -64,7 +64,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def model_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two small *real* artifacts (same code path as the offline job), built once per session."""
-    from streamproc.compress.job import build_test_artifact
+    from streamproc.testing import build_test_artifact
 
     root = tmp_path_factory.mktemp("artifacts")
     return {

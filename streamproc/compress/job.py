@@ -3,8 +3,8 @@ artifact → report. Each stage shows a tqdm bar; ``quick=True`` runs the very s
 stratified slice with tiny epochs (for tests and CI, well under a minute once the teacher package
 is installed).
 
-:func:`build_test_artifact` makes a small but real artifact through the same student, pruning,
-quantization and artifact code without a teacher, in seconds, for the streaming worker's tests.
+The test fixture :func:`streamproc.testing.build_test_artifact` runs the same student, pruning,
+quantization and artifact code without a teacher, in seconds.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.errors import ModelError
 from streamproc.model.artifact import (
     WEIGHTS,
-    Runtime,
     read_manifest,
     record_evaluation,
     save_artifact,
@@ -62,10 +61,10 @@ from streamproc.model.artifact import (
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
 from streamproc.model.quantize import quantize_int8
 from streamproc.model.runtime import load_classifier
-from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
+from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer
 from streamproc.settings import default_cache_dir
 
-__all__ = ["JobConfig", "JobResult", "build_test_artifact", "run_job", "run_seed_replicas"]
+__all__ = ["JobConfig", "JobResult", "run_job", "run_seed_replicas"]
 
 
 @dataclass(frozen=True)
@@ -771,125 +770,3 @@ class _PredictAll:
 
 def _raw_texts(texts: Any) -> tuple[Any, Any]:
     return list(texts), None
-
-
-# --- a fast, real artifact for the worker's tests ---------------------------------------------
-
-_TEST_SUBJECTS = [
-    "the movie",
-    "this phone",
-    "the service",
-    "our hotel",
-    "the book",
-    "that song",
-    "the food",
-    "this game",
-    "the class",
-    "my flight",
-]
-_TEST_POSITIVE = [
-    "was great",
-    "is wonderful",
-    "felt amazing",
-    "was excellent",
-    "is lovely",
-    "was fantastic",
-    "is really good",
-    "made me happy",
-]
-_TEST_NEGATIVE = [
-    "was terrible",
-    "is awful",
-    "felt boring",
-    "was horrible",
-    "is really bad",
-    "was disappointing",
-    "made me angry",
-    "is a waste of time",
-]
-
-
-def _test_corpus(seed: int) -> tuple[list[str], list[int]]:
-    rng = random.Random(seed)
-    texts, labels = [], []
-    for subject in _TEST_SUBJECTS:
-        for label, phrases in ((1, _TEST_POSITIVE), (0, _TEST_NEGATIVE)):
-            for phrase in phrases:
-                tail = rng.choice(["", " today", " overall", " honestly", " again"])
-                texts.append(f"{subject} {phrase}{tail}")
-                labels.append(label)
-    return texts, labels
-
-
-def build_test_artifact(
-    out_dir: Path, version: str, *, seed: int = 0, runtime: Runtime = "onnxruntime"
-) -> Path:
-    """A small real artifact (labels ``negative`` / ``positive``) in a few seconds, no teacher.
-
-    Trains a 2-layer student on a templated sentiment corpus with the same tokenizer, distillation
-    loop (hard labels as targets), structured pruning, int8 quantization and artifact code as the
-    full job; served by ONNX Runtime like the job's (``runtime="torch"``: weights only, as
-    before ONNX). Returns ``out_dir``.
-    """
-    from streamproc.compress.teacher import teacher_dir
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is fastest and robust to a busy machine
-    torch.manual_seed(seed)
-    try:
-        texts, labels = _test_corpus(seed)
-        cfg = distill_mod.DistillConfig(
-            vocab_size=400,
-            max_tokens=32,
-            dim=64,
-            head_dim=16,
-            heads=4,
-            layers=2,
-            ffn=128,
-            epochs=6,
-            batch_size=32,
-            lr=3e-3,
-            augment_per_text=0,
-            seed=seed,
-            dropout=0.0,
-        )
-        try:
-            teacher_json = (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8")
-            raw_tok, _vocab = build_subset_tokenizer(teacher_json, texts, cfg.vocab_size)
-        except ModelError:  # the teacher package is not installed: train a WordPiece instead
-            raw_tok = train_wordpiece(texts, cfg.vocab_size)
-        tokenizer = StudentTokenizer(raw_tok, cfg.max_tokens)
-        model = StudentNetwork(cfg.student_config(tokenizer.vocab_size, 2))
-        soft = np.eye(2, dtype=np.float32)[labels] * 4.0 - 2.0  # confident one-hot "teacher" logits
-        distill_mod.distill(model, tokenizer, texts, soft, labels, cfg)
-        importance = score_importance(
-            model,
-            tokenizer,
-            texts,
-            soft,
-            temperature=cfg.temperature,
-            batch_size=32,
-            max_batches=4,
-            seed=seed,
-        )
-        pruned = prune_network(
-            model, importance, PruneConfig(head_fraction=0.25, ffn_fraction=0.25, min_ffn=16)
-        )
-        distill_mod.distill(pruned, tokenizer, texts, soft, labels, cfg, epochs=2)
-        quantized = quantize_int8(pruned)
-        metadata = {
-            "dataset": {"name": "templated-sentiment", "train_rows": len(texts), "test_rows": 0},
-            "training": {"purpose": "test fixture (build_test_artifact)", "seed": seed},
-        }
-        return save_artifact(
-            Path(out_dir),
-            model=quantized,
-            config=pruned.config,
-            tokenizer=tokenizer,
-            labels=("negative", "positive"),
-            version=version,
-            metadata=metadata,
-            runtime=runtime,
-        )
-    finally:
-        torch.set_num_threads(prev)

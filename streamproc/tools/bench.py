@@ -573,7 +573,7 @@ def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple
             raise ConfigError(f"--artifact {given}: no manifest.json there")
         return artifact, f"--artifact {given}"
     if quick:
-        from streamproc.compress.job import build_test_artifact
+        from streamproc.testing import build_test_artifact
 
         return build_test_artifact(scratch / "bench-test", "bench-test"), "build_test_artifact"
     from streamproc.model.artifact import resolve_current

@@ -253,7 +253,7 @@ def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: 
     if artifact is not None:
         artifact = resolve_artifact_argument(artifact)
     elif quick:
-        from streamproc.compress.job import build_test_artifact
+        from streamproc.testing import build_test_artifact
 
         artifact = build_test_artifact(work / "test-artifact", "soak-test")
     else:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from streamproc.cli import main
-from streamproc.compress.job import build_test_artifact
 from streamproc.compress.teacher import teacher_dir
 from streamproc.errors import ModelError
 from streamproc.model.runtime import load_classifier
+from streamproc.testing import build_test_artifact
 
 
 def _teacher_installed() -> bool:

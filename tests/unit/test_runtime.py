@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamproc.compress.job import build_test_artifact
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import ONNX_GRAPH, read_manifest
 from streamproc.model.runtime import FORWARD_CHUNK, load_classifier, plan_passes
+from streamproc.testing import build_test_artifact
 
 TEXTS = [("the film was wonderful " * (i % 7 + 1)) + f"#{i}" for i in range(3 * FORWARD_CHUNK + 5)]
 
