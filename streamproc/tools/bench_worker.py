@@ -76,7 +76,7 @@ def load_model(kind: str, config: dict[str, Any]) -> Any:
             return ProcessClassifier.start(load)
         return load()
     if kind == "teacher":
-        from streamproc.tools.teacher_model import load_teacher_classifier
+        from streamproc.compress.teacher_model import load_teacher_classifier
 
         return load_teacher_classifier(Path(config["cache_dir"]), config.get("labels") or ())
     if kind == "passthrough":

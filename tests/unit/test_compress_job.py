@@ -10,7 +10,7 @@ import pytest
 
 from streamproc.cli import main
 from streamproc.compress.teacher import teacher_dir
-from streamproc.errors import ModelError
+from streamproc.errors import TeacherUnavailable
 from streamproc.model.runtime import load_classifier
 from streamproc.testing import build_test_artifact
 
@@ -18,7 +18,7 @@ from streamproc.testing import build_test_artifact
 def _teacher_installed() -> bool:
     try:
         teacher_dir()
-    except ModelError:
+    except TeacherUnavailable:
         return False
     return True
 
