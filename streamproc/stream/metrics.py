@@ -68,6 +68,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.platform_collector import PlatformCollector
@@ -546,14 +547,9 @@ def build_labels() -> dict[str, str]:
     }
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default method) of already sorted values."""
-    if not sorted_values:
-        return None
-    rank = (len(sorted_values) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    """numpy's linear-interpolated percentile; None for no values."""
+    return float(np.percentile(values, q)) if values else None
 
 
 def _mean(values: Sequence[float]) -> float | None:

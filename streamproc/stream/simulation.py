@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streamproc.stream.batching import BatchPolicy
 
 __all__ = [
@@ -198,16 +200,15 @@ class SimulationResult:
 
 
 def percentile(values: Sequence[float], q: float, *, presorted: bool = False) -> float:
-    """The ``q``-th percentile (0–100) with linear interpolation, as numpy's default."""
+    """The ``q``-th percentile (0–100), numpy's linear interpolation; 0.0 for no values.
+
+    ``presorted`` is accepted for callers that sort once for several percentiles (numpy
+    partitions anyway).
+    """
+    del presorted
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"q must be in [0, 100], got {q}")
-    ordered = list(values) if presorted else sorted(values)
-    if not ordered:
-        return 0.0
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(np.percentile(values, q)) if len(values) else 0.0
 
 
 # --- The simulator -------------------------------------------------------------------------------
