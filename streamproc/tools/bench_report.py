@@ -458,7 +458,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{cfg['burst']:,} events at once on top of {cfg['burst_rate']:g} ev/s.",
         "",
     ]
-    lines += ["## Targets (issue 5: batching; issue 9: the hot path)", ""]
+    lines += ["## Targets (adaptive batching, then the hot path)", ""]
     for t in results["targets"]:
         lines.append(f"- **{_verdict(t['met'])}** — {t['name']}: {t['detail']}")
     lines += ["", "## Rate sweep", ""]
