@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from streamproc.kafka import ConsumedRecord, consume, ensure_topics, make_producer
 from streamproc.settings import Settings, load_settings
+from streamproc.tools.worker_process import WorkerProcess as BaseWorkerProcess
 
 
 def make_settings(
@@ -104,8 +106,9 @@ def per_key_sequences(
     return sequences
 
 
-class WorkerProcess:
-    """A worker in its own process (``tests.worker_proc`` or ``streamproc worker``)."""
+class WorkerProcess(BaseWorkerProcess):
+    """A worker in its own process: ``tests.worker_proc`` (the fake model) or, with
+    ``real_model``, ``streamproc worker``; its log is ``<log_dir>/<name>.log``."""
 
     def __init__(
         self,
@@ -116,59 +119,25 @@ class WorkerProcess:
         real_model: bool = False,
         env: dict[str, str] | None = None,
     ) -> None:
-        import os
-        import subprocess
-        import sys
-
         self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        full_env = {**os.environ, **settings.to_env(), **(env or {})}
-        module = ["-m", "streamproc", "worker"] if real_model else ["-m", "tests.worker_proc"]
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, *module],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(_ROOT),
+        super().__init__(
+            settings,
+            Path(log_dir) / f"{name}.log",
+            module=("streamproc", "worker") if real_model else ("tests.worker_proc",),
+            env=env,
+            cwd=_ROOT,
         )
-
-    def signal(self, signum: int) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-
-    def wait(self, timeout_s: float = 60.0) -> int:
-        try:
-            return self.proc.wait(timeout_s)
-        finally:
-            self._log.close()
-
-    def stop(self) -> None:
-        import signal
-        import subprocess
-
-        self.signal(signal.SIGTERM)
-        try:
-            self.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.wait(10)
 
     def wait_for_file(self, path: Any, timeout_s: float = 60.0) -> None:
         """Wait until the worker creates ``path`` (e.g. ``FAKE_STARTED_FILE``); fail with its
         log's tail if it does not in time."""
-        import time
-
         deadline = time.monotonic() + timeout_s
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert path.exists(), self.log_tail()
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-
-_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def collect_ids(

@@ -179,7 +179,7 @@ class BenchConfig:
 
 
 # --- the worker process --------------------------------------------------------------------------
-class WorkerProcess:
+class BenchWorker:
     """A ``bench_worker`` child serving one contender's model, driven by JSON lines."""
 
     def __init__(self, config: dict[str, Any], log_path: Path) -> None:
@@ -296,7 +296,7 @@ def _wait(condition: Any, timeout_s: float, what: str, step_s: float = 0.05) -> 
 def run_point(
     conf: dict[str, Any],
     bootstrap: str,
-    worker: WorkerProcess | None,
+    worker: BenchWorker | None,
     contender: Contender | None,
     texts: Sequence[str],
     cfg: BenchConfig,
@@ -710,14 +710,14 @@ def _run_contender(
         "isolation": contender.isolation,
     }
     log_path = scratch / f"worker-{contender.name}.log"
-    worker: WorkerProcess | None = None
+    worker: BenchWorker | None = None
 
-    def fresh_worker() -> WorkerProcess:
+    def fresh_worker() -> BenchWorker:
         nonlocal worker
         if worker is not None:
             worker.close(kill=True)
         bar.set_description(f"{contender.name}: loading model")
-        worker = WorkerProcess(worker_config, log_path)
+        worker = BenchWorker(worker_config, log_path)
         return worker
 
     saturated_at: float | None = None
