@@ -54,6 +54,7 @@ from streamproc.tools.bench_load import (
     cpu_sample,
     cpu_usage,
 )
+from streamproc.tools.served_model import choose_artifact
 
 __all__ = ["CONTENDERS", "EXPLODED_P99_MS", "Contender", "bench", "run_bench"]
 
@@ -562,30 +563,6 @@ def _texts(quick: bool) -> tuple[list[str], str]:
     ], "synthetic"
 
 
-def resolve_artifact(artifact: Path | None, quick: bool, scratch: Path) -> tuple[Path, str]:
-    """The student artifact to serve, and how it was chosen (goes into the report)."""
-    if artifact is not None:
-        from streamproc.model.artifact import resolve_artifact_argument
-
-        given = artifact
-        artifact = resolve_artifact_argument(artifact)
-        if not (artifact / "manifest.json").is_file():
-            raise ConfigError(f"--artifact {given}: no manifest.json there")
-        return artifact, f"--artifact {given}"
-    if quick:
-        from streamproc.testing import build_test_artifact
-
-        return build_test_artifact(scratch / "bench-test", "bench-test"), "build_test_artifact"
-    from streamproc.model.artifact import resolve_current
-    from streamproc.settings import load_settings
-
-    with contextlib.suppress(StreamprocError):
-        return resolve_current(load_settings().model_dir), "STREAMPROC_MODEL_DIR/CURRENT"
-    from streamproc.model.artifact import builtin_artifact
-
-    return builtin_artifact("trec"), "builtin:trec (the artifact shipped in the package)"
-
-
 def _teacher_available() -> bool:
     from streamproc.compress.teacher_model import find_cached_teacher
     from streamproc.settings import default_cache_dir
@@ -608,7 +585,7 @@ def run_bench(
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     texts, text_source = _texts(cfg.quick)
-    artifact_dir, artifact_how = resolve_artifact(artifact, cfg.quick, scratch)
+    artifact_dir, artifact_how = choose_artifact(artifact, quick=cfg.quick, scratch=scratch)
     student = load_classifier(artifact_dir, num_threads=cfg.model_threads or None)
     contenders = [CONTENDERS[name] for name in cfg.contenders]
     notes: list[str] = []

@@ -8,7 +8,6 @@ memory is sampled from ``/proc``. The report compares the first and the last win
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 import tempfile
@@ -238,28 +237,15 @@ def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: 
     """Steady load on one worker with the real model: do memory and latency stay flat?"""
     from tqdm import tqdm
 
-    from streamproc.model.artifact import (
-        builtin_artifact,
-        publish_artifact,
-        resolve_artifact_argument,
-        resolve_current,
-    )
+    from streamproc.model.artifact import publish_artifact
+    from streamproc.tools.served_model import choose_artifact
 
     if quick:
         duration, rate = min(duration, 45.0), min(rate, 200.0)
     base = load_settings()
     work = Path(tempfile.mkdtemp(prefix="streamproc-soak-"))
     model_dir = work / "models"
-    if artifact is not None:
-        artifact = resolve_artifact_argument(artifact)
-    elif quick:
-        from streamproc.testing import build_test_artifact
-
-        artifact = build_test_artifact(work / "test-artifact", "soak-test")
-    else:
-        with contextlib.suppress(StreamprocError):
-            artifact = resolve_current(base.model_dir)
-        artifact = artifact or builtin_artifact("trec")
+    artifact, _how = choose_artifact(artifact, quick=quick, scratch=work, model_dir=base.model_dir)
     version = publish_artifact(artifact, model_dir)
     texts = [f"question {i}: what is the population of city number {i}?" for i in range(500)]
     try:
