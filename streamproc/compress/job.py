@@ -536,7 +536,7 @@ def run_seed_replicas(
         for start in range(0, len(commands), parallel):
             running = [subprocess.Popen(cmd) for cmd in commands[start : start + parallel]]
             if not quiet:
-                names = ", ".join(c[6] for c in commands[start : start + parallel])
+                names = ", ".join(str(s) for s in seeds[start : start + parallel])
                 print(
                     f"seeds     : seed(s) {names}, {len(running)} at once, one thread each",
                     file=sys.stderr,
