@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, AgentT, TopicT
 
 from streamproc.errors import ArtifactError, InferenceTimeout, RecordTooLarge
 from streamproc.kafka import (
@@ -331,10 +331,10 @@ class Worker:
     slot: ModelSlot
     pipeline: BatchingPipeline
     policy: BatchPolicy
-    input_topic: Any
-    output_topic: Any
-    dead_letter_topic: Any
-    agent: Any
+    input_topic: TopicT
+    output_topic: TopicT
+    dead_letter_topic: TopicT
+    agent: AgentT
 
 
 def create_worker(
@@ -637,7 +637,7 @@ def _missing_topics(consumer: Any) -> frozenset[str]:
 
 
 def _highwater(consumer: Any, tp: tuple[str, int]) -> int | None:
-    from faust.types import TP
+    from faust.types import TP, AgentT, TopicT
 
     try:
         high = consumer.highwater(TP(*tp))
