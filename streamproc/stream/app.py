@@ -212,6 +212,7 @@ class _App(faust.App):
         if settings is not None and settings.processing_guarantee == "exactly_once":
             conf, group = settings.confluent_config(), settings.app_id
             consumer.stable_offsets = lambda wanted: stable_committed_offsets(conf, group, wanted)
+            consumer.send_lock = pipeline.send_lock
         if not self.batched_ingress:
             return consumer
         consumer.pending = lambda: 0 if pipeline.failed else pipeline.unsettled
@@ -637,7 +638,7 @@ def _missing_topics(consumer: Any) -> frozenset[str]:
 
 
 def _highwater(consumer: Any, tp: tuple[str, int]) -> int | None:
-    from faust.types import TP, AgentT, TopicT
+    from faust.types import TP
 
     try:
         high = consumer.highwater(TP(*tp))

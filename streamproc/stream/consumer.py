@@ -162,6 +162,8 @@ class WatermarkConsumer(AIOKafkaConsumer):
     ledger: OffsetLedger | None = None
     ingress: Callable[[Sequence[Message]], Awaitable[None]] | None = None
     pending: Callable[[], int] = staticmethod(lambda: 0)  # records read, not settled yet
+    # exactly_once: the pipeline's lock around each transactional send (see _restart_...).
+    send_lock: asyncio.Lock | None = None
     extra_config: Mapping[str, Any] = {}  # STREAMPROC_AIOKAFKA_CONSUMER_EXTRA_CONFIG
     # exactly_once: {topic: [partitions]} -> {(topic, partition): stable committed offset or None}
     stable_offsets: Callable[[Mapping[str, list[int]]], Mapping[tuple[str, int], int | None]] | None
@@ -217,7 +219,61 @@ class WatermarkConsumer(AIOKafkaConsumer):
                 )
                 await self._seek(tp, position)
                 committed[tp] = position
+            if self.in_transaction and position is not None:
+                await self._restart_transaction_if_read_again(tp, position, own)
         return committed
+
+    async def _restart_transaction_if_read_again(
+        self, tp: TP, position: int, own: int | None
+    ) -> None:
+        """exactly_once: ``tp`` resumes at ``position``; if records from there on were read
+        before, they are read (and published) again, so what was made of them must go.
+
+        Seen in the fault matrix (a paused broker): the commit at a rebalance failed, the
+        partition stayed with this worker, its transaction stayed open holding the outputs of
+        offsets past the committed one, Faust's ``begin_transaction`` on it failed with a
+        warning, and the re-read records were published into the same transaction a second
+        time — one duplicate visible to read_committed readers. So: the records read before
+        become stale in the ledger at once (the pipeline drops them unpublished), and the open
+        transaction is aborted and begun anew when everything in it is read again, that is when
+        ``position`` is at most this worker's last commit (the transaction only holds outputs
+        of offsets from there on).
+        """
+        ledger = self.ledger
+        if ledger is None:
+            return
+        read_up_to = ledger.next_offset((tp.topic, tp.partition))
+        if read_up_to is None or position >= read_up_to:
+            return
+        ledger.rewind((tp.topic, tp.partition))  # from now on the pipeline drops those records
+        producer = self.app.producer
+        tids = self.transactions._tps_to_transactional_ids({tp})  # type: ignore[attr-defined]
+        for tid in sorted(tids):
+            client = getattr(producer, "_transaction_producers", {}).get(tid)
+            txn = getattr(client, "_txn_manager", None)
+            if txn is None or not txn.is_in_transaction() or txn.is_empty_transaction():
+                continue
+            if own is None or position > own:
+                log.warning(
+                    "%s: read again from %d, but transaction %s holds outputs this worker cannot "
+                    "place (its last commit: %s); left open",
+                    tp,
+                    position,
+                    tid,
+                    own,
+                )
+                continue
+            log.warning(
+                "%s: read again from its committed offset %d: aborting the open transaction %s "
+                "(its outputs are published again from the re-read records)",
+                tp,
+                position,
+                tid,
+            )
+            # A send already past its staleness check finishes first (into this transaction).
+            async with self.send_lock or contextlib.nullcontext():
+                await producer.abort_transaction(tid)
+                await producer.begin_transaction(tid)
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         # Faust's thread + the extra aiokafka config + the missing-topic watch (both below).

@@ -25,13 +25,14 @@ TP = tuple[str, int]  # (topic, partition)
 
 
 class _Partition:
-    __slots__ = ("done", "next_offset", "outstanding", "watermark")
+    __slots__ = ("done", "epoch", "next_offset", "outstanding", "watermark")
 
-    def __init__(self, first_offset: int) -> None:
+    def __init__(self, first_offset: int, epoch: int) -> None:
         self.outstanding: deque[int] = deque()  # offsets read and not settled, in read order
         self.done: set[int] = set()  # settled before an earlier record: waits for the head
         self.watermark = first_offset  # every offset read below it is settled
         self.next_offset = first_offset  # one past the last offset read
+        self.epoch = epoch  # which reading of the partition this is (see OffsetLedger.read)
 
 
 class OffsetLedger:
@@ -39,18 +40,36 @@ class OffsetLedger:
 
     def __init__(self) -> None:
         self._partitions: dict[TP, _Partition] = {}
+        self._epochs: dict[TP, int] = {}  # the last epoch handed out per partition
 
-    def read(self, tp: TP, offset: int) -> None:
-        """A record was taken from the consumer (call in read order)."""
+    def read(self, tp: TP, offset: int) -> int:
+        """A record was taken from the consumer (call in read order); returns its *epoch*.
+
+        Each time a partition is read from a new start (assigned, or the consumer went back to
+        a committed offset) its records get a new epoch: a record of an older epoch is *stale*
+        (:meth:`current`), it will be read again, and exactly_once must not publish it twice.
+        """
         part = self._partitions.get(tp)
         if part is None or offset < part.next_offset:
             # New partition, or the consumer went back (rebalance, seek to the committed
             # offset): what was read before no longer bounds the commit.
-            part = self._partitions[tp] = _Partition(offset)
+            epoch = self._epochs[tp] = self._epochs.get(tp, 0) + 1
+            part = self._partitions[tp] = _Partition(offset, epoch)
         if not part.outstanding:
             part.watermark = offset
         part.outstanding.append(offset)
         part.next_offset = offset + 1
+        return part.epoch
+
+    def current(self, tp: TP, epoch: int) -> bool:
+        """Whether a record read in ``epoch`` still belongs to the partition's current reading."""
+        part = self._partitions.get(tp)
+        return part is not None and part.epoch == epoch
+
+    def rewind(self, tp: TP) -> None:
+        """The consumer is about to read ``tp`` again from an earlier offset: every record read
+        so far becomes stale now, before the first re-read record arrives."""
+        self._partitions.pop(tp, None)
 
     def settle(self, tp: TP, offset: int) -> None:
         """The outcome of this record is durable; the watermark moves past settled records."""
@@ -81,7 +100,7 @@ class OffsetLedger:
         return 0 if part is None else len(part.outstanding)
 
     def forget(self, tp: TP) -> None:
-        """``tp`` was revoked: later settlements of its records are ignored."""
+        """``tp`` was revoked: later settlements of its records are ignored (they are stale)."""
         self._partitions.pop(tp, None)
 
     def partitions(self) -> list[TP]:

@@ -256,6 +256,11 @@ class BatchingPipeline:
         self._on_failure = on_failure  # the worker stops (non-zero exit) rather than idle
         # Read → settled → committable, per partition: the consumer commits only its watermark.
         self.offsets = OffsetLedger()
+        # id(record) -> the ledger epoch it was read in (exactly_once drops stale records).
+        self._epochs: dict[int, int] = {}
+        # exactly_once: held from a record's staleness check until its send returns, so the
+        # consumer can abort a transaction with no send of a stale record still on its way in.
+        self.send_lock = asyncio.Lock()
         self._batch_model: TextClassifier | None = None  # the model the batch in progress calls
         self._batch_ended = asyncio.Event()  # set (and replaced) each time a model call ends
 
@@ -392,7 +397,9 @@ class BatchingPipeline:
         return self._unsettled > 0 and self._unsettled_bytes + size > self._max_buffered_bytes
 
     def _accept(self, record: SourceRecord, size: int) -> _Buffered:
-        self.offsets.read((record.topic, record.partition), record.offset)
+        epoch = self.offsets.read((record.topic, record.partition), record.offset)
+        if self._transactional:
+            self._epochs[id(record)] = epoch
         if not self._unsettled:  # idle until now: the stall clock starts here
             self._progress_at = self._clock()
         self._unsettled += 1
@@ -655,8 +662,7 @@ class BatchingPipeline:
             if outgoing is None:
                 return
             if self._transactional:
-                await self._deliver_in_transaction(outgoing)
-                self._record_published(outgoing)
+                self._record_published(await self._deliver_in_transaction(outgoing))
                 continue
             await self._in_flight_slots.acquire()  # released when the batch is settled
             async with self._send_lock:
@@ -804,32 +810,56 @@ class BatchingPipeline:
         if latencies:
             self._metrics.record_predictions(latencies)
 
-    def _settle(self, outgoing: list[_Outgoing]) -> None:
+    def _settle(self, outgoing: list[_Outgoing], *, stale: bool = False) -> None:
+        """Count ``outgoing``'s source records as done. ``stale``: they are dropped unpublished
+        (exactly_once, read again since): counted out, never settled in the ledger."""
         self._progress_at = self._clock()
         for item in outgoing:
             for record in item.settles:
-                self.offsets.settle((record.topic, record.partition), record.offset)
+                if not stale:
+                    self.offsets.settle((record.topic, record.partition), record.offset)
+                self._epochs.pop(id(record), None)
                 record.ack()  # Faust's own bookkeeping (wait_empty on rebalance and stop)
                 self._unsettled -= 1
                 self._unsettled_bytes -= len(record.value or b"")
         self._has_space.set()  # bytes were freed (a submitter may wait on the byte bound)
 
-    async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> None:
-        """exactly_once: put each record into its open transaction and ack its source at once.
+    def _stale(self, item: _Outgoing) -> bool:
+        """exactly_once: whether a source record of ``item`` was read in an epoch the ledger
+        has left (its partition is read again from the committed offset after a rebalance):
+        its output would join the transaction a second time, beside the re-read record's."""
+        return any(
+            not self.offsets.current((r.topic, r.partition), self._epochs.get(id(r), -1))
+            for r in item.settles
+        )
+
+    async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> list[_Outgoing]:
+        """exactly_once: put each record into its open transaction and ack its source at once;
+        returns what was sent.
 
         The ack follows its send with no await in between, so whenever Faust commits, the
         transaction holds exactly the outputs of the offsets it commits: both become visible
         together, or (if the worker dies first) neither. A failed send cannot be retried inside
         a transaction: it is raised, the worker restarts, and the aborted inputs are read again.
+
+        A record whose partition went back to its committed offset since it was read (a
+        rebalance that kept the partition after a commit failed; the consumer aborts that
+        transaction) is *stale*: it is dropped unpublished, and its re-read copy publishes it.
         """
         futures = []
-        for index, item in enumerate(outgoing):
-            outgoing[index], future = await self._send(item)
-            if _refused(future):  # nothing after it may join the transaction
-                futures.append(future)
-                break
+        sent: list[_Outgoing] = []
+        for item in outgoing:
+            async with self.send_lock:
+                if self._stale(item):  # read again since the rebalance: that copy publishes it
+                    log.info("not publishing %s: its partition is being read again", _where(item))
+                    self._settle([item], stale=True)
+                    continue
+                item, future = await self._send(item)
+            sent.append(item)
             futures.append(future)
-            self._settle([outgoing[index]])
+            if _refused(future):  # nothing after it may join the transaction
+                break
+            self._settle([item])
         if (
             self._commit is not None
             and self._clock() - self._last_commit >= self._commit_interval_s
@@ -837,11 +867,12 @@ class BatchingPipeline:
             self._last_commit = self._clock()
             await self._commit()
         results = await asyncio.gather(*futures, return_exceptions=True)
-        for item, result in zip(outgoing, results, strict=True):
+        for item, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 if classify_publish_error(result) is PublishErrorKind.FATAL:
                     raise self._publish_failure(item, result) from result
                 raise result
+        return sent
 
     async def _maybe_commit(self) -> None:
         if (

@@ -54,6 +54,20 @@ def test_a_rewind_after_a_rebalance_restarts_the_partition() -> None:
     assert ledger.committable(TP) == 96
 
 
+def test_each_reading_of_a_partition_has_its_own_epoch() -> None:
+    ledger = OffsetLedger()
+    first = ledger.read(TP, 100)
+    assert ledger.read(TP, 101) == first and ledger.current(TP, first)
+    ledger.rewind(TP)  # about to seek back: what was read is stale before any re-read arrives
+    assert not ledger.current(TP, first)
+    assert ledger.committable(TP) is None, "nothing of the new reading to commit yet"
+    second = ledger.read(TP, 100)
+    assert second != first and ledger.current(TP, second) and not ledger.current(TP, first)
+    third = ledger.read(TP, 99)  # going back without a rewind starts another reading too
+    assert third not in (first, second) and ledger.current(TP, third)
+    assert ledger.read(("in", 1), 0) == 1, "epochs count per partition"
+
+
 def test_a_forgotten_partition_ignores_late_settlements() -> None:
     ledger = OffsetLedger()
     ledger.read(TP, 0)

@@ -421,6 +421,54 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
     assert commits, "exactly_once commits from the delivery loop"
 
 
+def test_exactly_once_drops_records_read_before_their_partition_went_back() -> None:
+    # A rebalance kept the partition after its commit failed: the consumer rewinds the ledger and
+    # seeks back to the committed offset. Records read before (here: in the model) must not be
+    # published next to their re-read copies: the transaction would hold both.
+    computing, release = threading.Event(), threading.Event()
+    model = FakeClassifier()
+
+    def hold_the_first_batch(texts: Sequence[str]) -> None:
+        if not release.is_set():
+            computing.set()
+            release.wait(10)
+
+    model.on_batch = hold_the_first_batch
+    publisher = FakePublisher()
+
+    async def scenario() -> BatchingPipeline:
+        inference = InferenceThread()
+        pipeline = BatchingPipeline(
+            model=lambda: model,
+            publisher=publisher,
+            metrics=StreamMetrics(),
+            policy=FixedBatchPolicy(size=4, window_s=0.0),
+            inference=inference,
+            max_event_bytes=10_000,
+            max_buffered=100,
+            transactional=True,
+        )
+        pipeline.start()
+        old = [Record(i, event(i), partition=1) for i in range(4)]
+        await pipeline.submit_many(old)
+        await asyncio.to_thread(computing.wait, 10)
+        async with pipeline.send_lock:  # what the consumer holds while it aborts
+            pipeline.offsets.rewind(("in", 1))
+        again = [Record(i, event(i), partition=1) for i in range(4)]
+        await pipeline.submit_many(again)
+        release.set()
+        await pipeline.drain(timeout_s=10)
+        inference.close()
+        assert all(r.acked for r in old + again), "stale records are counted out, not held"
+        return pipeline
+
+    pipeline = asyncio.run(scenario())
+    ids = [p["id"] for p in publisher.predictions]
+    assert sorted(ids) == [f"id-{i}" for i in range(4)], f"each record published once: {ids}"
+    assert pipeline.offsets.committable(("in", 1)) == 4
+    assert pipeline.unsettled == 0 and pipeline.unsettled_bytes == 0
+
+
 def test_a_hung_model_call_times_out_fails_the_pipeline_and_settles_nothing_after_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
