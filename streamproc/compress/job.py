@@ -364,7 +364,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
 
         # 8. report ---------------------------------------------------------------------------
         with stages.stage("report", unit="call") as bar:
-            summary = _evaluate(
+            trained = _Trained(
                 data=data,
                 teacher=teacher,
                 teacher_meta=teacher_meta,
@@ -378,11 +378,11 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 artifact_dir=artifact_dir,
                 avg_tokens=avg_tokens,
                 quick=config.quick,
-                bar=bar,
                 dcfg=dcfg,
                 pcfg=pcfg,
                 transfer_size=len(transfer),
             )
+            summary = _evaluate(trained, bar)
         # 9. runtimes: the student (and teacher) in torch and ONNX Runtime, fp32 and int8 -------
         with stages.stage("runtimes", unit="call") as bar, tempfile.TemporaryDirectory() as tmp:
             repeats = {1: 10, 64: 3} if config.quick else {1: 200, 64: 40}
@@ -606,26 +606,34 @@ def _weights_size(
         return (out / WEIGHTS).stat().st_size
 
 
-def _evaluate(
-    *,
-    data: LabelledData,
-    teacher: Any,
-    teacher_meta: dict[str, Any],
-    teacher_folder: Path,
-    tcfg: Any,
-    test_teacher: np.ndarray,
-    tokenizer: StudentTokenizer,
-    student: StudentNetwork,
-    pruned: StudentNetwork,
-    quantized: torch.nn.Module,
-    artifact_dir: Path,
-    avg_tokens: float,
-    quick: bool,
-    bar: tqdm,
-    dcfg: distill_mod.DistillConfig,
-    pcfg: PruneConfig,
-    transfer_size: int,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Trained:
+    """What the stages before the report produced: the report's one input."""
+
+    data: LabelledData
+    teacher: Any  # compress.teacher.Teacher (imported lazily: it pulls transformers)
+    teacher_meta: dict[str, Any]
+    teacher_folder: Path
+    tcfg: Any  # compress.teacher.TeacherConfig
+    test_teacher: np.ndarray  # (N_test, L) teacher logits
+    tokenizer: StudentTokenizer
+    student: StudentNetwork
+    pruned: StudentNetwork
+    quantized: torch.nn.Module
+    artifact_dir: Path
+    avg_tokens: float
+    quick: bool
+    dcfg: distill_mod.DistillConfig
+    pcfg: PruneConfig
+    transfer_size: int
+
+
+def _evaluate(run: _Trained, bar: tqdm) -> dict[str, Any]:
+    data, teacher, teacher_meta = run.data, run.teacher, run.teacher_meta
+    teacher_folder, tcfg, test_teacher = run.teacher_folder, run.tcfg, run.test_teacher
+    tokenizer, student, pruned, quantized = run.tokenizer, run.student, run.pruned, run.quantized
+    artifact_dir, avg_tokens, quick = run.artifact_dir, run.avg_tokens, run.quick
+    dcfg, pcfg, transfer_size = run.dcfg, run.pcfg, run.transfer_size
     from streamproc.compress.teacher import teacher_dir
 
     teacher_pred = test_teacher.argmax(1)
