@@ -1,9 +1,16 @@
-"""Where a partition resumes after a rebalance: never before an offset known to be committed
-(this worker's own, or the stable one a previous owner's settled transaction left)."""
+"""Where a partition resumes after a rebalance (never before an offset known to be committed
+(this worker's own, or the stable one a previous owner's settled transaction left)), and what
+exactly_once does with what it had made of records it reads again."""
 
 from __future__ import annotations
 
-from streamproc.stream.consumer import resume_position
+import asyncio
+from types import SimpleNamespace
+
+from faust.types import TP
+
+from streamproc.stream.consumer import WatermarkConsumer, resume_position
+from streamproc.stream.offsets import OffsetLedger
 
 
 def test_a_partition_resumes_after_what_this_worker_committed_itself() -> None:
@@ -14,3 +21,74 @@ def test_a_partition_resumes_after_what_this_worker_committed_itself() -> None:
     assert resume_position(300, 226) == 300  # another owner went further since
     assert resume_position(176, None) == 176  # never committed it here: the broker's answer
     assert resume_position(None, None) is None
+
+
+class _Txn:
+    def __init__(self, *, open_: bool, empty: bool) -> None:
+        self.open, self.empty = open_, empty
+
+    def is_in_transaction(self) -> bool:
+        return self.open
+
+    def is_empty_transaction(self) -> bool:
+        return self.empty
+
+
+class _Producer:
+    def __init__(self, txn: _Txn, lock: asyncio.Lock) -> None:
+        self._transaction_producers = {"app-0-1": SimpleNamespace(_txn_manager=txn)}
+        self.lock, self.calls = lock, []
+
+    async def abort_transaction(self, tid: str) -> None:
+        self.calls.append(("abort", tid, self.lock.locked()))
+
+    async def begin_transaction(self, tid: str) -> None:
+        self.calls.append(("begin", tid, self.lock.locked()))
+
+
+def _read_again(
+    position: int, own: int | None, *, open_: bool = True, empty: bool = False
+) -> tuple[OffsetLedger, list[tuple[str, str, bool]], int]:
+    """A kept partition that read 100..109 is positioned at ``position`` after a rebalance."""
+    ledger = OffsetLedger()
+    epoch = 0
+    for offset in range(100, 110):
+        epoch = ledger.read(("in", 1), offset)
+    lock = asyncio.Lock()
+    producer = _Producer(_Txn(open_=open_, empty=empty), lock)
+    consumer = SimpleNamespace(
+        ledger=ledger,
+        send_lock=lock,
+        app=SimpleNamespace(producer=producer),
+        transactions=SimpleNamespace(_tps_to_transactional_ids=lambda tps: {"app-0-1"}),
+    )
+    tp = TP("in", 1)
+    asyncio.run(WatermarkConsumer._restart_transaction_if_read_again(consumer, tp, position, own))  # type: ignore[arg-type]
+    return ledger, producer.calls, epoch
+
+
+def test_a_partition_read_again_aborts_its_open_transaction_under_the_send_lock() -> None:
+    """The fault matrix's one duplicate: a commit at a rebalance failed, the partition stayed,
+    its open transaction kept outputs past the committed offset, and the re-read records went
+    into it again. Now what was read is stale at once, and that transaction is aborted."""
+    ledger, calls, epoch = _read_again(100, own=100)
+    assert not ledger.current(("in", 1), epoch), "records read before are stale"
+    assert calls == [("abort", "app-0-1", True), ("begin", "app-0-1", True)]
+
+
+def test_a_transaction_with_outputs_before_the_position_is_left_alone() -> None:
+    # Resuming past this worker's last commit: the transaction may hold outputs that will not be
+    # read again; aborting would lose them.
+    _, calls, _ = _read_again(105, own=100)
+    assert calls == []
+    _, calls, _ = _read_again(100, own=None)
+    assert calls == []
+
+
+def test_nothing_happens_when_nothing_is_read_again_or_the_transaction_is_empty() -> None:
+    ledger, calls, epoch = _read_again(110, own=110)  # everything settled and committed
+    assert calls == [] and ledger.current(("in", 1), epoch)
+    ledger, calls, epoch = _read_again(100, own=100, empty=True)  # the failed commit was empty
+    assert calls == [] and not ledger.current(("in", 1), epoch)
+    _, calls, _ = _read_again(100, own=100, open_=False)
+    assert calls == []
