@@ -216,9 +216,7 @@ def build_test_artifact(
         try:
             teacher_json = (teacher_dir() / "tokenizer.json").read_text(encoding="utf-8")
             raw_tok, _vocab = build_subset_tokenizer(teacher_json, texts, cfg.vocab_size)
-        except (
-            TeacherUnavailable
-        ):  # the teacher package is not installed: train a WordPiece instead
+        except TeacherUnavailable:  # no teacher package: train a WordPiece vocabulary instead
             raw_tok = train_wordpiece(texts, cfg.vocab_size)
         tokenizer = StudentTokenizer(raw_tok, cfg.max_tokens)
         model = StudentNetwork(cfg.student_config(tokenizer.vocab_size, 2))

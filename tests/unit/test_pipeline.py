@@ -437,14 +437,10 @@ def test_exactly_once_drops_records_read_before_their_partition_went_back() -> N
     publisher = FakePublisher()
 
     async def scenario() -> BatchingPipeline:
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: model,
+        pipeline, inference = make_pipeline(
+            model=model,
             publisher=publisher,
-            metrics=StreamMetrics(),
             policy=FixedBatchPolicy(size=4, window_s=0.0),
-            inference=inference,
-            max_event_bytes=10_000,
             max_buffered=100,
             transactional=True,
         )
