@@ -92,6 +92,15 @@ class JobConfig:
     # ``--seeds`` runs for the other seeds (:func:`run_seed_replicas`); writes ``seed.json``.
     accuracy_only: bool = False
 
+    @property
+    def teacher_seed_used(self) -> int:
+        """The seed of the teacher this run fine-tunes or loads from the cache."""
+        return self.seed if self.teacher_seed is None else self.teacher_seed
+
+    def report_dir_for(self, artifact_dir: Path) -> Path:
+        """Where the report goes: ``report_dir``, else ``<artifact>-report`` beside it."""
+        return self.report_dir or (artifact_dir.parent / f"{artifact_dir.name}-report")
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -157,7 +166,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     cache_dir = config.cache_dir or default_cache_dir()
     dcfg = config.distill
     pcfg = config.prune
-    teacher_seed = config.seed if config.teacher_seed is None else config.teacher_seed
+    teacher_seed = config.teacher_seed_used
     tcfg = config.teacher or TeacherConfig(seed=teacher_seed)
     xcfg = config.transfer
     if config.quick:
@@ -450,7 +459,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         }
         summary["rebuild_command"] = config.rebuild_command or _default_rebuild(config)
         summary["targets"] = evaluate_targets(summary, Targets())
-        report_dir = config.report_dir or (artifact_dir.parent / f"{artifact_dir.name}-report")
+        report_dir = config.report_dir_for(artifact_dir)
         paths = write_report(summary, report_dir)
         return JobResult(artifact_dir, paths, summary)
     finally:
@@ -487,7 +496,7 @@ def _seed_result(
         "served_macro_f1": served["macro_f1"],
         "minutes": round(sum(stages.seconds.values()) / 60, 1),
     }
-    report_dir = config.report_dir or (artifact_dir.parent / f"{artifact_dir.name}-report")
+    report_dir = config.report_dir_for(artifact_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / "seed.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -518,7 +527,7 @@ def run_seed_replicas(
                 "--seed",
                 str(seed),
                 "--teacher-seed",
-                str(config.seed),
+                str(config.teacher_seed_used),
                 "--accuracy-only",
                 "--threads",
                 "1",
@@ -553,7 +562,7 @@ def run_seed_replicas(
     summary["seeds"] = [
         {
             "seed": config.seed,
-            "teacher_seed": config.seed,
+            "teacher_seed": config.teacher_seed_used,
             "distilled": m["distilled"]["accuracy"],
             "pruned": m["pruned"]["accuracy"],
             "served": summary["served"]["accuracy"],
