@@ -177,6 +177,33 @@ class WatermarkConsumer(AIOKafkaConsumer):
     async def _commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
+        if not self.in_transaction or self.ledger is None or self.send_lock is None:
+            return await self._commit_now(offsets, start_new_transaction)
+        # exactly_once: Faust computed ``offsets`` before this call, then commits one transaction
+        # after another, each a few broker round trips. Meanwhile the pipeline went on sending
+        # into the transactions not committed yet, so a transaction could commit outputs of
+        # offsets past the one it committed: whoever read the partition next from there
+        # published them again (the fault matrix's sigkill-broker duplicates). Under the
+        # pipeline's send lock nothing joins a transaction, and the offsets are read again.
+        async with self.send_lock:
+            current = self._current_offsets(offsets)
+            if not current:
+                return False
+            return await self._commit_now(current, start_new_transaction)
+
+    def _current_offsets(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
+        """The ledger's watermark now for each partition of ``offsets``: a partition the ledger
+        no longer has (revoked, or read again since) is left out, and one not past what was
+        committed already too."""
+        assert self.ledger is not None
+        current = {}
+        for tp in offsets:
+            offset = self.ledger.committable((tp.topic, tp.partition))
+            if offset is not None and self._should_commit(tp, offset):
+                current[tp] = offset
+        return current
+
+    async def _commit_now(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         assignment = self.assignment()
         ours = {tp: offset for tp, offset in offsets.items() if tp in assignment}
         did_commit = await super()._commit_offsets(offsets, start_new_transaction)

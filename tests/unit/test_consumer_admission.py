@@ -1,6 +1,7 @@
 """Where a partition resumes after a rebalance (never before an offset known to be committed
-(this worker's own, or the stable one a previous owner's settled transaction left)), and what
-exactly_once does with what it had made of records it reads again."""
+(this worker's own, or the stable one a previous owner's settled transaction left)), what
+exactly_once does with what it had made of records it reads again, and which offsets an
+exactly_once commit puts in its transactions."""
 
 from __future__ import annotations
 
@@ -92,3 +93,86 @@ def test_nothing_happens_when_nothing_is_read_again_or_the_transaction_is_empty(
     assert calls == [] and not ledger.current(("in", 1), epoch)
     _, calls, _ = _read_again(100, own=100, open_=False)
     assert calls == []
+
+
+class _Committing:
+    """Just enough of a WatermarkConsumer for ``_commit_offsets`` under exactly_once."""
+
+    def __init__(self, ledger: OffsetLedger, committed: dict[TP, int]) -> None:
+        self.in_transaction = True
+        self.ledger, self.send_lock = ledger, asyncio.Lock()
+        self._committed = committed
+        self.commits: list[tuple[dict[TP, int], bool]] = []
+        self.events: list[str] = []
+
+    def _should_commit(self, tp: TP, offset: int) -> bool:
+        committed = self._committed.get(tp)
+        return committed is None or offset > committed
+
+    def _current_offsets(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        return WatermarkConsumer._current_offsets(self, offsets)  # type: ignore[arg-type]
+
+    async def _commit_now(self, offsets: dict[TP, int], start_new_transaction: bool) -> bool:
+        self.commits.append((dict(offsets), self.send_lock.locked()))
+        self.events.append("commit starts")
+        for _ in range(3):  # a transaction after another, a broker round trip each
+            await asyncio.sleep(0)
+        self.events.append("commit ends")
+        return True
+
+    async def commit(self, offsets: dict[TP, int]) -> bool:
+        return await WatermarkConsumer._commit_offsets(self, offsets)  # type: ignore[arg-type]
+
+
+def _ledger_read(first: int, last: int, settled_below: int) -> OffsetLedger:
+    ledger = OffsetLedger()
+    for offset in range(first, last + 1):
+        ledger.read(("in", 1), offset)
+    for offset in range(first, settled_below):
+        ledger.settle(("in", 1), offset)
+    return ledger
+
+
+def test_an_exactly_once_commit_puts_the_watermark_of_now_in_its_transaction() -> None:
+    """The fault matrix's sigkill-broker duplicates: Faust computed the offsets, then committed
+    one transaction after another; meanwhile outputs of later offsets joined a transaction not
+    committed yet, which then committed them with the earlier offset. The next owner read from
+    there and published them again. The commit now reads the watermark under the send lock."""
+    tp = TP("in", 1)
+    ledger = _ledger_read(100, 109, settled_below=103)
+    consumer = _Committing(ledger, {})
+    for offset in (103, 104, 105, 106):  # sent and settled after Faust read the watermark (103)
+        ledger.settle(("in", 1), offset)
+    assert asyncio.run(consumer.commit({tp: 103}))
+    assert consumer.commits == [({tp: 107}, True)]
+
+
+def test_no_output_joins_a_transaction_while_it_commits() -> None:
+    tp = TP("in", 1)
+    ledger = _ledger_read(100, 109, settled_below=103)
+    consumer = _Committing(ledger, {})
+
+    async def deliver() -> None:  # what the pipeline does for each output under exactly_once
+        async with consumer.send_lock:
+            consumer.events.append("send 103")
+            ledger.settle(("in", 1), 103)
+
+    async def both() -> None:
+        commit = asyncio.create_task(consumer.commit({tp: 103}))
+        await asyncio.sleep(0)  # the commit takes the lock first
+        await asyncio.gather(commit, deliver())
+
+    asyncio.run(both())
+    assert consumer.events == ["commit starts", "commit ends", "send 103"]
+    assert consumer.commits == [({tp: 103}, True)]
+
+
+def test_a_partition_forgotten_or_read_again_since_is_not_committed() -> None:
+    tp, other = TP("in", 1), TP("in", 2)
+    ledger = _ledger_read(100, 109, settled_below=105)
+    ledger.read(("in", 2), 50)
+    ledger.settle(("in", 2), 50)
+    consumer = _Committing(ledger, {other: 51})
+    ledger.rewind(("in", 1))  # read again from the committed offset: its transaction restarts
+    assert not asyncio.run(consumer.commit({tp: 105, other: 51}))
+    assert consumer.commits == []
