@@ -28,7 +28,7 @@ _COMMANDS = {
     "worker": ("streamproc.stream.command:worker", "Run a streaming inference worker."),
     "produce": ("streamproc.tools.produce:produce", "Produce text events to the input topic."),
     "tail": ("streamproc.tools.tail:tail", "Consume and pretty-print predictions."),
-    "bench": ("streamproc.tools.bench:bench", "End-to-end latency/throughput benchmark."),
+    "bench": ("streamproc.tools.bench.command:bench", "End-to-end latency/throughput benchmark."),
     "soak": (
         "streamproc.tools.soak:soak",
         "Steady load for minutes: memory and latency stay flat?",

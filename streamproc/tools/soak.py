@@ -102,7 +102,7 @@ class SoakResult:
 
 def _rss_mb(pid: int) -> float | None:
     """Resident MiB of the worker and its model process (if it runs one)."""
-    from streamproc.tools.bench_load import child_pids
+    from streamproc.tools.bench.load import child_pids
 
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from streamproc.tools.bench_load import sched_s
-from streamproc.tools.bench_report import _per_event_ms, cpu_budget, hot_path_targets
+from streamproc.tools.bench.load import sched_s
+from streamproc.tools.bench.targets import cpu_budget, hot_path_targets, per_event_ms
 
 
 def _point(
@@ -48,11 +48,11 @@ def _results(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_model_time_alone_is_interpolated_between_measured_batch_sizes() -> None:
-    assert _per_event_ms(MODEL, 1) == pytest.approx(0.5)
-    assert _per_event_ms(MODEL, 64) == pytest.approx(0.2)
+    assert per_event_ms(MODEL, 1) == pytest.approx(0.5)
+    assert per_event_ms(MODEL, 64) == pytest.approx(0.2)
     # batch 32: 0.5 + (12.8 − 0.5)·31/63 ms for 32 events
-    assert _per_event_ms(MODEL, 32) == pytest.approx((0.5 + 12.3 * 31 / 63) / 32)
-    assert _per_event_ms(MODEL, 500) == pytest.approx(0.2)  # beyond the table: its last size
+    assert per_event_ms(MODEL, 32) == pytest.approx((0.5 + 12.3 * 31 / 63) / 32)
+    assert per_event_ms(MODEL, 500) == pytest.approx(0.2)  # beyond the table: its last size
 
 
 def test_hot_path_targets_met_and_missed() -> None:

@@ -130,7 +130,7 @@ def test_list_shows_unreadable_versions_and_ignores_publishes_under_way(tmp_path
 
 
 def test_bench_and_soak_write_outside_docs_unless_asked() -> None:
-    from streamproc.tools.bench import bench
+    from streamproc.tools.bench.command import bench
     from streamproc.tools.soak import soak
 
     for command in (bench, soak):

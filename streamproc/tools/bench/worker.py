@@ -16,7 +16,7 @@ stderr, so logs cannot corrupt the protocol)::
     {"cmd": "stop"}     -> graceful stop of the current app (drains, commits), then counters
     {"cmd": "exit"}
 
-Run as ``python -m streamproc.tools.bench_worker '<json>'``; not a user-facing command.
+Run as ``python -m streamproc.tools.bench.worker '<json>'``; not a user-facing command.
 """
 
 from __future__ import annotations
