@@ -91,7 +91,9 @@ def distill(
 ) -> None:
     """Fine-tune the teacher, distil a student, prune it, quantize it to int8, write an artifact
     and a report (teacher vs distilled vs pruned vs quantized on the held-out test split)."""
-    from streamproc.compress.job import JobConfig, run_job, run_seed_replicas
+    from streamproc.compress.config import JobConfig
+    from streamproc.compress.job import run_job
+    from streamproc.compress.seeds import run_seed_replicas
 
     name = Path(dataset).stem if dataset not in BUILTIN_DATASETS else dataset
     out = out_dir or Path("artifacts") / name

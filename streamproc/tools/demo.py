@@ -62,7 +62,8 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
             return current.name
     built = Path("artifacts/trec")
     if quick:
-        from streamproc.compress.job import JobConfig, run_job
+        from streamproc.compress.config import JobConfig
+        from streamproc.compress.job import run_job
 
         click.echo("[2/5] model: running the offline job in --quick mode (a test-sized model) …")
         built = Path("artifacts/trec-quick")
