@@ -518,8 +518,21 @@ def _notes(summary: dict[str, Any]) -> str:
             notes.append(
                 f"- **int8 does not pay at batch 1** even in ONNX Runtime "
                 f"({ratio['onnxruntime_b1']:.2f}×): one ~{tokens:.0f}-token text is a few tiny "
-                "GEMMs, and quantizing each activation costs about what the int8 kernel saves. "
-                f"It pays where the arithmetic is: {ratio['onnxruntime_b64']:.2f}× at batch 64."
+                "GEMMs, and quantizing each activation costs about what the int8 kernel saves."
+                + (
+                    " It pays where the arithmetic is: "
+                    f"{ratio['onnxruntime_b64']:.2f}× at batch 64."
+                    if ratio["onnxruntime_b64"] >= 1.5
+                    else ""
+                )
+            )
+        if ratio["onnxruntime_b64"] < 1.5:
+            notes.append(
+                f"- **int8 gains {ratio['onnxruntime_b64']:.2f}× at batch 64 in ONNX Runtime, "
+                "not 1.5×**: int8 speeds up the matrix products only, and at this width "
+                f"(residual {dim}) the softmax, GELU, LayerNorm and residual adds, which stay "
+                "fp32, take a large share of the time (about half of it on the TREC student, by "
+                "ONNX Runtime's profiler)."
             )
     elif q_b1 < 1.5 or q_b64 < 1.5:
         notes.append(
@@ -540,12 +553,25 @@ def _notes(summary: dict[str, Any]) -> str:
             f"{b64:.1f}×."
         )
     q = summary.get("served", {}).get("accuracy", summary["models"]["quantized"]["accuracy"])
+    seeds = summary.get("seeds") or []
+    if len(seeds) > 1:  # the target is judged by the median over the seeds
+        q = statistics.median(s["served"] for s in seeds)
     if q < Targets.student_absolute_accuracy:
+        transfer = summary.get("transfer") or {}
+        sources = [f"the {summary['data']['train']:,} labelled rows"]
+        if transfer.get("augmented"):
+            sources.append(f"{transfer['augmented']:,} teacher-labelled augmentations of them")
+        if transfer.get("corpus_texts"):
+            sources.append(
+                f"{transfer['corpus_texts']:,} unlabelled {transfer['corpus']} texts "
+                "labelled by the teacher"
+            )
+        learned_from = ", ".join(sources[:-1]) + " and " * (len(sources) > 1) + sources[-1]
         notes.append(
-            f"- **Accuracy {q:.1%} is below {Targets.student_absolute_accuracy:.0%}**: the student "
-            f"learns from the "
-            f"{summary['data']['train']} labelled rows plus teacher-labelled augmentations only; "
-            "its embeddings start from the teacher's but its transformer layers from scratch."
+            f"- **Accuracy {q:.1%}{' (median seed)' if len(seeds) > 1 else ''} is below "
+            f"{Targets.student_absolute_accuracy:.0%}**: the student learns from {learned_from}; "
+            "its embeddings start from the teacher's, its transformer layers from scratch, and "
+            f"at width {dim} it carries less of what the teacher knows about the words."
         )
     p99 = [lat[n]["b1_t2"]["p99_ms"] / max(1e-9, lat[n]["b1_t2"]["median_ms"]) for n in lat]
     if max(p99) > 10:
