@@ -4,8 +4,8 @@ Everything in one run, on one machine: accuracy, macro-F1, agreement with the te
 parameters, FLOPs, size on disk, and model latency at batch 1 and batch 64 (median and p99, with 1
 and 2 torch threads). Latency is the forward pass on pre-tokenized test batches; the models are
 timed round-robin (one call each, in turn) so background load on a shared machine hits all of them
-alike. Output: ``report.md``, ``report.json`` and ``report.png``, and a verdict on every target of
-issue 3.
+alike. Output: ``report.md``, ``report.json`` and ``report.png``, and a verdict on every target
+(:class:`Targets`).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def measure_latency(
 
 @dataclass(frozen=True)
 class Targets:
-    """What the job's report judges (the model issue's bars)."""
+    """What the job's report judges (the bars a compressed model must reach)."""
 
     teacher_accuracy: float = 0.96
     student_relative_accuracy: float = 0.97

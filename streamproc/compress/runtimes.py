@@ -252,7 +252,7 @@ def _served(runtimes: dict[str, Any]) -> dict[str, Any]:
 def runtime_targets(
     runtimes: dict[str, Any], *, latency_reduction: float, quant_speedup: float, max_drop: float
 ) -> list[dict[str, Any]]:
-    """Issue 10's speed targets, judged from the comparison.
+    """The compressed model's speed targets, judged from the comparison.
 
     The latency target compares the served student with the fp32 teacher **in the same runtime**
     (ONNX Runtime), tokenization included, median and p99 both; the eager-torch teacher is in the

@@ -94,7 +94,7 @@ class SoakResult:
             "first_window": first,
             "last_window": last,
             "growth": growth,
-            # The bar: p99 ≤ 100 ms in every 5-s window after the first 30 s.
+            # The soak's bar: p99 ≤ 100 ms in every 5-s window after the first 30 s.
             "worst_5s_p99_after_settle": worst,
             "windows_5s": windows,
         }

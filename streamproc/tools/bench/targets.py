@@ -244,7 +244,8 @@ def cpu_budget(
 
 
 def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 9's targets (the hot path), numbered 5–9 after issue 5's four."""
+    """The hot-path targets, numbered 5–9 after the four batching targets of
+    :func:`evaluate_targets`."""
     by = rate_points(results)
     floors = results["floors"]
     passthrough, adaptive = by.get("passthrough", {}), by.get("adaptive", {})
