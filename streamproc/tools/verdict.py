@@ -15,10 +15,14 @@ offsets. Output: a :class:`Verdict` that classifies each input offset of each pa
   replay will publish it again);
 * **pending** (information): at or above the committed offset, not published yet;
 * **phantom**: a published record naming an input offset inside the snapshot that holds no
-  record (a forged or corrupt header).
+  record (a forged or corrupt header);
+* **aborted data read** (exactly_once): a published record naming an input record of an aborted
+  transaction (there under ``read_uncommitted``, not under ``read_committed``): the worker read
+  data a read_committed consumer must never see.
 
 at_least_once holds with 0 lost, 0 out of order, 0 phantom. exactly_once (read with
-``isolation.level=read_committed``) also needs 0 duplicated and 0 uncommitted output (so the
+``isolation.level=read_committed``) also needs 0 duplicated, 0 aborted data read and 0
+uncommitted output (so the
 outputs are exactly the input prefix below the committed offset, in order), and no transaction
 left hanging (``hanging``: partitions whose last stable offset never reached their end).
 """
@@ -61,6 +65,9 @@ class InputLog:
     start: int
     end: int
     offsets: Sequence[int]
+    # Offsets in [start, end) holding records of aborted transactions (seen read_uncommitted
+    # only); filled in for exactly_once.
+    aborted: frozenset[int] = frozenset()
 
     @classmethod
     def contiguous(cls, start: int, end: int) -> InputLog:
@@ -107,6 +114,7 @@ class PartitionVerdict:
     uncommitted_output: int  # offsets at or above the commit that were published anyway
     pending: int  # offsets at or above the commit not published yet
     phantom: int  # published records naming an offset of this partition that holds no record
+    aborted_read: int = 0  # published records naming an input record of an aborted transaction
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +129,7 @@ class PartitionVerdict:
             "uncommitted_output": self.uncommitted_output,
             "pending": self.pending,
             "phantom": self.phantom,
+            "aborted_read": self.aborted_read,
         }
 
 
@@ -172,6 +181,10 @@ class Verdict:
     def phantom(self) -> int:
         return sum(p.phantom for p in self.partitions)
 
+    @property
+    def aborted_read(self) -> int:
+        return sum(p.aborted_read for p in self.partitions)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "guarantee": self.guarantee,
@@ -188,6 +201,7 @@ class Verdict:
             "uncommitted_output": self.uncommitted_output,
             "pending": self.pending,
             "phantom": self.phantom,
+            "aborted_read": self.aborted_read,
             "unattributed": self.unattributed,
             "other_source": self.other_source,
             "outside_snapshot": self.outside_snapshot,
@@ -205,6 +219,8 @@ class Verdict:
             f"({self.out_of_order_keys} keys), {self.phantom} phantom, "
             f"{self.uncommitted_output} uncommitted but output, {self.pending} pending"
         )
+        if self.aborted_read:
+            line += f", {self.aborted_read} outputs of aborted input records"
         if self.hanging:
             line += f", hanging transactions on {', '.join(self.hanging)}"
         if self.unattributed or self.other_source or self.outside_snapshot:
@@ -293,8 +309,11 @@ def classify(
                     pending += 1
             elif commit_after is None or offset >= commit_after:
                 uncommitted_output += 1
-        # published records naming an offset in range that holds no input record
-        ghosts = sum(n for (p, o), n in copies.items() if p == partition and o not in present)
+        # published records naming an offset in range that holds no input record (or only one
+        # of an aborted transaction: read_committed readers never see it)
+        named = [(o, n) for (p, o), n in copies.items() if p == partition and o not in present]
+        aborted_read = sum(n for o, n in named if o in log.aborted)
+        ghosts = sum(n for _, n in named) - aborted_read
         verdicts.append(
             PartitionVerdict(
                 partition=partition,
@@ -307,6 +326,7 @@ def classify(
                 uncommitted_output=uncommitted_output,
                 pending=pending,
                 phantom=phantom[partition] + ghosts,
+                aborted_read=aborted_read,
             )
         )
     verdict = Verdict(
@@ -376,6 +396,11 @@ def _with_violations(verdict: Verdict) -> Verdict:
         if verdict.duplicated:
             problems.append(
                 f"duplicated: {verdict.duplicated} extra copies visible to read_committed readers"
+            )
+        if verdict.aborted_read:
+            problems.append(
+                f"aborted data read: {verdict.aborted_read} published records come from input "
+                "records of aborted transactions"
             )
         if verdict.uncommitted_output:
             problems.append(

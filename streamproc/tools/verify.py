@@ -115,19 +115,32 @@ def open_transactions(conf: Mapping[str, Any], topics: list[str], *, wait_s: flo
 def read_inputs(
     conf: Mapping[str, Any], topic: str, *, isolation: str, timeout_s: float
 ) -> dict[int, InputLog]:
-    """Every offset the input topic holds, per partition (values are not kept)."""
+    """Every offset the input topic holds, per partition (values are not kept). Read
+    ``read_committed``, the same range is read ``read_uncommitted`` too: the offsets only the
+    second read returns hold records of aborted transactions (``InputLog.aborted``)."""
     bounds = _partition_bounds(conf, topic, isolation, timeout_s)
-    offsets = {partition: array("q") for partition in bounds}
-    _read_to_end(
-        conf,
-        topic,
-        bounds,
-        isolation,
-        timeout_s,
-        lambda msg: offsets[msg.partition() or 0].append(msg.offset() or 0),
-    )
+
+    def offsets_read(isolation: str) -> dict[int, array[int]]:
+        offsets = {partition: array("q") for partition in bounds}
+        _read_to_end(
+            conf,
+            topic,
+            bounds,
+            isolation,
+            timeout_s,
+            lambda msg: offsets[msg.partition() or 0].append(msg.offset() or 0),
+        )
+        return offsets
+
+    visible = offsets_read(isolation)
+    every = offsets_read("read_uncommitted") if isolation == "read_committed" else visible
     return {
-        partition: InputLog(start, end, offsets[partition])
+        partition: InputLog(
+            start,
+            end,
+            visible[partition],
+            frozenset(every[partition]) - frozenset(visible[partition]),
+        )
         for partition, (start, end) in bounds.items()
     }
 

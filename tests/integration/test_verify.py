@@ -1,11 +1,13 @@
 """``streamproc verify`` against the real broker, on records written by hand: it must catch a loss,
-a duplicate, an aborted transaction's records (invisible) and a transaction left hanging."""
+a duplicate, an aborted transaction's records (invisible), a transaction left hanging and an
+output of an aborted input record; and an exactly_once worker over transactional input."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamproc.kafka import make_producer
 from streamproc.settings import Settings
-from tests.helpers import make_settings, produce_payloads
-from tests.verification import judge
+from tests.helpers import WorkerProcess, make_settings, produce_payloads, text_events
+from tests.verification import judge, wait_until_committed_to_end
 
 pytestmark = pytest.mark.kafka
 
@@ -141,6 +143,75 @@ def test_exactly_once_reads_committed_transactions_only_and_flags_one_left_open(
         producer.abort_transaction(30)
     finally:
         group.close()
+
+
+def _transactional_inputs(
+    settings: Settings, unique: str, events: list[tuple[bytes, bytes]], *, size: int
+) -> int:
+    """``events`` in transactions of ``size`` records, alternating between the two input
+    partitions; every other pair of transactions is aborted. Then one plain record per partition,
+    so the group's committed offset can reach each partition's end. Returns the records a
+    read_committed reader sees."""
+    producer = Producer(
+        {**settings.confluent_config(), "transactional.id": f"in-{unique}", "log_level": 3}
+    )
+    producer.init_transactions(30)
+    visible = 0
+    for n, start in enumerate(range(0, len(events), size)):
+        producer.begin_transaction()
+        for key, value in events[start : start + size]:
+            producer.produce(settings.input_topic, key=key, value=value, partition=n % 2)
+        producer.flush(30)
+        if (n // 2) % 2:
+            producer.abort_transaction(30)
+        else:
+            producer.commit_transaction(30)
+            visible += len(events[start : start + size])
+    produce_payloads(settings, text_events(2, prefix="tail"), partition_of=lambda i: i)
+    return visible + 2
+
+
+def test_verify_flags_an_output_of_an_aborted_input_record(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    settings = make_settings(
+        kafka_bootstrap, unique, partitions=2, processing_guarantee="exactly_once"
+    )
+    # Partition 0: records 0-1 (committed, marker 2), 3-4 (aborted, marker 5), 6-7 (committed,
+    # marker 8), then the plain record 9.
+    _transactional_inputs(settings, unique, text_events(8), size=2)
+    producer = make_producer(settings.confluent_config())
+    _publish(producer, settings, 0, [0, 1, 6, 7, 9])
+    _publish(producer, settings, 1, [0, 1, 6, 7, 9])
+    assert producer.flush(30) == 0
+    _commit(settings, {0: 10, 1: 10})
+    assert judge(settings, transaction_wait_s=2).holds
+
+    _publish(producer, settings, 0, [3])  # what a worker reading read_uncommitted would do
+    assert producer.flush(30) == 0
+    verdict = judge(settings, transaction_wait_s=2)
+    assert (verdict.aborted_read, verdict.phantom) == (1, 0)
+    assert any(v.startswith("aborted data read: 1") for v in verdict.violations), verdict.violations
+
+
+def test_an_exactly_once_worker_never_publishes_an_aborted_input_record(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """A producer upstream writes the input in transactions and aborts some: the worker reads
+    read_committed, so none of their records is predicted, and nothing is lost or doubled."""
+    settings = make_settings(
+        kafka_bootstrap, unique, partitions=2, processing_guarantee="exactly_once"
+    )
+    visible = _transactional_inputs(settings, unique, text_events(48), size=6)
+    worker = WorkerProcess(settings, name="w", log_dir=tmp_path)
+    try:
+        assert wait_until_committed_to_end(settings), worker.log_tail()
+    finally:
+        worker.stop()
+    verdict = judge(settings, transaction_wait_s=5)
+    assert verdict.holds, verdict.summary()
+    assert (verdict.predictions, verdict.aborted_read, verdict.lost) == (visible, 0, 0)
+    assert visible == 26  # 24 of the 48 events were in aborted transactions, plus 2 plain
 
 
 def test_verify_fails_in_one_line_when_a_topic_does_not_exist(

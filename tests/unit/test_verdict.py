@@ -180,6 +180,22 @@ def test_a_record_naming_an_offset_that_holds_no_input_is_a_phantom() -> None:
     assert "phantom: 2 published records name no input record" in verdict.violations
 
 
+def test_an_output_of_an_aborted_input_record_is_an_aborted_data_read() -> None:
+    """exactly_once reads its input read_committed: a record of an aborted transaction (offsets
+    4 and 5 here, seen only read_uncommitted; 6 is the abort marker) must never be processed."""
+    inputs = {0: InputLog(0, 10, [0, 1, 2, 3, 7, 8, 9], aborted=frozenset({4, 5}))}
+    clean = judge("exactly_once", inputs=inputs, predictions=published([0, 1, 2, 3, 7, 8, 9]))
+    assert clean.holds, clean.violations
+    read = judge("exactly_once", inputs=inputs, predictions=published([0, 1, 2, 3, 4, 7, 8, 9]))
+    assert read.aborted_read == 1 and read.phantom == 0
+    assert read.violations == (
+        "aborted data read: 1 published records come from input records of aborted transactions",
+    )
+    assert read.to_dict()["partitions"][0]["aborted_read"] == 1
+    ghost = judge("exactly_once", inputs=inputs, predictions=published([0, 1, 2, 3, 6, 7, 8, 9]))
+    assert ghost.phantom == 1 and ghost.aborted_read == 0  # the marker's offset holds no record
+
+
 def test_records_the_verifier_cannot_attribute_are_counted_not_judged() -> None:
     outputs = [
         *published(range(10)),
