@@ -17,7 +17,7 @@ returns a :class:`~streamproc.model.base.TextClassifier`, which must pass
 
 **Hot reload**: a spec without ``:DIR`` loads ``context.path = <model_dir>/<version>`` for the
 version ``<model_dir>/CURRENT`` names, and loads again, through the same factory, whenever
-CURRENT names another version (see :mod:`streamproc.stream.models`); the model's ``version``
+CURRENT names another version (see :mod:`streamproc.stream.hot_reload`); the model's ``version``
 must then equal that directory's name, so every output names what produced it. With ``:DIR``,
 or for a plugin or factory when the model directory has no CURRENT (``context.path`` is None),
 the model is loaded once and a new version means a restart (``/readyz`` shows

@@ -46,15 +46,15 @@ from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy
 from streamproc.stream.clients import ExtraConfigProducer
 from streamproc.stream.consumer import WatermarkConsumer
 from streamproc.stream.egress import LibrdkafkaPublisher, TopicPublisher, producer_config
-from streamproc.stream.inference import InferenceThread
-from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.models import (
+from streamproc.stream.hot_reload import (
     ArtifactWatcher,
     ModelSlot,
     ServedModel,
     close_model,
     open_model,
 )
+from streamproc.stream.inference import InferenceThread
+from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.pipeline import BatchingPipeline
 from streamproc.tracing import open_batch_tracer
 

@@ -2,7 +2,7 @@
 
 Pure logic: no Kafka, no torch, no asyncio, no clock. The worker passes ``now`` in, so the same
 code runs under the real event loop and under the fake clock of
-:mod:`streamproc.stream.simulation`.
+:mod:`streamproc.tools.simulation`.
 
 The worker's loop (one inference server, one batch at a time)::
 

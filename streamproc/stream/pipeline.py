@@ -66,10 +66,10 @@ from streamproc.events import (
 )
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
+from streamproc.stream.hot_reload import close_model
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.lenient_records import invalid_header_key
 from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.models import close_model
 from streamproc.stream.offsets import OffsetLedger
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
 from streamproc.tracing import BatchTracer, trace_headers
@@ -310,7 +310,7 @@ class BatchingPipeline:
         """Close a model that was swapped out of the slot, once no batch calls it any more.
 
         The batch in progress read the slot before the swap and may still call the old model
-        (a failed batch is retried in halves), so :func:`~streamproc.stream.models.close_model`
+        (a failed batch is retried in halves), so :func:`~streamproc.stream.hot_reload.close_model`
         (a child process's model stops its child) waits for that batch's model calls to end."""
         while self._batch_model is model:
             await self._batch_ended.wait()

@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import publish_artifact
 from streamproc.model.runtime import RuntimeChoice
-from streamproc.stream.models import ArtifactWatcher
+from streamproc.stream.hot_reload import ArtifactWatcher
 
 
 def _watching_v1(tmp_path: Path, model_artifacts: dict[str, Path]) -> tuple[Path, ArtifactWatcher]:

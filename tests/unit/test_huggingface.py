@@ -21,7 +21,7 @@ from streamproc.model.base import PROBE_TEXTS, check_classifier
 from streamproc.model.huggingface import FORWARD_CHUNK, HuggingFaceClassifier
 from streamproc.model.loading import ModelContext, load_model, parse_model_spec
 from streamproc.settings import load_settings
-from streamproc.stream.models import open_model
+from streamproc.stream.hot_reload import open_model
 from tests.tiny_hf import build_tiny_hf_classifier, corpus, tagged_corpus
 
 

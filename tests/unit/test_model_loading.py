@@ -19,7 +19,7 @@ from streamproc.errors import ArtifactError, ConfigError
 from streamproc.model.base import PROBE_TEXTS, Prediction, check_classifier
 from streamproc.model.loading import ModelContext, load_model, parse_model_spec
 from streamproc.settings import load_settings
-from streamproc.stream.models import open_model
+from streamproc.stream.hot_reload import open_model
 from streamproc.testing import FakeClassifier
 
 FACTORIES = """

@@ -24,7 +24,7 @@ from streamproc.model.base import Prediction
 from streamproc.model.process import ProcessClassifier
 from streamproc.settings import Settings
 from streamproc.stream.batching import FixedBatchPolicy
-from streamproc.stream.models import open_model
+from streamproc.stream.hot_reload import open_model
 from streamproc.testing import FakeClassifier
 from tests.unit.test_pipeline import FakePublisher, Record, event, make_pipeline
 

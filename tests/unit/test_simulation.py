@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from streamproc.stream.batching import AdaptiveBatchController, BatchPolicy, FixedBatchPolicy
-from streamproc.stream.simulation import (
+from streamproc.tools.simulation import (
     SimulationResult,
     burst_arrivals,
     compare_policies,

@@ -18,7 +18,6 @@ from typing import Any
 
 from streamproc.errors import StreamprocError
 from streamproc.kafka import ensure_topics
-from streamproc.stream.simulation import percentile
 from streamproc.tools.bench.contenders import EXPLODED_P99_MS, Contender
 from streamproc.tools.bench.load import (
     LoadGenerator,
@@ -27,6 +26,7 @@ from streamproc.tools.bench.load import (
     cpu_sample,
     cpu_usage,
 )
+from streamproc.tools.simulation import percentile
 
 __all__ = ["IDLE_GAP_S", "WARMUP_EVENTS", "BenchConfig", "BenchWorker", "model_floor", "run_point"]
 

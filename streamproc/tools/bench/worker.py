@@ -108,7 +108,7 @@ def _loop_factory(config: dict[str, Any]) -> Any:
 def _serve(config: dict[str, Any], proto: TextIO) -> None:
     from streamproc.settings import load_settings
     from streamproc.stream.app import create_worker
-    from streamproc.stream.models import close_model
+    from streamproc.stream.hot_reload import close_model
     from streamproc.testing import running_worker
 
     threads = int(config.get("model_threads") or 0)
