@@ -156,7 +156,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     stages = _Stages(quiet)
     try:
         with stages.stage("data", 1) as bar:
-            data = _load_data(config)
+            data = _load_data(config, recipe)
             bar.update(1)
         version = (
             config.version or f"{_slug(data.name)}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
@@ -244,10 +244,8 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
 
 
 # --- the stages, in order ----------------------------------------------------------------------
-def _load_data(config: JobConfig) -> LabelledData:
-    data = load_dataset(
-        config.dataset, cache_dir=config.cache_dir or default_cache_dir(), seed=config.seed
-    )
+def _load_data(config: JobConfig, recipe: _Recipe) -> LabelledData:
+    data = load_dataset(config.dataset, cache_dir=recipe.cache_dir, seed=config.seed)
     return data.subset(160, 48, seed=config.seed) if config.quick else data
 
 
