@@ -202,6 +202,9 @@ def _run_cell(result: CellResult, run: _Run) -> None:
                 result.fault_at = _committed(settings) or 0
                 hit_at = time.monotonic()
             if target == "worker":
+                # A worker can exit on its own meanwhile (exactly_once: fenced after a broker
+                # fault); its replacement is the one hit. (Once reaped, its pid is gone.)
+                _replace_exited(workers, settings, tmp_path, result)
                 victim = rng.randrange(2)  # w0 or w1: surely a member owning partitions by now
                 victims.append(workers[victim].name)
                 _hit(fault, workers[victim].proc.pid)
