@@ -185,23 +185,12 @@ class WatermarkConsumer(AIOKafkaConsumer):
         # offsets past the one it committed: whoever read the partition next from there
         # published them again (the fault matrix's sigkill-broker duplicates). Under the
         # pipeline's send lock nothing joins a transaction, and the offsets are read again.
+        # A partition the ledger no longer has (revoked, or read again since) is left out.
         async with self.send_lock:
-            current = self._current_offsets(offsets)
+            current = self._filter_committable_offsets(offsets)
             if not current:
                 return False
             return await self._commit_now(current, start_new_transaction)
-
-    def _current_offsets(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
-        """The ledger's watermark now for each partition of ``offsets``: a partition the ledger
-        no longer has (revoked, or read again since) is left out, and one not past what was
-        committed already too."""
-        assert self.ledger is not None
-        current = {}
-        for tp in offsets:
-            offset = self.ledger.committable((tp.topic, tp.partition))
-            if offset is not None and self._should_commit(tp, offset):
-                current[tp] = offset
-        return current
 
     async def _commit_now(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         assignment = self.assignment()

@@ -109,8 +109,11 @@ class _Committing:
         committed = self._committed.get(tp)
         return committed is None or offset > committed
 
-    def _current_offsets(self, offsets: dict[TP, int]) -> dict[TP, int]:
-        return WatermarkConsumer._current_offsets(self, offsets)  # type: ignore[arg-type]
+    def _new_offset(self, tp: TP) -> None:  # Faust's acked-offset bookkeeping: not used here
+        return None
+
+    def _filter_committable_offsets(self, tps: dict[TP, int]) -> dict[TP, int]:
+        return WatermarkConsumer._filter_committable_offsets(self, tps)  # type: ignore[arg-type]
 
     async def _commit_now(self, offsets: dict[TP, int], start_new_transaction: bool) -> bool:
         self.commits.append((dict(offsets), self.send_lock.locked()))
