@@ -98,35 +98,26 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> dict[str, Any]:
     def t_encode(texts: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return teacher.encode(texts, tcfg.max_tokens)
 
+    def student_row(
+        name: str, model: torch.nn.Module, config: StudentConfig, size_bytes: int
+    ) -> ModelUnderTest:
+        """``config``: the network's shapes (the quantized model keeps the pruned ones)."""
+        return ModelUnderTest(
+            name,
+            "",
+            model,
+            tokenizer.encode_batch,
+            count_params(model),
+            size_bytes,
+            count_flops(config, avg_tokens).total,
+        )
+
+    dc, pc = student.config, pruned.config
     models = [
         ModelUnderTest("teacher", "", teacher, t_encode, count_params(teacher), teacher_size),
-        ModelUnderTest(
-            "distilled",
-            "",
-            student,
-            tokenizer.encode_batch,
-            count_params(student),
-            _weights_size(student, student.config, tokenizer, data.labels),
-            count_flops(student.config, avg_tokens).total,
-        ),
-        ModelUnderTest(
-            "pruned",
-            "",
-            pruned,
-            tokenizer.encode_batch,
-            count_params(pruned),
-            _weights_size(pruned, pruned.config, tokenizer, data.labels),
-            count_flops(pruned.config, avg_tokens).total,
-        ),
-        ModelUnderTest(
-            "quantized",
-            "",
-            quantized,
-            tokenizer.encode_batch,
-            count_params(quantized),
-            (artifact_dir / WEIGHTS).stat().st_size,
-            count_flops(pruned.config, avg_tokens).total,
-        ),
+        student_row("distilled", student, dc, _weights_size(student, dc, tokenizer, data.labels)),
+        student_row("pruned", pruned, pc, _weights_size(pruned, pc, tokenizer, data.labels)),
+        student_row("quantized", quantized, pc, (artifact_dir / WEIGHTS).stat().st_size),
     ]
     # The artifact as a worker loads it must compute exactly what the in-memory model does, on
     # the same forward pass (``logits`` may split a batch by length, and dynamic int8 picks its
@@ -167,7 +158,6 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> dict[str, Any]:
         repeats=repeats,
         progress=bar.update,
     )["quantized"]
-    pc, dc = pruned.config, student.config
     arch = {
         "teacher": (
             "all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, vocab 30,522) + mean pool + "

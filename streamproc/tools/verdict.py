@@ -22,9 +22,9 @@ offsets. Output: a :class:`Verdict` that classifies each input offset of each pa
 
 at_least_once holds with 0 lost, 0 out of order, 0 phantom. exactly_once (read with
 ``isolation.level=read_committed``) also needs 0 duplicated, 0 aborted data read and 0
-uncommitted output (so the
-outputs are exactly the input prefix below the committed offset, in order), and no transaction
-left hanging (``hanging``: partitions whose last stable offset never reached their end).
+uncommitted output (so the outputs are exactly the input prefix below the committed offset, in
+order), and no transaction left hanging (``hanging``: partitions whose last stable offset never
+reached their end).
 """
 
 from __future__ import annotations
