@@ -14,6 +14,12 @@ from streamproc.compress.prune import PruneConfig
 __all__ = ["JobConfig", "JobResult"]
 
 
+def _worker_model_threads() -> int:
+    from streamproc.settings import Settings
+
+    return int(Settings.model_fields["model_threads"].default)
+
+
 @dataclass(frozen=True)
 class JobConfig:
     dataset: str = "trec"
@@ -27,6 +33,8 @@ class JobConfig:
     # threads that wait on each other can be 10x slower (measured here under load).
     student_threads: int = 1
     runtime_threads: int = 2  # the runtime comparison's threads, every variant alike
+    # The served graph is timed again on the threads a worker gives it (its default).
+    served_threads: int = field(default_factory=lambda: _worker_model_threads())
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
     teacher_seed: int | None = None  # None: ``seed``; another run's seed reuses its cached teacher

@@ -491,6 +491,7 @@ def _compare_runtimes(
             calibration_texts=calibration,  # transfer texts, never test texts
             work_dir=Path(tmp),
             threads=config.runtime_threads,
+            served_threads=config.served_threads,
         )
         bar.reset(total=sum(repeats.values()))
         return compare_runtimes(

@@ -485,10 +485,11 @@ def _runtimes_section(summary: dict[str, Any]) -> str:
         return ""
     ratio = speedups(runtimes)
     calls = runtimes["calls"]
+    threads = f"{runtimes['threads']} threads{_served_threads_clause(runtimes)}"
     return f"""## Runtimes: where int8 pays
 
 The pruned student and the teacher in eager PyTorch and in ONNX Runtime, fp32 and int8, all at
-{runtimes["threads"]} threads, timed round-robin in one run ({calls["b1"]} calls at batch 1,
+{threads}, timed round-robin in one run ({calls["b1"]} calls at batch 1,
 {calls["b64"]} at batch 64); median / p99 ms. *Forward*: the graph on pre-tokenized input; *end to
 end*: tokenization included, what `predict_batch` pays. int8 static = per-channel QDQ with
 activation ranges calibrated on 512 transfer-set texts. Accuracy is each variant's own, on the
@@ -499,6 +500,17 @@ test set.
 int8 vs fp32 student, forward, median: ONNX Runtime {ratio["onnxruntime_b1"]:.2f}× at batch 1,
 {ratio["onnxruntime_b64"]:.2f}× at batch 64; eager torch {ratio["torch_b1"]:.2f}× /
 {ratio["torch_b64"]:.2f}×."""
+
+
+def _served_threads_clause(runtimes: dict[str, Any]) -> str:
+    own = {r.get("threads", runtimes["threads"]) for r in runtimes["rows"] if r["served"]}
+    if own == {runtimes["threads"]}:
+        return ""
+    (n,) = own
+    return (
+        f" (and the served graph again on {n} thread{'s' * (n > 1)}, as a worker runs it: "
+        "`STREAMPROC_MODEL_THREADS`' default)"
+    )
 
 
 def _notes(summary: dict[str, Any]) -> str:

@@ -114,6 +114,12 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     }
     served = [r for r in rows if r["served"]]
     assert len(served) == 1 and served[0]["runtime"] == "onnxruntime"
+    # Served on a worker's default model threads (1); every other row on the comparison's 2.
+    assert served[0]["threads"] == 1 and summary["runtimes"]["threads"] == 2
+    assert sorted(r["threads"] for r in rows) == [1] + [2] * 7
+    assert any(
+        "student on 1 thread as served, teacher on 2" in t["target"] for t in summary["targets"]
+    )
     # The served row scores what the worker's predict_batch scored (same graph, same inputs).
     assert served[0]["accuracy"] == pytest.approx(summary["served"]["accuracy"], abs=1e-9)
     for r in rows:
