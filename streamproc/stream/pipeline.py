@@ -20,26 +20,20 @@ Three stages run concurrently on the event loop, so consuming, computing and pro
    send stops new sends, and the failed record and every record sent after it are sent again, in
    order, with backoff, so one key's outputs never overtake each other. At-least-once.
 
-What a failed send means is :func:`~streamproc.stream.publish_errors.classify_publish_error`'s
-call: a record that can never be sent as it is (too large) is replaced (a prediction by a
-dead letter of its input, a dead letter by a truncated one); an error no retry can fix (not
-authorised, invalid topic, …), or a record still unacknowledged ``publish_timeout_s`` after its
-first send, fails the pipeline with :class:`~streamproc.errors.PublishError` — the worker stops
-with that one line rather than retry in silence.
+Output records are built and handed to the producer by
+:class:`~streamproc.stream.outputs.OutputSender`, which says what a refused send means (a
+record too large is replaced, an error no retry can fix stops the worker). A record still
+unacknowledged ``publish_timeout_s`` after its first send fails the pipeline with
+:class:`~streamproc.errors.PublishError` too — the worker stops with that one line rather than
+retry in silence.
 
-A batch whose inference raises is split in halves and retried, down to single events; an event
-that still fails alone is dead-lettered with reason ``inference_error``. Nothing is dropped. A
-model process that dies is not the events' fault: the batch loop fails with
-:class:`~streamproc.errors.ModelProcessDied` and nothing of the batch is acknowledged.
-
-A model call that does not return within ``inference_timeout_s`` is taken as hung. A model
-process is restarted and the batch's events run one by one: an event that hangs alone on two
-fresh processes is dead-lettered with reason ``inference_timeout`` (a poison event must not stop
-its partition forever); another one before any call succeeds means the model itself is wedged.
-A thread cannot be interrupted, and a wedged model cannot be trusted: then the records of the
-call are logged as suspects (topic[partition] and offsets), nothing of its batch is
-acknowledged, and the batch loop fails with :class:`~streamproc.errors.InferenceTimeout`, so the
-worker stops with an error and the group re-delivers the batch from the last commit.
+A batch's model calls go through :class:`~streamproc.stream.model_calls.ModelCaller`: an event
+whose inference raises, or hangs alone on two fresh model processes, is dead-lettered with
+reason ``inference_error`` / ``inference_timeout``; nothing is dropped. A model process that
+dies, or a model that is wedged, fails the batch loop
+(:class:`~streamproc.errors.ModelProcessDied`, :class:`~streamproc.errors.InferenceTimeout`)
+and nothing of the batch is acknowledged: the worker stops with an error and the group
+re-delivers the batch from the last commit.
 """
 
 from __future__ import annotations
@@ -51,110 +45,29 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from streamproc.errors import EventError, InferenceTimeout, ModelProcessDied, PublishError
-from streamproc.events import (
-    DEAD_LETTER_HEADER_PREFIX,
-    TextEvent,
-    dead_letter_headers,
-    decode_event,
-    encode_prediction,
-    latency_origin,
-    source_headers,
-)
+from streamproc.errors import EventError
+from streamproc.events import TextEvent, decode_event, latency_origin
 from streamproc.model.base import Prediction, TextClassifier
 from streamproc.stream.batching import BatchPolicy
 from streamproc.stream.hot_reload import close_model
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.lenient_records import invalid_header_key
 from streamproc.stream.metrics import StreamMetrics
+from streamproc.stream.model_calls import ModelCaller
 from streamproc.stream.offsets import OffsetLedger
+from streamproc.stream.outputs import Outgoing, OutputSender, Publisher, SourceRecord, refused
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
-from streamproc.tracing import BatchTracer, trace_headers
+from streamproc.tracing import BatchTracer
 
-__all__ = ["BatchingPipeline", "Publisher", "SourceRecord", "describe_offsets"]
+__all__ = ["BatchingPipeline", "Publisher", "SourceRecord"]
 
 log = logging.getLogger(__name__)
 
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
-
-
-class _CallTimedOut(Exception):
-    """A model call passed the inference timeout (the pipeline decides what that means)."""
-
-
-class _ModelCall:
-    """One model call, run in the inference thread: returns the result and the seconds the model
-    itself took, and says (``finished``, set in that thread) whether the call has returned."""
-
-    __slots__ = ("finished",)
-
-    def __init__(self) -> None:
-        self.finished = False
-
-    def __call__(
-        self, fn: Callable[[list[str]], list[Prediction]], texts: list[str]
-    ) -> tuple[Any, float]:
-        started = time.perf_counter()
-        try:
-            result = fn(texts)
-        finally:
-            self.finished = True
-        return result, time.perf_counter() - started
-
-
-def describe_offsets(records: Sequence[SourceRecord]) -> str:
-    """Where ``records`` came from, per partition in first-seen order: ``topic[p] first..last (n)``.
-
-    Offsets of one partition in a batch ascend (read order) but need not be contiguous (bad
-    records never reach the model; other partitions interleave), hence the count."""
-    spans: dict[tuple[str, int], list[int]] = {}
-    for record in records:
-        span = spans.setdefault((record.topic, record.partition), [record.offset, record.offset, 0])
-        span[0] = min(span[0], record.offset)
-        span[1] = max(span[1], record.offset)
-        span[2] += 1
-    return ", ".join(
-        f"{topic}[{partition}] {first}..{last} ({count})"
-        for (topic, partition), (first, last, count) in spans.items()
-    )
-
-
-class SourceRecord(Protocol):
-    """What the pipeline needs of a consumed record (a Faust ``Event`` adapts to it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_s: float  # the broker/producer timestamp, epoch seconds
-    headers: Any
-
-    def ack(self) -> None: ...
-
-
-class Publisher(Protocol):
-    """Sends records; each call returns an awaitable resolved once the broker acknowledged it."""
-
-    async def send_prediction(
-        self,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]: ...
-
-    async def send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Awaitable[Any]: ...
 
 
 @dataclass(slots=True)
@@ -164,19 +77,6 @@ class _Buffered:
     arrived: float  # monotonic clock when it entered the buffer
     origin_s: float  # when the event was produced: a plausible payload ts, else record timestamp
     error: EventError | None = None
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """A record to publish and the source records it settles."""
-
-    kind: str  # "prediction" | "dead_letter"
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-    settles: Sequence[SourceRecord] = ()
-    latency_s: float | None = None
 
 
 class BatchingPipeline:
@@ -219,15 +119,19 @@ class BatchingPipeline:
         self._last_commit = 0.0
         self._model = model  # read once per batch: a hot reload switches between batches
         self._policy = policy
-        self.publisher = publisher  # public: tests swap in a fake
         self._metrics = metrics
-        self._inference = inference
-        self._inference_timeout_s = inference_timeout_s  # None: no deadline
-        self._hung_call: _ModelCall | None = None  # a call that timed out (it may still return)
-        self._hung_alone = False  # an event hung alone, and no model call succeeded since
+        self._caller = ModelCaller(
+            inference=inference, metrics=metrics, timeout_s=inference_timeout_s, clock=clock
+        )
+        self._outputs = OutputSender(
+            publisher=publisher,
+            metrics=metrics,
+            max_event_bytes=max_event_bytes,
+            transactional=transactional,
+            publish_timeout_s=publish_timeout_s,
+            topics=topics,
+        )
         self._max_event_bytes = max_event_bytes
-        self._publish_timeout_s = publish_timeout_s  # None: retry retriable errors forever
-        self._topics = dict(topics or {})  # output kind -> topic name, for error messages
         self._batch_tracer = batch_tracer  # STREAMPROC_TRACING=otel: one span per batch
         self._max_buffered = max_buffered
         self._max_buffered_bytes = sys.maxsize if max_buffered_bytes is None else max_buffered_bytes
@@ -240,10 +144,10 @@ class BatchingPipeline:
         self._has_space = asyncio.Event()
         self._has_space.set()
         # Bounded: if delivery stalls (broker away), inference stops and then the agent blocks.
-        self._outbox: asyncio.Queue[list[_Outgoing] | None] = asyncio.Queue(max_batches_in_flight)
+        self._outbox: asyncio.Queue[list[Outgoing] | None] = asyncio.Queue(max_batches_in_flight)
         # at_least_once: batches handed to the producer, oldest first, with their ack futures;
         # bounded so a stalled broker stops the delivery loop, then inference, then the agent.
-        self._in_flight: deque[tuple[list[_Outgoing], list[Awaitable[Any]], float]] = deque()
+        self._in_flight: deque[tuple[list[Outgoing], list[Awaitable[Any]], float]] = deque()
         self._in_flight_slots = asyncio.Semaphore(max_batches_in_flight)
         self._sent = asyncio.Event()
         self._send_lock = asyncio.Lock()  # held while a batch is being handed to the producer
@@ -317,6 +221,14 @@ class BatchingPipeline:
         await asyncio.get_running_loop().run_in_executor(None, close_model, model)
 
     @property
+    def publisher(self) -> Publisher:
+        return self._outputs.publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher) -> None:  # tests swap in a fake
+        self._outputs.publisher = publisher
+
+    @property
     def buffered(self) -> int:
         return len(self._buffer)
 
@@ -340,7 +252,7 @@ class BatchingPipeline:
     def inference_hung(self) -> bool:
         """A model call timed out and has still not returned: it holds the inference thread
         (which the interpreter would wait for at exit)."""
-        return self._hung_call is not None and not self._hung_call.finished
+        return self._caller.hung
 
     @property
     def unsettled_bytes(self) -> int:
@@ -426,19 +338,6 @@ class BatchingPipeline:
             self._policy.record_arrivals(count=count, now=self._clock())
             self._grew.set()
 
-    def _dead_letter_record(self, record: SourceRecord, error: EventError) -> _Outgoing:
-        """The original bytes, with headers naming the reason and where they came from."""
-        self._metrics.record_dead_letter(error.reason)
-        headers = dead_letter_headers(
-            error,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            original=record.headers,
-        )
-        partition = record.partition if self._transactional else None
-        return _Outgoing("dead_letter", record.key, record.value, partition, headers, [record])
-
     # -- stage 2: batch and infer ------------------------------------------------------------
     async def _batch_loop(self) -> None:
         while True:
@@ -502,110 +401,17 @@ class BatchingPipeline:
     async def _predict(
         self, model: TextClassifier, batch: list[_Buffered]
     ) -> tuple[dict[int, Prediction], dict[int, EventError], float]:
-        """Predictions by batch index, events that failed alone (-> their dead-letter reason),
-        model seconds.
-
-        A model that can be restarted (a model process) and whose call times out is restarted,
-        and the batch's events then run one by one: an event that hangs alone on two fresh
-        processes is dead-lettered (``inference_timeout``) and the worker carries on (a hang that
-        does not repeat costs a restart, no event). Another such event before any call succeeds
-        means the model, not an event, is wedged: the pipeline fails with
-        :class:`InferenceTimeout`.
-        """
-        predictions: dict[int, Prediction] = {}
-        failed: dict[int, EventError] = {}
-        model_s = 0.0
+        """The valid events' outcomes by batch index (see :class:`ModelCaller`)."""
         valid = [i for i, item in enumerate(batch) if item.event is not None]
-        pending = [valid] if valid else []
-        restart = getattr(model, "restart", None)
-        hung_once: set[int] = set()  # events that hung alone once (each gets a second process)
-        while pending:
-            indices = pending.pop()
-            texts = [batch[i].event.text for i in indices]  # type: ignore[union-attr]
-            items = [batch[i] for i in indices]
-            try:
-                result, seconds = await self._call_model(model, texts)
-                model_s += seconds
-                if len(result) != len(texts):
-                    raise RuntimeError(f"model returned {len(result)} predictions for {len(texts)}")
-            except _CallTimedOut:
-                self._metrics.record_inference_timeout()
-                if restart is None or (len(indices) == 1 and self._hung_alone):
-                    raise self._hung(items) from None
-                alone = len(indices) == 1
-                log.warning(
-                    "inference timeout: model call on %d events (%s) did not return within %gs; "
-                    "restarting the model process%s",
-                    len(indices),
-                    describe_offsets([item.record for item in items]),
-                    self._inference_timeout_s,
-                    "" if alone else " and running them one by one",
-                )
-                await restart()
-                if not alone:
-                    pending += [[i] for i in reversed(indices)]
-                elif indices[0] not in hung_once:  # a hang that is not the event's repeats
-                    hung_once.add(indices[0])
-                    pending.append(indices)
-                else:  # hung alone on two fresh processes: this event is the poison
-                    self._hung_alone = True  # until a call succeeds: another one is fatal
-                    failed[indices[0]] = EventError(
-                        "inference_timeout",
-                        f"the model did not answer this event alone within "
-                        f"{self._inference_timeout_s:g}s, twice, each time in a fresh process",
-                    )
-                continue
-            except ModelProcessDied:
-                raise  # not the events' fault: the pipeline fails, the worker stops
-            except Exception as exc:  # a model failure must never kill the worker
-                self._metrics.record_inference_error()
-                log.warning("inference failed on %d events: %r", len(indices), exc)
-                if len(indices) == 1:
-                    detail = f"{type(exc).__name__}: {exc}"[:500]
-                    failed[indices[0]] = EventError("inference_error", detail)
-                else:  # bisect: a poison event only takes itself down
-                    middle = len(indices) // 2
-                    pending += [indices[middle:], indices[:middle]]
-                continue
-            self._hung_alone = False
-            predictions.update(zip(indices, result, strict=True))
-        return predictions, failed, model_s
-
-    async def _call_model(self, model: TextClassifier, texts: list[str]) -> tuple[Any, float]:
-        """One ``predict_batch`` call, within the inference timeout: awaited on the loop for a
-        model in a child process (:class:`~streamproc.model.process.ProcessClassifier`), else
-        run in the inference thread. Raises :class:`_CallTimedOut` past the deadline."""
-        call = _ModelCall()
-        in_child = getattr(model, "predict_batch_async", None)
-        deadline = asyncio.timeout(self._inference_timeout_s)
-        started = self._clock()
-        try:
-            async with deadline:
-                if in_child is not None:
-                    result = await in_child(texts)
-                else:
-                    result = await self._inference.run(call, model.predict_batch, texts)
-            self._metrics.record_stage("model_call", self._clock() - started)
-            return result
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the model itself raised TimeoutError: an ordinary inference error
-        if in_child is None:
-            self._hung_call = call  # a thread cannot be interrupted: it may never return
-        raise _CallTimedOut
-
-    def _hung(self, items: list[_Buffered]) -> InferenceTimeout:
-        """The fatal timeout: neither a thread's call nor a wedged model can be taken back, so
-        the worker stops (which stops a model process). Nothing of this batch (or anything read
-        after it) was acknowledged, so no commit passes it."""
-        suspects = describe_offsets([item.record for item in items])
-        message = (
-            f"model call on {len(items)} events did not return within "
-            f"{self._inference_timeout_s:g}s (STREAMPROC_INFERENCE_TIMEOUT_S); suspects: "
-            f"{suspects}; nothing from them on is acknowledged or committed"
+        texts = [batch[i].event.text for i in valid]  # type: ignore[union-attr]
+        predictions, failed, seconds = await self._caller.predict(
+            model, texts, [batch[i].record for i in valid]
         )
-        log.critical("inference timeout: %s", message)
-        return InferenceTimeout(message)
+        return (
+            {valid[j]: p for j, p in predictions.items()},
+            {valid[j]: e for j, e in failed.items()},
+            seconds,
+        )
 
     def _encode(
         self,
@@ -613,37 +419,23 @@ class BatchingPipeline:
         predictions: dict[int, Prediction],
         failed: dict[int, EventError],
         version: str,
-    ) -> list[_Outgoing]:
-        now_wall = self._wall()
+    ) -> list[Outgoing]:
+        now = self._wall()
         outgoing = []
         for index, item in enumerate(batch):
-            record = item.record
             if item.event is None or index in failed:
                 error = item.error or failed[index]
-                outgoing.append(self._dead_letter_record(record, error))
+                outgoing.append(self._outputs.dead_letter(item.record, error))
                 continue
-            value = encode_prediction(
-                item.event,
-                predictions[index],
-                model_version=version,
-                batch_size=len(batch),
-                now_ms=now_wall * 1000.0,
-                record_timestamp_ms=record.timestamp_s * 1000.0 if record.timestamp_s else None,
-            )
-            # Keyed records follow the key (partition affinity); unkeyed ones keep their partition.
-            partition = None if record.key and not self._transactional else record.partition
-            # The origin latency_ms uses (arrival, for a record with no timestamp at all).
-            latency = max(0.0, now_wall - item.origin_s)
             outgoing.append(
-                _Outgoing(
-                    "prediction",
-                    record.key,
-                    value,
-                    partition=partition,
-                    headers=source_headers(record.topic, record.partition, record.offset)
-                    + trace_headers(record.headers),
-                    settles=[record],
-                    latency_s=latency,
+                self._outputs.prediction(
+                    item.record,
+                    item.event,
+                    predictions[index],
+                    model_version=version,
+                    batch_size=len(batch),
+                    origin_s=item.origin_s,  # arrival, for a record with no timestamp at all
+                    now_s=now,
                 )
             )
         return outgoing
@@ -667,7 +459,7 @@ class BatchingPipeline:
             await self._in_flight_slots.acquire()  # released when the batch is settled
             async with self._send_lock:
                 started = self._clock()
-                futures = await self._send_in_order(outgoing)
+                futures = await self._outputs.send_in_order(outgoing)
                 self._in_flight.append((outgoing, futures, self._clock()))
                 self._metrics.record_stage("publish", self._clock() - started)
                 self._metrics.set_outbox(self._unacknowledged())
@@ -722,14 +514,14 @@ class BatchingPipeline:
                 error = flat[first]
                 kind = classify_publish_error(error)
                 if kind is PublishErrorKind.FATAL:
-                    raise self._publish_failure(items[first], error) from error
+                    raise self._outputs.failure(items[first], error) from error
                 if kind is PublishErrorKind.RECORD:  # the same bytes can never be sent
-                    items[first] = self._replacement(items[first], error)
+                    items[first] = self._outputs.replacement(items[first], error)
                 elif (
-                    self._publish_timeout_s is not None
-                    and self._clock() - first_sent[first] >= self._publish_timeout_s
+                    self._outputs.publish_timeout_s is not None
+                    and self._clock() - first_sent[first] >= self._outputs.publish_timeout_s
                 ):
-                    raise self._publish_failure(items[first], error, timed_out=True) from error
+                    raise self._outputs.failure(items[first], error, timed_out=True) from error
                 else:  # the broker may accept it later (it is back, or its limits were raised)
                     self._metrics.record_publish_retry(len(items) - first)
                     log.warning(
@@ -743,7 +535,7 @@ class BatchingPipeline:
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
-                futures = await self._send_in_order(items, first)
+                futures = await self._outputs.send_in_order(items, first)
                 flat[first:] = await asyncio.gather(*futures, return_exceptions=True)
             start = 0
             for outgoing, _, _ in batches:
@@ -754,63 +546,12 @@ class BatchingPipeline:
                 self._record_published(outgoing)
                 self._in_flight_slots.release()
 
-    def _replacement(self, item: _Outgoing, error: BaseException) -> _Outgoing:
-        """What to send instead of a record that can never be sent as it is: a prediction's
-        input as a dead letter (reason ``publish_failed``), a dead letter truncated. Raises
-        :class:`PublishError` when nothing smaller is left to try."""
-        detail = f"{type(error).__name__}: {error}"[:500]
-        where = _where(item)
-        if item.kind == "prediction":
-            self._metrics.record_publish_failure("dead_lettered")
-            log.error("the prediction of %s cannot be published (%s): dead-lettered", where, detail)
-            dead = self._dead_letter_record(item.settles[0], EventError("publish_failed", detail))
-            return self._truncated(dead)
-        if len(item.value or b"") > self._max_event_bytes:
-            self._metrics.record_publish_failure("truncated")
-            log.warning("the dead letter of %s is too large to send (%s): truncated", where, detail)
-            return self._truncated(item)
-        raise self._publish_failure(item, error)
-
-    def _publish_failure(
-        self, item: _Outgoing, error: BaseException, *, timed_out: bool = False
-    ) -> PublishError:
-        """The error that stops the worker: one line naming the record, the topic and why."""
-        what = "prediction" if item.kind == "prediction" else "dead letter"
-        topic = self._topics.get(item.kind, f"of {what}s")
-        if timed_out:
-            why = (
-                f"not acknowledged within {self._publish_timeout_s:g}s "
-                f"(STREAMPROC_PUBLISH_TIMEOUT_S), last error {error!r}"
-            )
-        else:
-            why = f"{error!r}, which no retry can fix"
-        message = (
-            f"cannot publish the {what} of {_where(item)} to topic {topic}: {why}; the worker "
-            "stops, and nothing from that record on is committed"
-        )
-        self._metrics.record_publish_failure("stopped")
-        log.critical("%s", message)
-        return PublishError(message)
-
-    def _truncated(self, item: _Outgoing) -> _Outgoing:
-        """A dead letter whose value keeps its first ``max_event_bytes`` bytes; a header says how
-        long the original was (none if it was not cut). It settles the same source records."""
-        size = len(item.value or b"")
-        if size <= self._max_event_bytes:
-            return item
-        headers = [
-            *item.headers,
-            (DEAD_LETTER_HEADER_PREFIX + "truncated-from", str(size).encode()),
-        ]
-        value = (item.value or b"")[: self._max_event_bytes]
-        return _Outgoing("dead_letter", item.key, value, item.partition, headers, item.settles)
-
-    def _record_published(self, outgoing: list[_Outgoing]) -> None:
+    def _record_published(self, outgoing: list[Outgoing]) -> None:
         latencies = [o.latency_s for o in outgoing if o.kind == "prediction"]
         if latencies:
             self._metrics.record_predictions(latencies)
 
-    def _settle(self, outgoing: list[_Outgoing], *, stale: bool = False) -> None:
+    def _settle(self, outgoing: list[Outgoing], *, stale: bool = False) -> None:
         """Count ``outgoing``'s source records as done. ``stale``: they are dropped unpublished
         (exactly_once, read again since): counted out, never settled in the ledger."""
         self._progress_at = self._clock()
@@ -824,7 +565,7 @@ class BatchingPipeline:
                 self._unsettled_bytes -= len(record.value or b"")
         self._has_space.set()  # bytes were freed (a submitter may wait on the byte bound)
 
-    def _stale(self, item: _Outgoing) -> bool:
+    def _stale(self, item: Outgoing) -> bool:
         """exactly_once: whether a source record of ``item`` was read in an epoch the ledger
         has left (its partition is read again from the committed offset after a rebalance):
         its output would join the transaction a second time, beside the re-read record's."""
@@ -833,7 +574,7 @@ class BatchingPipeline:
             for r in item.settles
         )
 
-    async def _deliver_in_transaction(self, outgoing: list[_Outgoing]) -> list[_Outgoing]:
+    async def _deliver_in_transaction(self, outgoing: list[Outgoing]) -> list[Outgoing]:
         """exactly_once: put each record into its open transaction and ack its source at once;
         returns what was sent.
 
@@ -847,17 +588,17 @@ class BatchingPipeline:
         transaction) is *stale*: it is dropped unpublished, and its re-read copy publishes it.
         """
         futures = []
-        sent: list[_Outgoing] = []
+        sent: list[Outgoing] = []
         for item in outgoing:
             async with self.send_lock:
                 if self._stale(item):  # read again since the rebalance: that copy publishes it
-                    log.info("not publishing %s: its partition is being read again", _where(item))
+                    log.info("not publishing %s: its partition is being read again", item.where)
                     self._settle([item], stale=True)
                     continue
-                item, future = await self._send(item)
+                item, future = await self._outputs.send(item)
             sent.append(item)
             futures.append(future)
-            if _refused(future):  # nothing after it may join the transaction
+            if refused(future):  # nothing after it may join the transaction
                 break
             self._settle([item])
         if (
@@ -870,7 +611,7 @@ class BatchingPipeline:
         for item, result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 if classify_publish_error(result) is PublishErrorKind.FATAL:
-                    raise self._publish_failure(item, result) from result
+                    raise self._outputs.failure(item, result) from result
                 raise result
         return sent
 
@@ -881,66 +622,3 @@ class BatchingPipeline:
         ):
             self._last_commit = self._clock()
             await self._commit()
-
-    async def _send_in_order(self, items: list[_Outgoing], start: int = 0) -> list[Awaitable[Any]]:
-        """Send ``items[start:]`` in order (replacements written back into ``items``); the
-        futures of their acknowledgements.
-
-        Once the producer refuses one outright (a topic whose metadata never comes makes each
-        send wait the whole request timeout), the rest are not tried: they fail with the same
-        error and are retried after it, in order."""
-        futures: list[Awaitable[Any]] = []
-        refusal: BaseException | None = None
-        for index in range(start, len(items)):
-            if refusal is not None:
-                futures.append(_failed_future(refusal))
-                continue
-            items[index], future = await self._send(items[index])
-            if isinstance(future, _Refusal):
-                refusal = future.exception()
-            futures.append(future)
-        return futures
-
-    async def _send(self, item: _Outgoing) -> tuple[_Outgoing, Awaitable[Any]]:
-        """Hand ``item`` to the producer: what was sent (a replacement if ``item`` can never be
-        sent as it is) and the future of the broker's acknowledgement. Raises
-        :class:`PublishError` if no retry can help."""
-        while True:
-            try:
-                if item.kind == "prediction":
-                    assert item.value is not None
-                    future = await self.publisher.send_prediction(
-                        item.key, item.value, item.partition, item.headers
-                    )
-                else:
-                    future = await self.publisher.send_dead_letter(
-                        item.key, item.value, item.partition, item.headers
-                    )
-                return item, future
-            except Exception as exc:  # the producer refused the send outright
-                kind = classify_publish_error(exc)
-                if kind is PublishErrorKind.FATAL:
-                    raise self._publish_failure(item, exc) from exc
-                if kind is PublishErrorKind.RECORD:
-                    item = self._replacement(item, exc)
-                    continue
-                return item, _failed_future(exc)  # retried with the rest, in order
-
-
-class _Refusal(asyncio.Future[Any]):
-    """The future of a send the producer refused outright (it never reached the broker)."""
-
-
-def _failed_future(error: BaseException) -> _Refusal:
-    failed = _Refusal(loop=asyncio.get_running_loop())
-    failed.set_exception(error)
-    return failed
-
-
-def _refused(future: Awaitable[Any]) -> bool:
-    return isinstance(future, _Refusal)
-
-
-def _where(item: _Outgoing) -> str:
-    """The source record(s) an output settles, as ``topic[partition]@offset``."""
-    return ", ".join(f"{r.topic}[{r.partition}]@{r.offset}" for r in item.settles)

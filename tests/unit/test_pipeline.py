@@ -17,7 +17,8 @@ from streamproc.errors import InferenceTimeout, PublishError, RecordTooLarge
 from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
 from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
-from streamproc.stream.pipeline import BatchingPipeline, describe_offsets
+from streamproc.stream.model_calls import describe_offsets
+from streamproc.stream.pipeline import BatchingPipeline
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
 from streamproc.testing import FakeClassifier
 
