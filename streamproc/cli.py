@@ -20,7 +20,7 @@ __all__ = ["cli", "main"]
 # command name -> ("module:attribute" of a click.Command, one-line help shown by --help)
 _COMMANDS = {
     "broker": (
-        "streamproc.broker:broker_command",
+        "streamproc.broker.command:broker_command",
         "Start, stop or inspect the local Kafka broker.",
     ),
     "demo": ("streamproc.tools.demo:demo", "Run the whole pipeline end to end on a local broker."),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streamproc.broker import _alive
+from streamproc.broker.command import _alive
 
 pytestmark = pytest.mark.kafka
 

@@ -122,8 +122,6 @@ def test_scram_passwords_never_appear_on_a_command_line(
 ) -> None:
     import subprocess
 
-    from streamproc import broker as broker_module
-
     argv: list[str] = []
     real_run, real_popen = subprocess.run, subprocess.Popen
 
@@ -135,8 +133,8 @@ def test_scram_passwords_never_appear_on_a_command_line(
         argv.extend(map(str, args))
         return real_popen(args, *rest, **kwargs)
 
-    monkeypatch.setattr(broker_module.subprocess, "run", run)
-    monkeypatch.setattr(broker_module.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "run", run)  # the broker modules call subprocess.run/Popen
+    monkeypatch.setattr(subprocess, "Popen", popen)
     with LocalBroker(heap="256m", sasl_users={"streamproc": PASSWORD}) as broker:
         cmdline = Path(f"/proc/{broker.pid}/cmdline").read_bytes().decode(errors="replace")
         assert PASSWORD not in cmdline

@@ -140,7 +140,7 @@ def test_cli_reports_a_bad_setting_in_one_line() -> None:
 
 
 def test_local_broker_cluster_ids_never_look_like_options() -> None:
-    from streamproc.broker import _new_cluster_id
+    from streamproc.broker.local import _new_cluster_id
 
     ids = [_new_cluster_id() for _ in range(2000)]  # ~31 would start with '-' by chance
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

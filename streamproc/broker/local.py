@@ -1,24 +1,12 @@
-"""A real, local Apache Kafka broker for development, tests and the demo — no Docker needed.
-
-Apache publishes the broker to Maven Central (``org.apache.kafka:kafka_2.13``). We resolve those
-jars with Maven once into a cache, format KRaft storage and run a single-node combined
-broker+controller on 127.0.0.1 with the machine's JDK::
-
-    broker = LocalBroker()            # free ports, a temporary data directory
-    broker.start()                    # returns once a client's metadata request succeeds
-    broker.bootstrap_servers          # '127.0.0.1:PORT'
-    broker.stop()                     # SIGTERM, then SIGKILL after a grace period
-
-Where a Docker engine answers, :func:`kafka_for_tests` prefers testcontainers' ``KafkaContainer``.
-From the shell: ``streamproc broker start|stop|status|fetch`` (see ``deploy/kafka/README.md``).
+"""One single-node KRaft Kafka broker (broker + controller) on 127.0.0.1, run with the machine's
+JDK from the jars :func:`~streamproc.broker.jars.ensure_kafka_jars` fetched: plaintext, SASL
+(SCRAM or OAUTHBEARER) or TLS on the client listener, for tests, the demo and development.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
-import os
 import shutil
 import signal
 import socket
@@ -27,99 +15,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
+from streamproc.broker.certificates import make_certificates
+from streamproc.broker.jars import DEFAULT_KAFKA_VERSION, ensure_kafka_jars, major_version
 from streamproc.errors import BrokerError
-from streamproc.settings import default_cache_dir, tool_environment
 
-__all__ = [
-    "DEFAULT_KAFKA_VERSION",
-    "LocalBroker",
-    "configured_or_local_broker",
-    "ensure_kafka_jars",
-    "free_port",
-    "kafka_for_tests",
-]
+__all__ = ["STOP_GRACE_S", "LocalBroker", "free_port"]
 
-DEFAULT_KAFKA_VERSION = "3.9.2"
-MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 _STARTUP_TIMEOUT_S = 90.0
-_STOP_GRACE_S = 20.0
-
-
-def _major(version: str) -> int:
-    try:
-        return int(version.split(".", 1)[0])
-    except ValueError:
-        raise BrokerError(f"not a Kafka version: {version!r}") from None
-
-
-def _pom(version: str) -> str:
-    # The broker's POM deliberately leaves out a logging backend: without one it prints nothing
-    # and 3.x fails on missing log4j classes. 3.x logs through reload4j, 4.x through log4j2.
-    if _major(version) >= 4:
-        logging_deps = [
-            ("org.apache.logging.log4j", "log4j-api", "2.24.3"),
-            ("org.apache.logging.log4j", "log4j-core", "2.24.3"),
-            ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3"),
-        ]
-    else:
-        logging_deps = [("org.slf4j", "slf4j-reload4j", "1.7.36")]
-    deps = [("org.apache.kafka", "kafka_2.13", version), *logging_deps]
-    dep_xml = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
-        for g, a, v in deps
-    )
-    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>streamproc.local</groupId>
-  <artifactId>kafka-broker-{version}</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-{dep_xml}
-  </dependencies>
-</project>
-"""
-
-
-def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
-    """Resolve the broker jars with Maven into ``<cache>/kafka/<version>/libs`` once; return it."""
-    root = (cache_dir or default_cache_dir()) / "kafka" / version
-    libs = root / "libs"
-    done_marker = root / ".complete"
-    if done_marker.exists() and any(libs.glob(f"kafka_2.13-{version}.jar")):
-        return libs
-    if shutil.which("mvn") is None:
-        raise BrokerError("Maven (mvn) is not on PATH: it is needed to fetch the Kafka broker jars")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "pom.xml").write_text(_pom(version))
-    staging = root / "libs.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    cmd = [
-        "mvn",
-        "-q",
-        "-B",
-        "-f",
-        str(root / "pom.xml"),
-        f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={staging}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise BrokerError(f"Maven could not fetch Kafka {version}: " + " | ".join(tail))
-    shutil.rmtree(libs, ignore_errors=True)
-    staging.rename(libs)
-    done_marker.write_text(version)
-    return libs
+STOP_GRACE_S = 20.0
 
 
 def free_port() -> int:
@@ -309,7 +216,7 @@ class LocalBroker:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(_STOP_GRACE_S)
+                proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
@@ -342,7 +249,7 @@ class LocalBroker:
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={logs}",
         ]
-        if _major(self.version) >= 4:
+        if major_version(self.version) >= 4:
             opts.append(f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}")
         else:
             opts.append(f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}")
@@ -396,7 +303,7 @@ class LocalBroker:
                 'unsecuredLoginStringClaim_sub="broker";'
             )
         if self.tls:
-            keystore = self._make_certificates()
+            keystore = make_certificates(self.ca_file.parent)
             lines["listener.name.external.ssl.keystore.type"] = "PEM"
             lines["listener.name.external.ssl.keystore.location"] = str(keystore)
             lines["listener.name.external.ssl.endpoint.identification.algorithm"] = ""
@@ -404,69 +311,6 @@ class LocalBroker:
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return props
-
-    def _make_certificates(self) -> Path:
-        """A throwaway CA and a server certificate for 127.0.0.1 (openssl), once per data dir."""
-        tls = self.ca_file.parent
-        keystore = tls / "server-keystore.pem"
-        if keystore.exists():
-            return keystore
-        if shutil.which("openssl") is None:
-            raise BrokerError("openssl is not on PATH: it makes the TLS test certificates")
-        tls.mkdir(parents=True, exist_ok=True)
-        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        steps = [
-            [
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "7",
-                "-subj",
-                "/CN=streamproc-local-ca",
-            ],
-            [
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-            [
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "7",
-                "-extfile",
-                "san.ext",
-            ],
-        ]
-        for step in steps:
-            done = subprocess.run(["openssl", *step], cwd=tls, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise BrokerError(f"openssl {step[0]} failed: {_tail(done.stderr)}")
-        keystore.write_text((tls / "server.key").read_text() + (tls / "server.pem").read_text())
-        return keystore
 
     def _create_scram_users(self, timeout_s: float) -> None:
         """Create the SCRAM-SHA-256/512 credentials through the internal PLAINTEXT listener (an
@@ -573,201 +417,3 @@ def _read_tail(path: Path, max_bytes: int = 4000) -> str:
 
 def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
-
-
-# --------------------------------------------------------------------------------------------
-# Tests: a broker from the environment, Docker, or the jars — in that order.
-# --------------------------------------------------------------------------------------------
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
-
-
-@contextlib.contextmanager
-def configured_or_local_broker(settings: Any) -> Iterator[tuple[str, LocalBroker | None]]:
-    """The cluster ``STREAMPROC_BOOTSTRAP_SERVERS`` names when it was set (``settings``, a
-    :class:`~streamproc.settings.Settings`, knows), else a :class:`LocalBroker` started here and
-    stopped on exit: ``(bootstrap servers, the local broker or None)``. What ``demo``, ``bench``
-    and ``soak`` run against."""
-    if "bootstrap_servers" in settings.model_fields_set:
-        yield settings.bootstrap_servers, None
-        return
-    with LocalBroker() as broker:
-        yield broker.bootstrap_servers, broker
-
-
-@contextlib.contextmanager
-def kafka_for_tests() -> Iterator[str]:
-    """Yield bootstrap servers of a real broker for a test session.
-
-    ``KAFKA_BOOTSTRAP_SERVERS`` if set → testcontainers ``KafkaContainer`` if a Docker engine
-    answers → the Maven-fetched jar broker → :class:`BrokerError`. Never a mock, never a skip.
-    """
-    tools = tool_environment()
-    if tools.test_bootstrap_servers:
-        yield tools.test_bootstrap_servers
-        return
-    if tools.test_docker and _docker_answers():
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer().with_kraft() as container:
-            yield container.get_bootstrap_server()
-        return
-    try:
-        broker = LocalBroker(version=tools.kafka_version or DEFAULT_KAFKA_VERSION)
-        broker.start()
-    except BrokerError as exc:
-        raise BrokerError(
-            f"no Kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS is unset, no Docker engine "
-            f"answers, and the local jar broker failed: {exc}"
-        ) from exc
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: streamproc broker start|stop|status|fetch — a detached broker for development.
-# --------------------------------------------------------------------------------------------
-def _state_dir() -> Path:
-    return tool_environment().broker_dir
-
-
-def _read_state() -> dict[str, object] | None:
-    path = _state_dir() / "state.json"
-    if not path.exists():
-        return None
-    state: dict[str, object] = json.loads(path.read_text())
-    return state
-
-
-def _is_our_broker(pid: int, data_dir: str) -> bool:
-    """Whether ``pid`` runs the Kafka broker with our data directory (its server.properties is
-    on the JVM's command line): a pid from a stale state file may belong to anything by now."""
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    try:
-        args = cmdline.read_bytes().split(b"\0") if cmdline.exists() else _ps_args(pid)
-    except OSError:
-        return False
-    config = str(Path(data_dir) / "server.properties").encode()
-    return b"kafka.Kafka" in args and config in args
-
-
-def _ps_args(pid: int) -> list[bytes]:
-    """The command line of ``pid`` where there is no /proc (macOS), one word per item."""
-    done = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True)
-    return done.stdout.split()
-
-
-def _running(state: dict[str, object] | None) -> bool:
-    """The state file names a live process that is our broker."""
-    if not state:
-        return False
-    pid = int(str(state["pid"]))
-    return _alive(pid) and _is_our_broker(pid, str(state["data_dir"]))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); check /proc where available.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "\nState:\tZ" in status.read_text())
-
-
-@click.group("broker")
-def broker_command() -> None:
-    """Start, stop or inspect the local Kafka broker (KRaft, jars from Maven Central)."""
-
-
-@broker_command.command("fetch")
-@click.option("--version", "version", default=DEFAULT_KAFKA_VERSION, show_default=True)
-def fetch_command(version: str) -> None:
-    """Download the broker jars into the cache (CI does this once)."""
-    click.echo(ensure_kafka_jars(version))
-
-
-@broker_command.command("start")
-@click.option("--version", "version", default=DEFAULT_KAFKA_VERSION, show_default=True)
-@click.option("--port", type=int, default=9092, show_default=True, help="0 = any free port")
-def start_command(version: str, port: int) -> None:
-    """Start a detached broker on 127.0.0.1 and print its bootstrap servers."""
-    state = _read_state()
-    if state and _running(state):
-        click.echo(f"already running: {state['bootstrap_servers']} (pid {state['pid']})")
-        return
-    state_dir = _state_dir()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    if port and not _port_free(port):
-        raise BrokerError(f"port {port} on 127.0.0.1 is taken; pass --port 0 for any free port")
-    broker = LocalBroker(version=version, port=port, data_dir=state_dir / "data", detach=True)
-    broker.start()
-    assert broker.pid is not None
-    state = {
-        "pid": broker.pid,
-        "bootstrap_servers": broker.bootstrap_servers,
-        "version": version,
-        "data_dir": str(broker.data_dir),
-        "log": str(broker.log_file),
-    }
-    (state_dir / "state.json").write_text(json.dumps(state, indent=2))
-    broker._process = None  # forget it: `broker stop` stops it by pid
-    click.echo(broker.bootstrap_servers)
-
-
-@broker_command.command("stop")
-def stop_command() -> None:
-    """Stop the detached broker and wait until its JVM is gone."""
-    state = _read_state()
-    if state and _alive(int(str(state["pid"]))) and not _running(state):
-        click.echo(
-            f"pid {state['pid']} in {_state_dir() / 'state.json'} is not our broker (no "
-            f"kafka.Kafka with {state['data_dir']}): not signalling it; state file removed"
-        )
-        (_state_dir() / "state.json").unlink(missing_ok=True)
-        sys.exit(1)
-    if not state or not _alive(int(str(state["pid"]))):
-        click.echo("not running")
-        (_state_dir() / "state.json").unlink(missing_ok=True)
-        return
-    pid = int(str(state["pid"]))
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.1)
-    (_state_dir() / "state.json").unlink(missing_ok=True)
-    click.echo(f"stopped (pid {pid})")
-
-
-@broker_command.command("status")
-def status_command() -> None:
-    """Print the detached broker's address, or 'not running' (exit 1)."""
-    state = _read_state()
-    if _running(state):
-        click.echo(json.dumps(state, indent=2))
-        return
-    click.echo("not running")
-    sys.exit(1)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
