@@ -28,7 +28,6 @@ __all__ = [
     "partition_counts",
     "refused_everywhere",
     "require_reachable",
-    "topic_end_offsets",
 ]
 
 
@@ -289,23 +288,3 @@ def consume_count(
             stop=lambda seen: len(seen) >= count,
         )
     )
-
-
-def topic_end_offsets(
-    conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0
-) -> dict[int, int]:
-    """Partition -> log-end offset."""
-    consumer = Consumer(
-        {**dict(conf), "group.id": "streamproc-offsets", "enable.auto.commit": False}
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        ends = {}
-        for partition in metadata.partitions:
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s
-            )
-            ends[partition] = high
-        return ends
-    finally:
-        consumer.close()

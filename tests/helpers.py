@@ -231,3 +231,25 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
         return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=30)}
     finally:
         consumer.close()
+
+
+def topic_end_offsets(settings: Settings, *, timeout_s: float = 10.0) -> dict[int, int]:
+    """The input topic's log-end offset per partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.input_topic
+    consumer = Consumer(
+        {
+            **settings.confluent_config(),
+            "group.id": "streamproc-offsets",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+            for p in metadata.partitions
+        }
+    finally:
+        consumer.close()

@@ -6,11 +6,10 @@ import time
 
 import orjson
 
-from streamproc.kafka import topic_end_offsets
 from streamproc.settings import Settings
 from streamproc.tools.verdict import Verdict
 from streamproc.tools.verify import verify_topics
-from tests.helpers import committed_offsets
+from tests.helpers import committed_offsets, topic_end_offsets
 
 #: Invalid payloads mixed into a stream, each with the dead-letter reason it must get.
 INVALID = (
@@ -56,7 +55,7 @@ def committed_total(settings: Settings) -> int:
 
 def wait_until_committed_to_end(settings: Settings, timeout_s: float = 120.0) -> bool:
     """Wait until the group committed every input partition up to its end."""
-    ends = topic_end_offsets(settings.confluent_config(), settings.input_topic)
+    ends = topic_end_offsets(settings)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         committed = committed_offsets(settings)

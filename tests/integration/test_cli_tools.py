@@ -13,10 +13,10 @@ import pytest
 
 from streamproc.broker import free_port
 from streamproc.errors import BrokerError
-from streamproc.kafka import consume, consume_count, make_producer, topic_end_offsets
+from streamproc.kafka import consume, consume_count, make_producer
 from streamproc.settings import load_settings
 from streamproc.tools.produce import produce_events
-from tests.helpers import make_settings
+from tests.helpers import make_settings, topic_end_offsets
 
 pytestmark = pytest.mark.kafka
 
@@ -148,7 +148,7 @@ def test_a_bad_line_sends_nothing_and_names_the_line(
     assert done.returncode == 6
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"error: {events}:3: not JSON (") and line.endswith("at column 10)")
-    assert topic_end_offsets(settings.confluent_config(), settings.input_topic) == {0: 0}
+    assert topic_end_offsets(settings) == {0: 0}
 
 
 def test_progress_counts_what_the_broker_acknowledged(kafka_bootstrap: str, unique: str) -> None:
