@@ -11,6 +11,9 @@ import pytest
 
 from streamproc.broker import kafka_for_tests
 
+# Fixture factories and test doubles shared across tiers, registered here once.
+pytest_plugins = ["tests.fixtures.pipeline"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

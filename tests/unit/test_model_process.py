@@ -26,7 +26,7 @@ from streamproc.settings import Settings
 from streamproc.stream.batching import FixedBatchPolicy
 from streamproc.stream.hot_reload import open_model
 from streamproc.testing import FakeClassifier
-from tests.unit.test_pipeline import FakePublisher, Record, event, make_pipeline
+from tests.fixtures.pipeline import FakePublisher, Record, event, make_pipeline
 
 
 def _refuse(message: str) -> FakeClassifier:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -15,123 +14,19 @@ import pytest
 
 from streamproc.errors import InferenceTimeout, PublishError, RecordTooLarge
 from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
-from streamproc.stream.inference import InferenceThread
 from streamproc.stream.metrics import StreamMetrics
 from streamproc.stream.model_calls import describe_offsets
 from streamproc.stream.pipeline import BatchingPipeline
 from streamproc.stream.publish_errors import PublishErrorKind, classify_publish_error
 from streamproc.testing import FakeClassifier
-
-
-@dataclass
-class Record:
-    offset: int
-    value: bytes | None
-    partition: int = 0
-    topic: str = "in"
-    key: bytes | None = None
-    timestamp_s: float = 0.0
-    headers: Any = None
-    acked: bool = False
-    log: list[str] = field(default_factory=list)
-
-    def ack(self) -> None:
-        self.acked = True
-        self.log.append(f"ack {self.offset}")
-
-
-class FakePublisher:
-    def __init__(self, fail_first: int = 0) -> None:
-        self.predictions: list[dict[str, Any]] = []
-        self.prediction_headers: list[dict[str, bytes | None]] = []
-        self.dead_letters: list[tuple[bytes | None, dict[str, bytes]]] = []
-        self.fail_first = fail_first
-        self.attempts = 0
-        self.log: list[str] = []
-
-    async def _settle(self, on_success: Any) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.attempts += 1
-        if self.attempts <= self.fail_first:
-            fut.set_exception(ConnectionError("broker unreachable"))
-        else:
-            on_success()
-            fut.set_result(None)
-        return fut
-
-    async def send_prediction(
-        self,
-        key: bytes | None,
-        value: bytes,
-        partition: int | None,
-        headers: list[tuple[str, bytes | None]],
-    ) -> Any:
-        out = orjson.loads(value)
-        return await self._settle(
-            lambda: (
-                self.predictions.append(out),
-                self.prediction_headers.append(dict(headers)),
-                self.log.append(f"sent {out['id']}"),
-            )
-        )
-
-    async def send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        headers: list[tuple[str, bytes]],
-    ) -> Any:
-        return await self._settle(lambda: self.dead_letters.append((value, dict(headers))))
-
-
-def event(i: int, text: str | None = None) -> bytes:
-    return orjson.dumps({"id": f"id-{i}", "text": text or f"text {i}", "ts": 1.0})
-
-
-async def run_pipeline(
-    records: list[Record],
-    *,
-    model: FakeClassifier,
-    publisher: FakePublisher,
-    policy: Any = None,
-    max_buffered: int = 1000,
-    before_start: Any = None,
-    **options: Any,
-) -> BatchingPipeline:
-    pipeline, inference = make_pipeline(
-        model=model, publisher=publisher, policy=policy, max_buffered=max_buffered, **options
-    )
-    if before_start is not None:
-        before_start(pipeline)
-    pipeline.start()
-    for record in records:
-        await pipeline.submit(record)
-    await pipeline.drain(timeout_s=20)
-    inference.close()
-    return pipeline
-
-
-def make_pipeline(
-    *,
-    model: FakeClassifier,
-    publisher: FakePublisher,
-    policy: Any = None,
-    max_buffered: int = 1000,
-    **options: Any,
-) -> tuple[BatchingPipeline, InferenceThread]:
-    inference = InferenceThread()
-    pipeline = BatchingPipeline(
-        model=lambda: model,
-        policy=policy or AdaptiveBatchController(latency_target_s=0.1, max_size=32),
-        publisher=publisher,
-        metrics=StreamMetrics(),
-        inference=inference,
-        max_event_bytes=10_000,
-        max_buffered=max_buffered,
-        **options,
-    )
-    return pipeline, inference
+from tests.fixtures.pipeline import (
+    FakePublisher,
+    PipelineFactory,
+    Record,
+    event,
+    make_pipeline,
+    run_pipeline,
+)
 
 
 def test_every_event_is_predicted_and_acked_after_its_delivery() -> None:
@@ -310,17 +205,12 @@ def test_a_full_buffer_applies_back_pressure(max_buffered: int) -> None:
     assert max(model.batch_sizes) <= max_buffered
 
 
-def test_a_lone_event_is_not_delayed() -> None:
+def test_a_lone_event_is_not_delayed(pipeline_factory: PipelineFactory) -> None:
     async def scenario() -> float:
-        inference = InferenceThread()
         publisher = FakePublisher()
-        pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(),
+        pipeline = pipeline_factory(
             publisher=publisher,
-            metrics=StreamMetrics(),
             policy=AdaptiveBatchController(latency_target_s=0.5, max_size=64),
-            inference=inference,
-            max_event_bytes=10_000,
             max_buffered=100,
         )
         pipeline.start()
@@ -331,28 +221,21 @@ def test_a_lone_event_is_not_delayed() -> None:
             await asyncio.sleep(0.001)
         elapsed = loop.time() - start
         await pipeline.drain()
-        inference.close()
         return elapsed
 
     # With no lag the controller must not wait to fill a batch (target 0.5 s would be visible).
     assert asyncio.run(scenario()) < 0.1
 
 
-def test_a_dead_loop_is_raised_into_the_agent_not_swallowed() -> None:
+def test_a_dead_loop_is_raised_into_the_agent_not_swallowed(
+    pipeline_factory: PipelineFactory,
+) -> None:
     async def scenario() -> None:
         def broken_backlog() -> int:
             raise ValueError("lag source exploded")
 
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(),
-            publisher=FakePublisher(),
-            metrics=StreamMetrics(),
-            policy=FixedBatchPolicy(size=1, window_s=0.0),
-            inference=inference,
-            max_event_bytes=10_000,
-            max_buffered=10,
-            backlog=broken_backlog,
+        pipeline = pipeline_factory(
+            policy=FixedBatchPolicy(size=1, window_s=0.0), max_buffered=10, backlog=broken_backlog
         )
         pipeline.start()
         await pipeline.submit(Record(0, event(0)))
@@ -360,12 +243,13 @@ def test_a_dead_loop_is_raised_into_the_agent_not_swallowed() -> None:
         with pytest.raises(RuntimeError, match="pipeline failed"):
             await pipeline.submit(Record(1, event(1)))
         await pipeline.stop()
-        inference.close()
 
     asyncio.run(scenario())
 
 
-def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches() -> None:
+def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
+    pipeline_factory: PipelineFactory,
+) -> None:
     log: list[str] = []
     commits: list[int] = []
 
@@ -394,14 +278,9 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
         commits.append(len(log))
 
     async def scenario() -> None:
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(),
+        pipeline = pipeline_factory(
             publisher=OrderedPublisher(),
-            metrics=StreamMetrics(),
             policy=FixedBatchPolicy(size=8, window_s=0.01),
-            inference=inference,
-            max_event_bytes=10_000,
             max_buffered=100,
             transactional=True,
             commit=commit,
@@ -412,7 +291,6 @@ def test_exactly_once_mode_keeps_order_copartitions_and_commits_between_batches(
             value = b"{bad" if i == 10 else event(i)
             await pipeline.submit(Record(i, value, partition=3, key=f"k{i}".encode()))
         await pipeline.drain(timeout_s=10)
-        inference.close()
 
     asyncio.run(scenario())
     assert len(log) == 20
@@ -704,14 +582,10 @@ def _fail_pipeline(records: list[Record], publisher: FakePublisher, **options: A
     metrics = StreamMetrics()
 
     async def scenario() -> BaseException | None:
-        inference = InferenceThread()
-        pipeline = BatchingPipeline(
-            model=lambda: FakeClassifier(),
+        pipeline, inference = make_pipeline(
             policy=FixedBatchPolicy(size=4, window_s=0.0),
             publisher=publisher,
             metrics=metrics,
-            inference=inference,
-            max_event_bytes=10_000,
             max_buffered=100,
             topics={"prediction": "out", "dead_letter": "dlq"},
             **options,

@@ -11,7 +11,7 @@ import pytest
 from streamproc.errors import ConfigError
 from streamproc.testing import FakeClassifier
 from streamproc.tracing import open_batch_tracer, trace_headers
-from tests.unit.test_pipeline import FakePublisher, Record, event, run_pipeline
+from tests.fixtures.pipeline import FakePublisher, Record, event, run_pipeline
 
 PARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 STATE = b"congo=t61rcWkgMzE"
