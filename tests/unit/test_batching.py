@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from streamproc.settings import load_settings
+from streamproc.stream.batch_cost import BatchCostModel
 from streamproc.stream.batching import (
     AdaptiveBatchController,
-    BatchCostModel,
     BatchDecision,
     BatchPolicy,
     FixedBatchPolicy,
