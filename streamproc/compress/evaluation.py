@@ -15,7 +15,7 @@ from tqdm import tqdm
 from streamproc.compress import distill as distill_mod
 from streamproc.compress.data import LabelledData
 from streamproc.compress.prune import PruneConfig
-from streamproc.compress.report import (
+from streamproc.compress.scoring import (
     ModelUnderTest,
     accuracy,
     machine_description,

@@ -39,13 +39,14 @@ from streamproc.compress.data import (
 )
 from streamproc.compress.evaluation import TrainedModels, evaluate_models, files_size
 from streamproc.compress.prune import PruneConfig, prune_network, score_importance
-from streamproc.compress.report import Targets, evaluate_targets, score_classifier, write_report
+from streamproc.compress.report import write_report
 from streamproc.compress.runtimes import build_variants, compare_runtimes
+from streamproc.compress.scoring import score_artifact
 from streamproc.compress.seeds import accuracy_only_result
+from streamproc.compress.targets import Targets, evaluate_targets
 from streamproc.model.artifact import read_manifest, record_evaluation, save_artifact
 from streamproc.model.network import StudentNetwork
 from streamproc.model.quantize import quantize_int8
-from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer
 from streamproc.settings import default_cache_dir
 
@@ -531,12 +532,7 @@ def _score_served(
 ) -> dict[str, Any]:
     """What a worker serves: the artifact in its own runtime, through predict_batch; the score is
     recorded in the artifact's manifest too."""
-    served = score_classifier(
-        load_classifier(artifact_dir, num_threads=1),
-        data.test_texts,
-        data.test_labels,
-        data.labels,
-    )
+    served = score_artifact(artifact_dir, data)
     served["teacher_accuracy"] = summary["models"]["teacher"]["accuracy"]
     record_evaluation(artifact_dir, served)
     return {**served, "precision": read_manifest(artifact_dir)["runtime"].get("precision", "")}

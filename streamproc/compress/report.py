@@ -1,274 +1,27 @@
 """The comparison report: teacher vs distilled vs pruned vs quantized on the held-out test split.
 
-Everything in one run, on one machine: accuracy, macro-F1, agreement with the teacher,
-parameters, FLOPs, size on disk, and model latency at batch 1 and batch 64 (median and p99, with 1
-and 2 torch threads). Latency is the forward pass on pre-tokenized test batches; the models are
-timed round-robin (one call each, in turn) so background load on a shared machine hits all of them
-alike. Output: ``report.md``, ``report.json`` and ``report.png``, and a verdict on every target
-(:class:`Targets`).
+Renders what the job measured (:mod:`~streamproc.compress.scoring`: accuracy, macro-F1,
+agreement with the teacher, parameters, FLOPs, size on disk, latency; the runtime comparison;
+the seeds) and the verdict on every target (:mod:`~streamproc.compress.targets`) as
+``report.md``, ``report.json``, ``report.png`` and the README snippet. :func:`rerender` redraws
+them from an existing ``report.json``.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import re
 import statistics
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from streamproc.compress.runtimes import runtime_targets, runtimes_table, speedups
+from streamproc.compress.runtimes import runtimes_table, speedups
+from streamproc.compress.targets import Targets
 from streamproc.plotting import pyplot
 
-__all__ = [
-    "ModelUnderTest",
-    "Targets",
-    "accuracy",
-    "evaluate_targets",
-    "macro_f1",
-    "measure_latency",
-    "write_report",
-]
-
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class ModelUnderTest:
-    """One row of the comparison."""
-
-    name: str  # "teacher", "distilled", "pruned", "quantized"
-    description: str
-    forward: Forward  # (ids, mask) -> logits, already in eval mode
-    encode: Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]]
-    params: int
-    size_bytes: int
-    flops: int | None = None  # per test sequence of average length (students only)
-    results: dict[str, Any] = field(default_factory=dict)
-
-
-def accuracy(pred: np.ndarray, gold: Sequence[int]) -> float:
-    return float((pred == np.asarray(gold)).mean()) if len(gold) else 0.0
-
-
-def macro_f1(pred: np.ndarray, gold: Sequence[int], num_labels: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in gold or predictions."""
-    g = np.asarray(gold)
-    scores = []
-    for c in range(num_labels):
-        tp = int(((pred == c) & (g == c)).sum())
-        fp = int(((pred == c) & (g != c)).sum())
-        fn = int(((pred != c) & (g == c)).sum())
-        if tp + fp + fn == 0:
-            continue
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
-
-
-def score_classifier(
-    classifier: Any, texts: Sequence[str], gold: Sequence[int], label_names: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy and macro-F1 of a served classifier, run as the worker runs it (predict_batch, 64
-    at a time), and which runtime it ran in."""
-    index = {name: i for i, name in enumerate(label_names)}
-    predicted: list[int] = []
-    for start in range(0, len(texts), 64):
-        predicted += [index[p.label] for p in classifier.predict_batch(texts[start : start + 64])]
-    pred = np.asarray(predicted, dtype=np.int64)
-    return {
-        "split": "test",
-        "rows": len(gold),
-        "accuracy": round(accuracy(pred, gold), 4),
-        "macro_f1": round(macro_f1(pred, gold, len(label_names)), 4),
-        "runtime": getattr(classifier, "runtime", "?"),
-    }
-
-
-def predict(model: ModelUnderTest, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    """argmax predictions for ``texts`` in batches of ``batch_size``."""
-    out: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            ids, mask = model.encode(texts[start : start + batch_size])
-            out.append(model.forward(ids, mask).argmax(-1).numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-
-def measure_latency(
-    models: Sequence[ModelUnderTest],
-    texts: Sequence[str],
-    *,
-    threads: Sequence[int] = (1, 2),
-    batch_sizes: Sequence[int] = (1, 64),
-    repeats: dict[int, int] | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Per model, per ``b{batch}_t{threads}``: median and p99 milliseconds of one forward call."""
-    repeats = repeats or {1: 300, 64: 60}
-    previous = torch.get_num_threads()
-    results: dict[str, dict[str, dict[str, float]]] = {m.name: {} for m in models}
-    try:
-        for n_threads in threads:
-            torch.set_num_threads(n_threads)
-            for batch in batch_sizes:
-                n = repeats.get(batch, 50)
-                starts = [(i * batch) % max(1, len(texts) - batch + 1) for i in range(n)]
-                inputs = {
-                    m.name: [m.encode(texts[s : s + batch]) for s in starts[: min(n, 64)]]
-                    for m in models
-                }
-                times: dict[str, list[float]] = {m.name: [] for m in models}
-                with torch.inference_mode():
-                    for m in models:  # warm-up
-                        for ids, mask in inputs[m.name][:3]:
-                            m.forward(ids, mask)
-                    for i in range(n):
-                        for m in models:
-                            ids, mask = inputs[m.name][i % len(inputs[m.name])]
-                            t0 = time.perf_counter()
-                            m.forward(ids, mask)
-                            times[m.name].append((time.perf_counter() - t0) * 1000)
-                        if progress:
-                            progress(1)
-                for m in models:
-                    values = sorted(times[m.name])
-                    results[m.name][f"b{batch}_t{n_threads}"] = {
-                        "median_ms": round(statistics.median(values), 4),
-                        "p99_ms": round(float(np.percentile(values, 99)), 4),
-                        "calls": len(values),
-                    }
-    finally:
-        torch.set_num_threads(previous)
-    return results
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What the job's report judges (the bars a compressed model must reach)."""
-
-    teacher_accuracy: float = 0.96
-    student_relative_accuracy: float = 0.97
-    student_absolute_accuracy: float = 0.94  # above Kim 2014's CNN (93.6%) on TREC-6
-    param_reduction: float = 10.0
-    latency_reduction: float = 10.0
-    prune_flops_cut: float = 0.30
-    prune_max_drop_pts: float = 0.5
-    quant_speedup: float = 1.5
-    quant_max_drop_pts: float = 0.5
-    job_minutes: float = 30.0
-    batch_disagreement: float = 0.005
-
-
-def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str, Any]]:
-    """Each target with its measured value and whether it was met."""
-    m = summary["models"]
-    t, d, p, q = m["teacher"], m["distilled"], m["pruned"], m["quantized"]
-    lat = summary["latency"]
-    runtimes = summary.get("runtimes")  # reports from before the runtime comparison lack it
-    # The accuracy a worker gets: the artifact in its own runtime (older reports: torch int8).
-    served_accuracy = summary.get("served", {}).get("accuracy", q["accuracy"])
-    who = "served student" if "served" in summary else "quantized"
-    seeds = summary.get("seeds") or []
-    of_seeds = ""
-    if len(seeds) > 1:  # judged by the median over the seeds, each one listed
-        served_accuracy = statistics.median(s["served"] for s in seeds)
-        of_seeds = (
-            f" (median of {len(seeds)} seeds: "
-            + " / ".join(f"{s['served']:.1%}" for s in seeds)
-            + ")"
-        )
-    rows: list[dict[str, Any]] = []
-
-    def add(name: str, measured: str, met: bool) -> None:
-        rows.append({"target": name, "measured": measured, "met": bool(met)})
-
-    add(
-        f"teacher accuracy ≥ {targets.teacher_accuracy:.0%}",
-        f"{t['accuracy']:.2%}",
-        t["accuracy"] >= targets.teacher_accuracy,
-    )
-    rel = served_accuracy / t["accuracy"] if t["accuracy"] else 0.0
-    add(
-        f"{who} ≥ {targets.student_relative_accuracy:.0%} of teacher accuracy",
-        f"{rel:.2%}{of_seeds and ' (median seed)'}",
-        rel >= targets.student_relative_accuracy,
-    )
-    add(
-        f"{who} accuracy ≥ {targets.student_absolute_accuracy:.1%}",
-        f"{served_accuracy:.2%}{of_seeds}",
-        served_accuracy >= targets.student_absolute_accuracy,
-    )
-    ratio = t["params"] / max(1, q["params"])
-    add(
-        f"quantized ≥ {targets.param_reduction:.0f}× fewer parameters",
-        f"{ratio:.1f}×",
-        ratio >= targets.param_reduction,
-    )
-    for batch in (1, 64) if runtimes is None else ():
-        key = f"b{batch}_t2"
-        speed = lat["teacher"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
-        add(
-            f"quantized ≥ {targets.latency_reduction:.0f}× lower latency than teacher, "
-            f"batch {batch}, "
-            "2 threads (median)",
-            f"{speed:.1f}×",
-            speed >= targets.latency_reduction,
-        )
-    cut = 1 - p["flops"] / d["flops"]
-    drop = (d["accuracy"] - p["accuracy"]) * 100
-    add(
-        f"pruning removes ≥ {targets.prune_flops_cut:.0%} of student FLOPs",
-        f"{cut:.1%}",
-        cut >= targets.prune_flops_cut,
-    )
-    add(
-        f"pruning costs ≤ {targets.prune_max_drop_pts} pts accuracy",
-        f"{drop:+.1f} pts",
-        drop <= targets.prune_max_drop_pts + 1e-9,
-    )
-    if runtimes is not None:  # speed judged in the served runtime, same-runtime ratios
-        rows.extend(
-            runtime_targets(
-                runtimes,
-                latency_reduction=targets.latency_reduction,
-                quant_speedup=targets.quant_speedup,
-                max_drop=targets.quant_max_drop_pts,
-            )
-        )
-    for batch in (1, 64) if runtimes is None else ():
-        key = f"b{batch}_t2"
-        speed = lat["pruned"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
-        add(
-            f"quantization ≥ {targets.quant_speedup}× over fp32 (pruned) student, batch {batch}, "
-            "2 threads",
-            f"{speed:.2f}×",
-            speed >= targets.quant_speedup,
-        )
-    qdrop = (p["accuracy"] - q["accuracy"]) * 100
-    add(
-        f"quantization costs ≤ {targets.quant_max_drop_pts} pts accuracy",
-        f"{qdrop:+.1f} pts",
-        qdrop <= targets.quant_max_drop_pts + 1e-9,
-    )
-    dis = summary["batch_disagreement"]["quantized"]
-    add(
-        f"int8 labels batch 1 vs batch 64 disagree < {targets.batch_disagreement:.1%}",
-        f"{dis:.2%}",
-        dis < targets.batch_disagreement,
-    )
-    minutes = summary["job"]["total_seconds"] / 60
-    add(
-        f"whole job < {targets.job_minutes:.0f} min on this machine",
-        f"{minutes:.1f} min",
-        minutes < targets.job_minutes,
-    )
-    return rows
+__all__ = ["rerender", "write_report"]
 
 
 def _fmt_bytes(n: int) -> str:
@@ -643,10 +396,3 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def machine_description() -> str:
-    import os
-
-    version = torch.__version__.split("+")[0]
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {version}"

@@ -15,10 +15,11 @@ from typing import Any
 from streamproc.compress import distill as distill_mod
 from streamproc.compress.config import JobConfig, JobResult
 from streamproc.compress.data import LabelledData
-from streamproc.compress.report import Targets, evaluate_targets, score_classifier, write_report
+from streamproc.compress.report import write_report
+from streamproc.compress.scoring import score_artifact
+from streamproc.compress.targets import Targets, evaluate_targets
 from streamproc.errors import ModelError
 from streamproc.model.network import StudentNetwork
-from streamproc.model.runtime import load_classifier
 from streamproc.model.tokenizer import StudentTokenizer
 
 __all__ = ["accuracy_only_result", "run_seed_replicas"]
@@ -35,12 +36,7 @@ def accuracy_only_result(
     stage_seconds: dict[str, float],
 ) -> JobResult:
     """An ``accuracy_only`` run's answer: each stage's test accuracy, the served one included."""
-    served = score_classifier(
-        load_classifier(artifact_dir, num_threads=1),
-        data.test_texts,
-        data.test_labels,
-        data.labels,
-    )
+    served = score_artifact(artifact_dir, data)
     summary: dict[str, Any] = {
         "seed": config.seed,
         "teacher_seed": teacher_meta["config"]["seed"],

@@ -226,9 +226,8 @@ def evaluate(path: str, dataset: str | None, runtime: str, record: bool) -> None
 
     PATH: an artifact directory, or builtin:trec."""
     from streamproc.compress.data import load_dataset
-    from streamproc.compress.report import score_classifier
+    from streamproc.compress.scoring import score_artifact
     from streamproc.model.artifact import record_evaluation
-    from streamproc.model.runtime import load_classifier
     from streamproc.settings import default_cache_dir
 
     artifact = resolve_artifact_argument(path)
@@ -237,19 +236,14 @@ def evaluate(path: str, dataset: str | None, runtime: str, record: bool) -> None
     if not name:
         raise click.UsageError("the artifact names no data set: pass --dataset")
     data = load_dataset(name, cache_dir=default_cache_dir())
-    classifier = load_classifier(artifact, num_threads=1, runtime=runtime)  # type: ignore[arg-type]
-    if list(classifier.labels) != list(data.labels):
-        raise click.ClickException(
-            f"label mismatch: model {list(classifier.labels)} vs data {list(data.labels)}"
-        )
-    result = score_classifier(classifier, data.test_texts, data.test_labels, data.labels)
+    result = score_artifact(artifact, data, runtime=runtime)
     meta = manifest.get("metadata", {})
     for earlier in (meta.get("evaluation"), (meta.get("exported_from") or {}).get("evaluation")):
         if earlier and "teacher_accuracy" in earlier:
             result["teacher_accuracy"] = earlier["teacher_accuracy"]
             break
     click.echo(
-        f"{manifest['version']} ({classifier.runtime}): accuracy {result['accuracy']:.2%}, "
+        f"{manifest['version']} ({result['runtime']}): accuracy {result['accuracy']:.2%}, "
         f"macro-F1 {result['macro_f1']:.3f} on {result['rows']} {name} test rows"
     )
     if record:
