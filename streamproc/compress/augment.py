@@ -37,9 +37,9 @@ class TransferConfig:
     # augment_texts never drops or replaces the question word or phrase ("what", "how many",
     # "in what year", "Name a", …); False: the original augmentation, which can hit it.
     keep_question_words: bool = True
-    # Unlabelled real text for the teacher to label (streamproc.compress.data.load_transfer_set):
-    # "auto" = the data set's default (data.DEFAULT_TRANSFER_CORPORA: tatoeba for trec), a name in
-    # data.TRANSFER_CORPORA, or None / "none" for none.
+    # Unlabelled real text for the teacher to label (transfer_corpus.load_transfer_set): "auto" =
+    # the data set's default (transfer_corpus.DEFAULT_TRANSFER_CORPORA: tatoeba for trec), a name
+    # in transfer_corpus.TRANSFER_CORPORA, or None / "none" for none.
     corpus: str | None = "auto"
     limit: int | None = None  # at most this many corpus texts; None: every question
     top_up: bool = True  # fill up to ``limit`` with non-questions when the questions run out

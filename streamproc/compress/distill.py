@@ -8,8 +8,8 @@ Three things make a from-scratch student this small work on a few thousand examp
    ``TransferConfig.keep_question_words``: never the question word or phrase, see
    :mod:`streamproc.compress.augment`). The teacher labels them (soft targets only — their hard
    label is unknown), and likewise real unlabelled text (``TransferConfig.corpus``: Tatoeba's
-   English questions for TREC, see :func:`streamproc.compress.data.load_transfer_set`). Test
-   texts are never used.
+   English questions for TREC, see
+   :func:`streamproc.compress.transfer_corpus.load_transfer_set`). Test texts are never used.
 2. **Embeddings started from the teacher's**: the student keeps the teacher's WordPiece pieces
    (a trimmed vocabulary), so each student row starts as the teacher's row projected onto its top
    ``dim`` principal components (:func:`init_from_teacher_embeddings`).

@@ -31,12 +31,7 @@ from tqdm import tqdm
 from streamproc.compress import distill as distill_mod
 from streamproc.compress.augment import TransferConfig
 from streamproc.compress.config import JobConfig, JobResult
-from streamproc.compress.data import (
-    LabelledData,
-    load_dataset,
-    load_transfer_set,
-    resolve_transfer_corpus,
-)
+from streamproc.compress.data import LabelledData, load_dataset
 from streamproc.compress.evaluation import TrainedModels, evaluate_models, files_size
 from streamproc.compress.prune import PruneConfig, prune_network, score_importance
 from streamproc.compress.report import write_report
@@ -44,6 +39,7 @@ from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.compress.scoring import score_artifact
 from streamproc.compress.seeds import accuracy_only_result
 from streamproc.compress.targets import Targets, evaluate_targets
+from streamproc.compress.transfer_corpus import load_transfer_set, resolve_transfer_corpus
 from streamproc.model.artifact import read_manifest, record_evaluation, save_artifact
 from streamproc.model.network import StudentNetwork
 from streamproc.model.quantize import quantize_int8

