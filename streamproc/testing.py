@@ -188,9 +188,9 @@ def build_test_artifact(
     from streamproc.compress.prune import PruneConfig, prune_network, score_importance
     from streamproc.compress.teacher import teacher_dir
     from streamproc.errors import TeacherUnavailable
-    from streamproc.model.artifact import save_artifact
     from streamproc.model.network import StudentNetwork
     from streamproc.model.quantize import quantize_int8
+    from streamproc.model.saving import save_artifact
     from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer, train_wordpiece
 
     prev = torch.get_num_threads()

@@ -24,9 +24,10 @@ from streamproc.compress.scoring import (
     predict,
 )
 from streamproc.errors import ModelError
-from streamproc.model.artifact import WEIGHTS, save_artifact
+from streamproc.model.artifact import WEIGHTS
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
 from streamproc.model.runtime import load_classifier
+from streamproc.model.saving import save_artifact
 from streamproc.model.tokenizer import StudentTokenizer
 
 __all__ = ["TrainedModels", "evaluate_models", "files_size"]

@@ -40,9 +40,10 @@ from streamproc.compress.scoring import score_artifact
 from streamproc.compress.seeds import accuracy_only_result
 from streamproc.compress.targets import Targets, evaluate_targets
 from streamproc.compress.transfer_corpus import load_transfer_set, resolve_transfer_corpus
-from streamproc.model.artifact import read_manifest, record_evaluation, save_artifact
+from streamproc.model.artifact import read_manifest, record_evaluation
 from streamproc.model.network import StudentNetwork
 from streamproc.model.quantize import quantize_int8
+from streamproc.model.saving import save_artifact
 from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer
 from streamproc.settings import default_cache_dir
 

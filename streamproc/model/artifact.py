@@ -1,4 +1,5 @@
-"""Versioned model artifacts: save, verify, load, publish.
+"""Versioned model artifacts: the format, verifying and loading one (writing one:
+:mod:`streamproc.model.saving`; publishing one: :mod:`streamproc.model.versions`).
 
 An artifact is a directory::
 
@@ -29,11 +30,6 @@ proves the files are the ones written, so :func:`check_network` also checks that
 together: as many labels as the network has outputs, a window within its position table, and
 finite weights.
 
-Publishing (what workers hot-reload from)::
-
-    <model_dir>/<version>/...   a copy of the artifact
-    <model_dir>/CURRENT         text: the version name, replaced atomically (temp file + os.replace)
-    <model_dir>/history.jsonl   one line per publish or rollback (``streamproc model rollback``)
 """
 
 from __future__ import annotations
@@ -42,9 +38,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,28 +48,25 @@ from streamproc.errors import ArtifactError
 from streamproc.model.tokenizer import StudentTokenizer
 
 if TYPE_CHECKING:  # torch only where a torch model is built or saved: ONNX serving needs none
-    import torch
     from torch import nn
 
     from streamproc.model.network import StudentConfig
 
 __all__ = [
-    "CURRENT_FILE",
     "FORMAT_VERSION",
     "LoadedArtifact",
     "builtin_artifact",
     "check_network",
+    "check_version_name",
+    "file_sha256",
     "load_artifact",
-    "publish_artifact",
+    "make_readable",
     "read_manifest",
     "record_evaluation",
     "require_torch",
     "resolve_artifact_argument",
-    "resolve_current",
     "runtime_engine",
-    "save_artifact",
     "verify_artifact",
-    "write_current",
 ]
 
 FORMAT_VERSION = 2  # written; 1 is still read (no ONNX graph, no runtime block)
@@ -84,7 +75,6 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 WEIGHTS = "weights.safetensors"
 ONNX_GRAPH = "model.onnx"
-CURRENT_FILE = "CURRENT"
 QUANT_INT8 = "int8-dynamic"  # torch.ao quantize_dynamic, per-tensor symmetric qint8 Linear weights
 Runtime = Literal["torch", "onnxruntime"]
 OnnxPrecision = Literal["int8-dynamic", "fp32"]
@@ -129,7 +119,8 @@ class LoadedArtifact:
         return int(self.manifest["max_tokens"])
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, hex (what the manifest records per file)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -160,144 +151,6 @@ def require_torch(purpose: str) -> None:
             "ONNX artifacts): pip install 'streamproc[torch]', or serve an artifact that ships "
             "model.onnx (`streamproc model export-onnx`)"
         )
-
-
-def _is_quantized_linear(module: nn.Module) -> bool:
-    import torch
-
-    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
-
-
-def _tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
-    """Every tensor needed to rebuild ``model`` (float or int8-dynamic) + the quantization name."""
-    import torch
-
-    tensors: dict[str, torch.Tensor] = {}
-    quantized = False
-    packed_prefixes = []
-    for name, module in model.named_modules():
-        if _is_quantized_linear(module):
-            quantized = True
-            weight = module.weight()
-            if weight.qscheme() != torch.per_tensor_affine:
-                raise ArtifactError(f"{name}: only per-tensor quantized weights can be saved")
-            tensors[f"{name}.weight_int8"] = weight.int_repr().contiguous()
-            tensors[f"{name}.weight_scale"] = torch.tensor([weight.q_scale()], dtype=torch.float64)
-            tensors[f"{name}.weight_zero_point"] = torch.tensor(
-                [weight.q_zero_point()], dtype=torch.int64
-            )
-            bias = module.bias()
-            if bias is not None:
-                tensors[f"{name}.bias"] = bias.detach().contiguous()
-            packed_prefixes.append(name + ".")
-    for key, value in model.state_dict().items():
-        if any(key.startswith(p) for p in packed_prefixes):
-            continue  # packed params, scale, zero_point of quantized Linears: stored above
-        if isinstance(value, torch.Tensor):
-            tensors[key] = value.detach().contiguous()
-    return tensors, (QUANT_INT8 if quantized else "none")
-
-
-def save_artifact(
-    out_dir: Path,
-    *,
-    model: nn.Module,
-    config: StudentConfig,
-    tokenizer: StudentTokenizer,
-    labels: tuple[str, ...] | list[str],
-    version: str,
-    metadata: Mapping[str, Any] | None = None,
-    runtime: Runtime = "torch",
-    onnx_precision: OnnxPrecision = "int8-dynamic",
-) -> Path:
-    """Write ``model`` (fp32 or int8-dynamic :class:`StudentNetwork`) as an artifact in ``out_dir``.
-
-    ``runtime="onnxruntime"`` also writes ``model.onnx`` (the same weights exported, then
-    quantized by ONNX Runtime when ``onnx_precision`` is int8) and makes it the default engine,
-    with the self-check described in the module docstring.
-
-    ``out_dir`` must not exist or be empty; the directory is written beside it and renamed into
-    place, so a crash never leaves a half-written artifact under the final name.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    check_version_name(version)
-    if len(labels) != config.num_labels:
-        raise ArtifactError(
-            f"{len(labels)} label names for a model with {config.num_labels} outputs"
-        )
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ArtifactError(f"{out_dir} already exists and is not empty")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        tensors, quantization = _tensors(model)
-        save_file(tensors, str(staging / WEIGHTS), metadata={"format_version": str(FORMAT_VERSION)})
-        tokenizer.save(staging / TOKENIZER)
-        files = [WEIGHTS, TOKENIZER]
-        runtime_block: dict[str, Any] = {"engine": "torch"}
-        if runtime == "onnxruntime":
-            runtime_block = _write_onnx(staging, model, tokenizer, onnx_precision)
-            files.append(ONNX_GRAPH)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "version": version,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "architecture": "StudentNetwork",
-            "config": config.to_dict(),
-            "quantization": quantization,
-            "labels": list(labels),
-            "max_tokens": tokenizer.max_tokens,
-            "torch": torch.__version__.split("+")[0],
-            "runtime": runtime_block,
-            "metadata": dict(metadata or {}),
-            "files": {name: _sha256(staging / name) for name in files},
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        _make_readable(staging)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _write_onnx(
-    staging: Path, model: nn.Module, tokenizer: StudentTokenizer, precision: OnnxPrecision
-) -> dict[str, Any]:
-    """Export ``model`` into ``staging/model.onnx`` and describe it (the manifest's runtime)."""
-    import onnxruntime
-
-    from streamproc.model.onnx import OPSET, export_onnx, quantize_onnx
-    from streamproc.model.runtime import OnnxEngine
-
-    target = staging / ONNX_GRAPH
-    if precision == "int8-dynamic":
-        fp32 = export_onnx(model, staging / ".fp32.onnx")
-        quantize_onnx(fp32, target)
-        fp32.unlink()
-    elif precision == "fp32":
-        export_onnx(model, target)
-    else:
-        raise ArtifactError(f"unknown ONNX precision {precision!r}")
-    engine = OnnxEngine.from_file(target, num_threads=1)
-    ids, mask = tokenizer.encode_arrays(list(CHECK_TEXTS))
-    logits = engine(ids, mask)  # (len(CHECK_TEXTS), L)
-    return {
-        "engine": "onnxruntime",
-        "file": ONNX_GRAPH,
-        "precision": precision,
-        "opset": OPSET,
-        "onnxruntime": onnxruntime.__version__,
-        "check": {
-            "texts": list(CHECK_TEXTS),
-            "logits": [[round(float(v), 5) for v in row] for row in logits],
-            "tolerance": CHECK_TOLERANCE,
-        },
-    }
 
 
 def record_evaluation(path: Path, evaluation: dict[str, Any]) -> None:
@@ -345,7 +198,7 @@ def resolve_artifact_argument(argument: str | Path) -> Path:
     return Path(text)
 
 
-def _make_readable(directory: Path) -> None:
+def make_readable(directory: Path) -> None:
     """Temp files and dirs are created owner-only; an artifact is read by other users (a worker
     container's user, a package installed by root): 0755 for the directory, 0644 for files."""
     os.chmod(directory, 0o755)
@@ -404,7 +257,7 @@ def verify_artifact(path: Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise ArtifactError(f"{path}: missing file {name}")
-        actual = _sha256(file)
+        actual = file_sha256(file)
         if actual != expected:
             raise ArtifactError(
                 f"{path}: {name} is corrupted or was tampered with "
@@ -524,91 +377,3 @@ def load_artifact(path: Path, *, manifest: dict[str, Any] | None = None) -> Load
             f"model expects {config.vocab_size}"
         )
     return LoadedArtifact(path, manifest, config, model.eval(), tokenizer)
-
-
-# --- publishing ----------------------------------------------------------------------------------
-
-
-def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
-    """Copy a verified artifact to ``model_dir/<version>/`` and point ``model_dir/CURRENT`` at it.
-
-    CURRENT is replaced atomically (write a temp file, then ``os.replace``), so a worker polling
-    it sees either the old or the new version, never a partial name. Publishing a version that is
-    already there with identical files only moves CURRENT; different files under the same version
-    name are refused. Returns the version. A model dir that cannot be written (not ours, full,
-    read-only) is an :class:`ArtifactError` naming the path, not a traceback.
-    """
-    manifest = verify_artifact(Path(artifact_dir))
-    try:
-        return _publish_verified(Path(artifact_dir), manifest, model_dir)
-    except OSError as exc:
-        where = exc.filename or model_dir
-        raise ArtifactError(
-            f"cannot publish into {model_dir}: {exc.strerror or exc} ({where}); the model dir "
-            "must be writable by this user (a directory Docker created may belong to root)"
-        ) from None
-
-
-def _publish_verified(artifact_dir: Path, manifest: dict[str, Any], model_dir: Path) -> str:
-    version = check_version_name(str(manifest["version"]))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    target = model_dir / version
-    if target.exists():
-        existing = verify_artifact(target)
-        if existing["files"] != manifest["files"]:
-            raise ArtifactError(
-                f"{target} already holds a different artifact with version {version!r}; "
-                "pick a new version name"
-            )
-    else:
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
-        try:
-            for name in (MANIFEST, *manifest["files"]):
-                shutil.copy2(Path(artifact_dir) / name, staging / name)
-            verify_artifact(staging)
-            _make_readable(staging)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    write_current(model_dir, version)
-    from streamproc.model.versions import append_history  # it imports this module
-
-    append_history(model_dir, "publish", version)
-    return version
-
-
-def write_current(model_dir: Path, version: str) -> None:
-    """Point ``model_dir/CURRENT`` at ``version`` atomically (temp file, fsync, ``os.replace``):
-    a worker polling it reads the old name or the new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=model_dir)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 kept a worker running as another user out
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(version + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, model_dir / CURRENT_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def resolve_current(model_dir: Path) -> Path:
-    """The artifact directory ``model_dir/CURRENT`` names; ArtifactError if missing or unknown."""
-    current = Path(model_dir) / CURRENT_FILE
-    try:
-        version = current.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ArtifactError(
-            f"{current}: missing (publish a model: `streamproc model publish builtin:trec "
-            f"--model-dir {model_dir}` serves the shipped TREC classifier)"
-        ) from None
-    except OSError as exc:
-        raise ArtifactError(f"{current}: unreadable ({exc})") from None
-    if not version or not _VERSION_RE.match(version):
-        raise ArtifactError(f"{current}: does not hold a valid version name ({version!r})")
-    target = Path(model_dir) / version
-    if not (target / MANIFEST).is_file():
-        raise ArtifactError(f"{current} names version {version!r}, but {target} holds no artifact")
-    return target

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import click
 
-from streamproc.model.artifact import (
-    CURRENT_FILE,
-    publish_artifact,
-    resolve_artifact_argument,
-    verify_artifact,
-)
+from streamproc.model.artifact import resolve_artifact_argument, verify_artifact
+from streamproc.model.versions import CURRENT_FILE, publish_artifact
 
 __all__ = ["model"]
 
@@ -188,7 +184,8 @@ def export_onnx_command(source: str, out: Path, version: str, precision: str) ->
 
     The weights are the same; the graph is exported and (int8) quantized by ONNX Runtime, so the
     scores move slightly: run `streamproc model evaluate OUT --record` before publishing it."""
-    from streamproc.model.artifact import load_artifact, save_artifact
+    from streamproc.model.artifact import load_artifact
+    from streamproc.model.saving import save_artifact
 
     loaded = load_artifact(resolve_artifact_argument(source))
     metadata = {k: v for k, v in loaded.manifest.get("metadata", {}).items() if k != "evaluation"}

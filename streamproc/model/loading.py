@@ -91,8 +91,8 @@ class ModelSpec:
 
 
 def _load_artifact(context: ModelContext) -> TextClassifier:
-    from streamproc.model.artifact import resolve_current
     from streamproc.model.runtime import load_classifier
+    from streamproc.model.versions import resolve_current
 
     path = context.path or resolve_current(context.settings.model_dir)  # (its clear error)
     return load_classifier(

@@ -1,4 +1,9 @@
-"""The versions published in a model directory, and rolling ``CURRENT`` back.
+"""The model directory workers hot-reload from: publishing an artifact into it, the versions
+published there, and rolling ``CURRENT`` back::
+
+    <model_dir>/<version>/...   a copy of the artifact
+    <model_dir>/CURRENT         text: the version name, replaced atomically (temp file + os.replace)
+    <model_dir>/history.jsonl   one line per publish or rollback (``streamproc model rollback``)
 
 ``<model_dir>/history.jsonl`` gets one line per change of ``CURRENT`` made by streamproc::
 
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,24 +31,29 @@ from typing import Any
 
 from streamproc.errors import ArtifactError
 from streamproc.model.artifact import (
-    CURRENT_FILE,
+    MANIFEST,
     check_version_name,
+    make_readable,
     read_manifest,
     verify_artifact,
-    write_current,
 )
 
 __all__ = [
+    "CURRENT_FILE",
     "HISTORY_FILE",
     "PublishedVersion",
     "append_history",
     "current_version",
     "list_versions",
     "previous_version",
+    "publish_artifact",
     "read_history",
+    "resolve_current",
     "rollback",
+    "write_current",
 ]
 
+CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "history.jsonl"
 
 
@@ -193,3 +205,90 @@ def rollback(model_dir: Path, version: str | None = None) -> tuple[str | None, s
     write_current(model_dir, version)
     append_history(model_dir, "rollback", version, **({"from": current} if current else {}))
     return current, version
+
+
+def publish_artifact(artifact_dir: Path, model_dir: Path) -> str:
+    """Copy a verified artifact to ``model_dir/<version>/`` and point ``model_dir/CURRENT`` at it.
+
+    CURRENT is replaced atomically (write a temp file, then ``os.replace``), so a worker polling
+    it sees either the old or the new version, never a partial name. Publishing a version that is
+    already there with identical files only moves CURRENT; different files under the same version
+    name are refused. Returns the version. A model dir that cannot be written (not ours, full,
+    read-only) is an :class:`ArtifactError` naming the path, not a traceback.
+    """
+    manifest = verify_artifact(Path(artifact_dir))
+    try:
+        return _publish_verified(Path(artifact_dir), manifest, model_dir)
+    except OSError as exc:
+        where = exc.filename or model_dir
+        raise ArtifactError(
+            f"cannot publish into {model_dir}: {exc.strerror or exc} ({where}); the model dir "
+            "must be writable by this user (a directory Docker created may belong to root)"
+        ) from None
+
+
+def _publish_verified(artifact_dir: Path, manifest: dict[str, Any], model_dir: Path) -> str:
+    version = check_version_name(str(manifest["version"]))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / version
+    if target.exists():
+        existing = verify_artifact(target)
+        if existing["files"] != manifest["files"]:
+            raise ArtifactError(
+                f"{target} already holds a different artifact with version {version!r}; "
+                "pick a new version name"
+            )
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=model_dir))
+        try:
+            for name in (MANIFEST, *manifest["files"]):
+                shutil.copy2(Path(artifact_dir) / name, staging / name)
+            verify_artifact(staging)
+            make_readable(staging)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    write_current(model_dir, version)
+    append_history(model_dir, "publish", version)
+    return version
+
+
+def write_current(model_dir: Path, version: str) -> None:
+    """Point ``model_dir/CURRENT`` at ``version`` atomically (temp file, fsync, ``os.replace``):
+    a worker polling it reads the old name or the new one, never a partial one."""
+    fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=model_dir)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 kept a worker running as another user out
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(version + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, model_dir / CURRENT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resolve_current(model_dir: Path) -> Path:
+    """The artifact directory ``model_dir/CURRENT`` names; ArtifactError if missing or unknown."""
+    current = Path(model_dir) / CURRENT_FILE
+    try:
+        version = current.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{current}: missing (publish a model: `streamproc model publish builtin:trec "
+            f"--model-dir {model_dir}` serves the shipped TREC classifier)"
+        ) from None
+    except OSError as exc:
+        raise ArtifactError(f"{current}: unreadable ({exc})") from None
+    try:
+        check_version_name(version)
+    except ArtifactError:
+        raise ArtifactError(
+            f"{current}: does not hold a valid version name ({version!r})"
+        ) from None
+    target = Path(model_dir) / version
+    if not (target / MANIFEST).is_file():
+        raise ArtifactError(f"{current} names version {version!r}, but {target} holds no artifact")
+    return target

@@ -53,7 +53,8 @@ def _ensure_model(model_dir: Path, quick: bool) -> str:
     """Serve what ``model_dir/CURRENT`` names; else publish the full ``make distill`` artifact if
     it was built, else the TREC classifier shipped in the package (``--quick-model``: a fresh
     ``--quick`` one, for tests)."""
-    from streamproc.model.artifact import builtin_artifact, publish_artifact, resolve_current
+    from streamproc.model.artifact import builtin_artifact
+    from streamproc.model.versions import publish_artifact, resolve_current
 
     if not quick:
         with contextlib.suppress(StreamprocError):

@@ -21,11 +21,8 @@ def choose_artifact(
 ) -> tuple[Path, str]:
     """The artifact directory to serve, and how it was chosen (tools put it in their reports).
     ``model_dir``: where ``CURRENT`` is read (default: the settings' model directory)."""
-    from streamproc.model.artifact import (
-        builtin_artifact,
-        resolve_artifact_argument,
-        resolve_current,
-    )
+    from streamproc.model.artifact import builtin_artifact, resolve_artifact_argument
+    from streamproc.model.versions import resolve_current
 
     if artifact is not None:
         given = artifact

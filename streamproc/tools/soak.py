@@ -237,7 +237,7 @@ def soak(duration: float, rate: float, quick: bool, artifact: Path | None, out: 
     """Steady load on one worker with the real model: do memory and latency stay flat?"""
     from tqdm import tqdm
 
-    from streamproc.model.artifact import publish_artifact
+    from streamproc.model.versions import publish_artifact
     from streamproc.tools.served_model import choose_artifact
 
     if quick:

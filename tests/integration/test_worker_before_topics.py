@@ -16,7 +16,7 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streamproc.model.artifact import publish_artifact
+from streamproc.model.versions import publish_artifact
 from streamproc.settings import load_settings
 from tests.helpers import LiveCollector, WorkerProcess, produce_payloads
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamproc.model.artifact import publish_artifact
 from streamproc.model.runtime import load_classifier
+from streamproc.model.versions import publish_artifact
 from tests.helpers import (
     WorkerProcess,
     collect,

@@ -15,17 +15,16 @@ from streamproc.errors import ArtifactError
 from streamproc.model.artifact import (
     builtin_artifact,
     load_artifact,
-    publish_artifact,
     read_manifest,
-    resolve_current,
-    save_artifact,
     verify_artifact,
 )
 from streamproc.model.base import TextClassifier
 from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.quantize import quantize_int8
 from streamproc.model.runtime import load_classifier
+from streamproc.model.saving import save_artifact
 from streamproc.model.tokenizer import StudentTokenizer, train_wordpiece
+from streamproc.model.versions import publish_artifact, resolve_current
 
 TEXTS = [
     f"how many {w} are there in the box number {i}"

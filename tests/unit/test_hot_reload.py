@@ -16,8 +16,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from streamproc.errors import ArtifactError
-from streamproc.model.artifact import publish_artifact
 from streamproc.model.runtime import RuntimeChoice
+from streamproc.model.versions import publish_artifact
 from streamproc.stream.hot_reload import ArtifactWatcher
 
 

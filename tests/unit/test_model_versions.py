@@ -12,12 +12,14 @@ import pytest
 
 from streamproc.cli import main
 from streamproc.errors import ArtifactError
-from streamproc.model.artifact import builtin_artifact, publish_artifact, resolve_current
+from streamproc.model.artifact import builtin_artifact
 from streamproc.model.versions import (
     append_history,
     list_versions,
     previous_version,
+    publish_artifact,
     read_history,
+    resolve_current,
     rollback,
 )
 
