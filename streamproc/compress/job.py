@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,7 +38,7 @@ from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.compress.scoring import score_artifact
 from streamproc.compress.seeds import accuracy_only_result
 from streamproc.compress.targets import Targets, evaluate_targets
-from streamproc.compress.transfer_corpus import load_transfer_set, resolve_transfer_corpus
+from streamproc.compress.transfer import TeacherLabelledSet, build_transfer_set
 from streamproc.model.artifact import read_manifest, record_evaluation
 from streamproc.model.network import StudentNetwork
 from streamproc.model.quantize import quantize_int8
@@ -121,26 +120,6 @@ def _recipe(config: JobConfig) -> _Recipe:
     )
 
 
-@dataclass(frozen=True)
-class _TransferSet:
-    """What the student learns from: the labelled rows, their augmentations and unlabelled corpus
-    texts, in that order, with the teacher's outputs on each (N texts, L labels, D features)."""
-
-    own: list[str]  # the data set's train rows, then their augmentations
-    augmented: int  # how many of ``own`` are augmentations
-    external: list[str]  # corpus texts (e.g. Tatoeba for trec); none of them a test text
-    external_meta: dict[str, Any]  # files + sha256, license
-    corpus: str | None  # the corpus used, if any
-    hard: list[int]  # (N,) gold label, -1 where there is none
-    soft: np.ndarray  # (N, L) teacher logits
-    features: np.ndarray  # (N, D) teacher sentence vectors
-    test_teacher: np.ndarray  # (N_test, L) teacher logits on the test set
-
-    @property
-    def texts(self) -> list[str]:
-        return self.own + self.external
-
-
 def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     """Run the whole pipeline; returns the artifact directory, report files and summary."""
     from streamproc.compress.teacher import load_or_train_teacher
@@ -165,7 +144,18 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             )
         teacher_folder = recipe.cache_dir / "teachers" / teacher_meta["key"]
         with stages.stage("transfer", unit="text") as bar:
-            transfer = _transfer_set(config, recipe, data, teacher, teacher_folder, bar)
+            transfer = build_transfer_set(
+                data,
+                teacher,
+                distill=recipe.distill,
+                transfer=recipe.transfer,
+                max_tokens=recipe.teacher.max_tokens,
+                cache_dir=recipe.cache_dir,
+                dataset=config.dataset,
+                seed=config.seed,
+                teacher_folder=teacher_folder,
+                bar=bar,
+            )
         torch.set_num_threads(config.student_threads)
         with stages.stage("distill") as bar:
             tokenizer, student, distill_loss = _distill_student(
@@ -247,96 +237,12 @@ def _load_data(config: JobConfig, recipe: _Recipe) -> LabelledData:
     return data.subset(160, 48, seed=config.seed) if config.quick else data
 
 
-def _transfer_set(
-    config: JobConfig,
-    recipe: _Recipe,
-    data: LabelledData,
-    teacher: Any,
-    teacher_folder: Path,
-    bar: tqdm,
-) -> _TransferSet:
-    """Train rows + teacher-labelled augmentations + corpus texts, and the teacher's outputs on
-    them and on the test set (each cached under ``teacher_folder``)."""
-    from streamproc.compress.teacher import teacher_logits, teacher_outputs
-
-    dcfg, xcfg, max_tokens = recipe.distill, recipe.transfer, recipe.teacher.max_tokens
-    word_emb = teacher.encoder.embeddings.word_embeddings.weight.detach()
-    words = {w.lower() for t in data.train_texts for w in t.split()}
-    neighbours = distill_mod.embedding_neighbours(
-        sorted(words), teacher.tokenizer.get_vocab(), word_emb, dcfg.neighbours
-    )
-    augmented = distill_mod.augment_texts(
-        data.train_texts,
-        neighbours,
-        per_text=dcfg.augment_per_text,
-        replace_prob=dcfg.replace_prob,
-        drop_prob=dcfg.drop_prob,
-        seed=config.seed,
-        keep_question_words=xcfg.keep_question_words,
-    )
-    own = list(data.train_texts) + augmented
-    corpus = resolve_transfer_corpus(xcfg.corpus, config.dataset)
-    external: list[str] = []
-    external_meta: dict[str, Any] = {}
-    if corpus is not None:
-        extra = load_transfer_set(
-            corpus,
-            cache_dir=recipe.cache_dir,
-            # Never a test text (Tatoeba holds some TREC test questions); train rows are in the
-            # transfer set already.
-            exclude=[*data.test_texts, *data.train_texts],
-            limit=xcfg.limit,
-            seed=config.seed,
-            top_up=xcfg.top_up,
-        )
-        external, external_meta = extra.texts, extra.meta
-    bar.reset(total=len(own) + len(external) + len(data.test_texts))
-    soft, features = teacher_outputs(
-        teacher,
-        own,
-        max_tokens=max_tokens,
-        cache_file=teacher_folder / "transfer.npy",
-        progress=bar.update,
-    )
-    if external:  # its own cache: changing the augmentation does not relabel the corpus
-        # Labelled in sorted order: every seed's shuffle of the same texts hits the cache.
-        order = sorted(range(len(external)), key=external.__getitem__)
-        ext_soft, ext_features = teacher_outputs(
-            teacher,
-            [external[i] for i in order],
-            max_tokens=max_tokens,
-            cache_file=teacher_folder / f"transfer-{corpus}.npy",
-            progress=bar.update,
-        )
-        back = np.argsort(order)  # row of each external text in the sorted labelling
-        soft = np.concatenate([soft, ext_soft[back]])
-        features = np.concatenate([features, ext_features[back]])
-    test_teacher = teacher_logits(
-        teacher,
-        data.test_texts,
-        max_tokens=max_tokens,
-        cache_file=teacher_folder / "test.npy",
-        progress=bar.update,
-    )
-    return _TransferSet(
-        own=own,
-        augmented=len(augmented),
-        external=external,
-        external_meta=external_meta,
-        corpus=corpus,
-        hard=list(data.train_labels) + [-1] * (len(augmented) + len(external)),
-        soft=soft,
-        features=features,
-        test_teacher=test_teacher,
-    )
-
-
 def _distill_student(
     config: JobConfig,
     recipe: _Recipe,
     data: LabelledData,
     teacher: Any,
-    transfer: _TransferSet,
+    transfer: TeacherLabelledSet,
     bar: tqdm,
 ) -> tuple[StudentTokenizer, StudentNetwork, list[float]]:
     """The student's tokenizer (a subset of the teacher's vocabulary), the student with the
@@ -378,7 +284,7 @@ def _prune_student(
     recipe: _Recipe,
     student: StudentNetwork,
     tokenizer: StudentTokenizer,
-    transfer: _TransferSet,
+    transfer: TeacherLabelledSet,
     bar: tqdm,
 ) -> tuple[StudentNetwork, list[float]]:
     """Structured pruning (whole heads and FFN neurons) and a brief distillation to recover."""
@@ -416,7 +322,7 @@ def _artifact_metadata(
     recipe: _Recipe,
     data: LabelledData,
     teacher_meta: dict[str, Any],
-    transfer: _TransferSet,
+    transfer: TeacherLabelledSet,
     distill_loss: list[float],
     prune_loss: list[float],
 ) -> dict[str, Any]:
