@@ -1,5 +1,6 @@
-"""Kafka client properties users pass through (``STREAMPROC_*_EXTRA_CONFIG``), and the ones
-streamproc keeps for itself.
+"""How the settings become Kafka client configuration (:func:`librdkafka_config`,
+:func:`faust_credentials`), the properties users pass through (``STREAMPROC_*_EXTRA_CONFIG``),
+and the ones streamproc keeps for itself.
 
 Two clients talk to Kafka: confluent-kafka (librdkafka; the tools, admin and topic creation) and
 aiokafka (inside the worker, created by Faust). Each takes extra properties in its own naming
@@ -13,13 +14,19 @@ Errors name keys, never values: an extra may hold a secret.
 from __future__ import annotations
 
 import inspect
+import ssl
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from streamproc.settings import Settings
 
 __all__ = [
     "AiokafkaClient",
     "check_aiokafka_extras",
     "check_librdkafka_extras",
+    "faust_credentials",
+    "librdkafka_config",
 ]
 
 AiokafkaClient = Literal["consumer", "producer"]
@@ -180,3 +187,79 @@ def aiokafka_keywords(client: AiokafkaClient) -> frozenset[str]:
         for p in parameters
         if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     )
+
+
+def librdkafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient):
+    connection settings, then STREAMPROC_KAFKA_EXTRA_CONFIG, then the caller's ``extra``."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism == "OAUTHBEARER":
+        secret = settings.sasl_oauthbearer_client_secret
+        conf["sasl.mechanism"] = "OAUTHBEARER"
+        conf["sasl.oauthbearer.method"] = "oidc"
+        conf["sasl.oauthbearer.token.endpoint.url"] = settings.sasl_oauthbearer_token_endpoint_url
+        conf["sasl.oauthbearer.client.id"] = settings.sasl_oauthbearer_client_id
+        conf["sasl.oauthbearer.client.secret"] = secret.get_secret_value() if secret else ""
+        if settings.sasl_oauthbearer_scope:
+            conf["sasl.oauthbearer.scope"] = settings.sasl_oauthbearer_scope
+    elif settings.sasl_mechanism:
+        conf["sasl.mechanism"] = settings.sasl_mechanism
+        conf["sasl.username"] = settings.sasl_username
+        conf["sasl.password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        )
+    if settings.ssl_cafile:
+        conf["ssl.ca.location"] = str(settings.ssl_cafile)
+    if settings.ssl_certfile:
+        conf["ssl.certificate.location"] = str(settings.ssl_certfile)
+    if settings.ssl_keyfile:
+        conf["ssl.key.location"] = str(settings.ssl_keyfile)
+    conf.update(settings.kafka_extra_config)
+    conf.update(extra)
+    return conf
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Credentials object for Faust (aiokafka), or None for PLAINTEXT."""
+    import faust  # local import: faust is heavy and only the worker needs it
+
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH,
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        )
+        if settings.ssl_certfile:
+            context.load_cert_chain(
+                str(settings.ssl_certfile),
+                str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+            )
+    sasl = settings.security_protocol.startswith("SASL")
+    if sasl and settings.sasl_mechanism == "OAUTHBEARER":
+        from streamproc.oauth import ClientCredentialsTokenProvider
+
+        assert settings.sasl_oauthbearer_token_endpoint_url is not None  # checked by the validator
+        assert settings.sasl_oauthbearer_client_id is not None
+        assert settings.sasl_oauthbearer_client_secret is not None
+        provider = ClientCredentialsTokenProvider(
+            settings.sasl_oauthbearer_token_endpoint_url,
+            settings.sasl_oauthbearer_client_id,
+            settings.sasl_oauthbearer_client_secret.get_secret_value(),
+            scope=settings.sasl_oauthbearer_scope,
+        )
+        return faust.OAuthCredentials(oauth_cb=provider, ssl_context=context)
+    if sasl:
+        assert settings.sasl_password is not None  # checked by the validator
+        # Faust picks SASL_SSL when given an SSL context, SASL_PLAINTEXT otherwise.
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -325,78 +324,19 @@ class Settings(BaseSettings):
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
 
-    # --- Client configurations ----------------------------------------------------------------
+    # --- Client configurations (built in streamproc.client_config) -------------------------------
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration (confluent-kafka Producer / Consumer / AdminClient):
         connection settings, then STREAMPROC_KAFKA_EXTRA_CONFIG, then the caller's ``extra``."""
-        conf: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism == "OAUTHBEARER":
-            secret = self.sasl_oauthbearer_client_secret
-            conf["sasl.mechanism"] = "OAUTHBEARER"
-            conf["sasl.oauthbearer.method"] = "oidc"
-            conf["sasl.oauthbearer.token.endpoint.url"] = self.sasl_oauthbearer_token_endpoint_url
-            conf["sasl.oauthbearer.client.id"] = self.sasl_oauthbearer_client_id
-            conf["sasl.oauthbearer.client.secret"] = secret.get_secret_value() if secret else ""
-            if self.sasl_oauthbearer_scope:
-                conf["sasl.oauthbearer.scope"] = self.sasl_oauthbearer_scope
-        elif self.sasl_mechanism:
-            conf["sasl.mechanism"] = self.sasl_mechanism
-            conf["sasl.username"] = self.sasl_username
-            conf["sasl.password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else ""
-            )
-        if self.ssl_cafile:
-            conf["ssl.ca.location"] = str(self.ssl_cafile)
-        if self.ssl_certfile:
-            conf["ssl.certificate.location"] = str(self.ssl_certfile)
-        if self.ssl_keyfile:
-            conf["ssl.key.location"] = str(self.ssl_keyfile)
-        conf.update(self.kafka_extra_config)
-        conf.update(extra)
-        return conf
+        from streamproc.client_config import librdkafka_config
+
+        return librdkafka_config(self, **extra)
 
     def faust_broker_credentials(self) -> Any:
         """Credentials object for Faust (aiokafka), or None for PLAINTEXT."""
-        import faust  # local import: faust is heavy and only the worker needs it
+        from streamproc.client_config import faust_credentials
 
-        context = None
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            context = ssl.create_default_context(
-                purpose=ssl.Purpose.SERVER_AUTH,
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-            )
-            if self.ssl_certfile:
-                context.load_cert_chain(
-                    str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
-                )
-        if self.security_protocol.startswith("SASL") and self.sasl_mechanism == "OAUTHBEARER":
-            from streamproc.oauth import ClientCredentialsTokenProvider
-
-            assert self.sasl_oauthbearer_token_endpoint_url is not None  # checked by the validator
-            assert self.sasl_oauthbearer_client_id is not None
-            assert self.sasl_oauthbearer_client_secret is not None
-            provider = ClientCredentialsTokenProvider(
-                self.sasl_oauthbearer_token_endpoint_url,
-                self.sasl_oauthbearer_client_id,
-                self.sasl_oauthbearer_client_secret.get_secret_value(),
-                scope=self.sasl_oauthbearer_scope,
-            )
-            return faust.OAuthCredentials(oauth_cb=provider, ssl_context=context)
-        if self.security_protocol.startswith("SASL"):
-            assert self.sasl_password is not None  # checked by the validator
-            # Faust picks SASL_SSL when given an SSL context, SASL_PLAINTEXT otherwise.
-            return faust.SASLCredentials(
-                username=self.sasl_username,
-                password=self.sasl_password.get_secret_value(),
-                ssl_context=context,
-                mechanism=self.sasl_mechanism,
-            )
-        if context is not None:
-            return faust.SSLCredentials(context)
-        return None
+        return faust_credentials(self)
 
 
 def load_settings(**overrides: Any) -> Settings:
