@@ -110,24 +110,25 @@ def distill(
         accuracy_only=accuracy_only,
     )
     result = run_job(config, quiet=quiet)
-    if accuracy_only:
-        s = result.summary
+    if result.seed is not None:  # --accuracy-only
+        s = result.seed
         click.echo(
-            f"seed {s['seed']} (teacher of seed {s['teacher_seed']}): distilled "
-            f"{s['distilled']:.2%}, pruned {s['pruned']:.2%}, served {s['served']:.2%} "
-            f"in {s['minutes']:.1f} min -> {result.report_paths['seed']}"
+            f"seed {s.seed} (teacher of seed {s.teacher_seed}): distilled "
+            f"{s.distilled:.2%}, pruned {s.pruned:.2%}, served {s.served:.2%} "
+            f"in {s.minutes:.1f} min -> {result.report_paths['seed']}"
         )
         return
     if seeds > 1:
         result = run_seed_replicas(result, config, [seed + k for k in range(1, seeds)], quiet=quiet)
     summary = result.summary
-    q, t = summary["models"]["quantized"], summary["models"]["teacher"]
-    met = sum(r["met"] for r in summary["targets"])
-    click.echo(f"artifact: {result.artifact_dir} (version {summary['artifact']['version']})")
+    assert summary is not None
+    q, t = summary.models["quantized"], summary.models["teacher"]
+    met = sum(r.met for r in summary.targets)
+    click.echo(f"artifact: {result.artifact_dir} (version {summary.artifact.version})")
     click.echo(f"report:   {result.report_paths['md']}")
     click.echo(
-        f"teacher {t['accuracy']:.2%} -> quantized student {q['accuracy']:.2%} "
-        f"({t['params'] / max(1, q['params']):.1f}x fewer params); "
-        f"{met}/{len(summary['targets'])} targets met in "
-        f"{summary['job']['total_seconds'] / 60:.1f} min"
+        f"teacher {t.accuracy:.2%} -> quantized student {q.accuracy:.2%} "
+        f"({t.params / max(1, q.params):.1f}x fewer params); "
+        f"{met}/{len(summary.targets)} targets met in "
+        f"{summary.job.total_seconds / 60:.1f} min"
     )

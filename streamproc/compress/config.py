@@ -10,6 +10,7 @@ from typing import Any
 from streamproc.compress.augment import TransferConfig
 from streamproc.compress.distill import DistillConfig
 from streamproc.compress.prune import PruneConfig
+from streamproc.compress.summary import JobSummary, SeedResult
 
 __all__ = ["JobConfig", "JobResult"]
 
@@ -60,8 +61,10 @@ class JobConfig:
 @dataclass(frozen=True)
 class JobResult:
     """The artifact directory, the report files by kind (``md``, ``json``, plots; ``seed`` for an
-    accuracy-only run) and the summary the report was rendered from."""
+    accuracy-only run) and what was measured: the full run's summary the report was rendered
+    from, or an accuracy-only run's seed result."""
 
     artifact_dir: Path
     report_paths: dict[str, Path]
-    summary: dict[str, Any]
+    summary: JobSummary | None = None
+    seed: SeedResult | None = None

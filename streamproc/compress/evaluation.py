@@ -23,6 +23,7 @@ from streamproc.compress.scoring import (
     measure_latency,
     predict,
 )
+from streamproc.compress.summary import DataInfo, Evaluation, ModelScore
 from streamproc.errors import ModelError
 from streamproc.model.artifact import WEIGHTS
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
@@ -77,7 +78,7 @@ class TrainedModels:
     transfer_size: int
 
 
-def evaluate_models(run: TrainedModels, bar: tqdm) -> dict[str, Any]:
+def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
     """The report's model rows: accuracy, size, FLOPs and latency of the teacher and of each
     compression stage, measured in one run; raises ModelError if the saved artifact does not
     reproduce the in-memory quantized model."""
@@ -130,19 +131,19 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> dict[str, Any]:
         if not np.array_equal(same_pass, quantized(ids, mask).numpy()):
             raise ModelError("the saved artifact does not reproduce the quantized model's outputs")
 
-    rows: dict[str, Any] = {}
+    rows: dict[str, ModelScore] = {}
     preds: dict[str, np.ndarray] = {}
     for m in models:
         pred = teacher_pred if m.name == "teacher" else predict(m, data.test_texts, 64)
         preds[m.name] = pred
-        rows[m.name] = {
-            "accuracy": round(accuracy(pred, data.test_labels), 4),
-            "macro_f1": round(macro_f1(pred, data.test_labels, data.num_labels), 4),
-            "agreement": round(float((pred == teacher_pred).mean()), 4),
-            "params": m.params,
-            "size_bytes": m.size_bytes,
-            "flops": m.flops,
-        }
+        rows[m.name] = ModelScore(
+            accuracy=round(accuracy(pred, data.test_labels), 4),
+            macro_f1=round(macro_f1(pred, data.test_labels, data.num_labels), 4),
+            agreement=round(float((pred == teacher_pred).mean()), 4),
+            params=m.params,
+            size_bytes=m.size_bytes,
+            flops=m.flops,
+        )
     disagreement = {}
     for m in models[2:]:
         single = predict(m, data.test_texts, 1)
@@ -180,31 +181,31 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> dict[str, Any]:
             f"heads per layer {list(dc.layer_heads)} → {list(pc.layer_heads)}, FFN neurons "
             f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)} (gradient-of-gate importance on "
             f"{pcfg.score_batches} batches), then {pcfg.finetune_epochs} epochs of distillation "
-            f"fine-tuning; FLOPs/seq {rows['distilled']['flops'] / 1e6:.2f} M → "
-            f"{rows['pruned']['flops'] / 1e6:.2f} M at {avg_tokens:.1f} tokens."
+            f"fine-tuning; FLOPs/seq {(rows['distilled'].flops or 0) / 1e6:.2f} M → "
+            f"{(rows['pruned'].flops or 0) / 1e6:.2f} M at {avg_tokens:.1f} tokens."
         ),
         "quantized": "torch.ao quantize_dynamic: every nn.Linear to int8 weights (per tensor), "
         "activations quantized per call; embeddings and LayerNorm stay fp32.",
     }
-    return {
-        "data": {
-            "name": data.name,
-            "description": data.meta.get("description", data.meta.get("path", data.name)),
-            "train": len(data.train_texts),
-            "test": len(data.test_texts),
-            "split": data.meta.get("split", ""),
-            "labels": list(data.labels),
-        },
-        "models": rows,
-        "latency": latency,
-        "latency_calls": f"{repeats[1]} (batch 1) / {repeats[64]} (batch 64)",
-        "end_to_end": e2e,
-        "batch_disagreement": disagreement,
-        "avg_test_tokens": round(avg_tokens, 2),
-        "student_dim": dc.dim,
-        "architecture": arch,
-        "machine": machine_description(),
-    }
+    return Evaluation(
+        data=DataInfo(
+            name=data.name,
+            description=data.meta.get("description", data.meta.get("path", data.name)),
+            train=len(data.train_texts),
+            test=len(data.test_texts),
+            split=data.meta.get("split", ""),
+            labels=tuple(data.labels),
+        ),
+        models=rows,
+        latency=latency,
+        latency_calls=f"{repeats[1]} (batch 1) / {repeats[64]} (batch 64)",
+        end_to_end=e2e,
+        batch_disagreement=disagreement,
+        avg_test_tokens=round(avg_tokens, 2),
+        student_dim=dc.dim,
+        architecture=arch,
+        machine=machine_description(),
+    )
 
 
 class _PredictAll:

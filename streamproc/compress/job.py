@@ -37,6 +37,14 @@ from streamproc.compress.report import write_report
 from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.compress.scoring import score_artifact
 from streamproc.compress.seeds import accuracy_only_result
+from streamproc.compress.summary import (
+    ArtifactInfo,
+    JobSummary,
+    JobTimes,
+    RuntimeComparison,
+    ServedScore,
+    TransferInfo,
+)
 from streamproc.compress.targets import Targets, evaluate_targets
 from streamproc.compress.transfer import TeacherLabelledSet, build_transfer_set
 from streamproc.model.artifact import read_manifest, record_evaluation
@@ -206,25 +214,30 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
                 pcfg=recipe.prune,
                 transfer_size=len(transfer.texts),
             )
-            summary = evaluate_models(trained, bar)
+            evaluation = evaluate_models(trained, bar)
         with stages.stage("runtimes", unit="call") as bar:
-            summary["runtimes"] = _compare_runtimes(config, trained, transfer.texts, bar)
-        summary["job"] = _job_times(config, stages, teacher_meta, time.perf_counter() - job_start)
-        summary["transfer"] = {
-            "texts": len(transfer.texts),
-            "augmented": transfer.augmented,
-            "corpus": transfer.corpus or "",
-            "corpus_texts": len(transfer.external),
-            "corpus_license": transfer.external_meta.get("license", ""),
-        }
-        summary["served"] = _score_served(artifact_dir, data, summary)
-        summary["artifact"] = {
-            "version": version,
-            "path": str(artifact_dir),
-            "files_summary": f"{files_size(artifact_dir)} on disk (weights + tokenizer + manifest)",
-        }
-        summary["rebuild_command"] = config.rebuild_command or _default_rebuild(config)
-        summary["targets"] = evaluate_targets(summary, Targets())
+            runtimes = _compare_runtimes(config, trained, transfer.texts, bar)
+        summary = JobSummary.from_evaluation(
+            evaluation,
+            runtimes=runtimes,
+            job=_job_times(config, stages, teacher_meta, time.perf_counter() - job_start),
+            transfer=TransferInfo(
+                texts=len(transfer.texts),
+                augmented=transfer.augmented,
+                corpus=transfer.corpus or "",
+                corpus_texts=len(transfer.external),
+                corpus_license=transfer.external_meta.get("license", ""),
+            ),
+            served=_score_served(artifact_dir, data, evaluation.models["teacher"].accuracy),
+            artifact=ArtifactInfo(
+                version=version,
+                path=str(artifact_dir),
+                files_summary=f"{files_size(artifact_dir)} on disk (weights + tokenizer + "
+                "manifest)",
+            ),
+            rebuild_command=config.rebuild_command or _default_rebuild(config),
+        )
+        summary = dataclasses.replace(summary, targets=evaluate_targets(summary, Targets()))
         paths = write_report(summary, config.report_dir_for(artifact_dir))
         return JobResult(artifact_dir, paths, summary)
     finally:
@@ -380,7 +393,7 @@ def _save_artifact(
 
 def _compare_runtimes(
     config: JobConfig, run: TrainedModels, transfer_texts: list[str], bar: tqdm
-) -> dict[str, Any]:
+) -> RuntimeComparison:
     """The student (and teacher) in torch and ONNX Runtime, fp32 and int8, timed in one run."""
     repeats = {1: 10, 64: 3} if config.quick else {1: 200, 64: 40}
     calibration = random.Random(config.seed).sample(transfer_texts, min(512, len(transfer_texts)))
@@ -410,35 +423,34 @@ def _compare_runtimes(
 
 def _job_times(
     config: JobConfig, stages: _Stages, teacher_meta: dict[str, Any], seconds: float
-) -> dict[str, Any]:
+) -> JobTimes:
     """Wall time per stage and in all; a cached teacher's fine-tuning time is added back."""
     cached = bool(teacher_meta.get("cached"))
     if cached:
         seconds += float(teacher_meta["train_seconds"])
-    return {
-        "total_seconds": round(seconds, 1),
-        "stage_seconds": {k: round(v, 1) for k, v in stages.seconds.items()},
-        "teacher_cached": cached,
-        "teacher_note": (
+    return JobTimes(
+        total_seconds=round(seconds, 1),
+        stage_seconds={k: round(v, 1) for k, v in stages.seconds.items()},
+        teacher_cached=cached,
+        teacher_note=(
             "; the teacher came from the cache — its fine-tuning took "
             f"{teacher_meta['train_seconds']:.0f} s "
             "when it was trained, which is added to the total"
             if cached
             else ""
         ),
-        "quick": config.quick,
-    }
+        quick=config.quick,
+    )
 
 
-def _score_served(
-    artifact_dir: Path, data: LabelledData, summary: dict[str, Any]
-) -> dict[str, Any]:
+def _score_served(artifact_dir: Path, data: LabelledData, teacher_accuracy: float) -> ServedScore:
     """What a worker serves: the artifact in its own runtime, through predict_batch; the score is
     recorded in the artifact's manifest too."""
     served = score_artifact(artifact_dir, data)
-    served["teacher_accuracy"] = summary["models"]["teacher"]["accuracy"]
+    served["teacher_accuracy"] = teacher_accuracy
     record_evaluation(artifact_dir, served)
-    return {**served, "precision": read_manifest(artifact_dir)["runtime"].get("precision", "")}
+    precision = read_manifest(artifact_dir)["runtime"].get("precision", "")
+    return ServedScore(**served, precision=precision)
 
 
 def _default_rebuild(config: JobConfig) -> str:

@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from streamproc.compress.summary import RuntimeComparison, RuntimeRow, TargetVerdict, Timing
 from streamproc.model.onnx import export_graph, export_onnx, quiet_ort_quantizer
 from streamproc.model.runtime import OnnxEngine, TorchEngine
 from streamproc.model.tokenizer import StudentTokenizer
@@ -186,12 +186,11 @@ def build_variants(
     return variants
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
+def _timing(seconds: list[float]) -> Timing:
     ms = np.asarray(seconds) * 1000.0
-    return {
-        "median_ms": round(float(np.median(ms)), 4),
-        "p99_ms": round(float(np.percentile(ms, 99)), 4),
-    }
+    return Timing(
+        median_ms=round(float(np.median(ms)), 4), p99_ms=round(float(np.percentile(ms, 99)), 4)
+    )
 
 
 def compare_runtimes(
@@ -202,12 +201,11 @@ def compare_runtimes(
     threads: int,
     repeats: dict[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> RuntimeComparison:
     """Accuracy and latency of every variant, measured in one run (see the module docstring).
 
-    Returns ``{"threads", "calls", "rows": [{model, runtime, precision, threads, served,
-    accuracy, latency: {"b1": {"forward": {median_ms, p99_ms}, "end_to_end": {...}},
-    "b64": ...}}]}``. ``threads`` is the torch variants' (ORT sessions got theirs when built).
+    One row per variant; its latency maps ``b1`` / ``b64`` to ``forward`` / ``end_to_end``
+    timings. ``threads`` is the torch variants' (ORT sessions got theirs when built).
     """
     if any(v.runtime == "torch" and v.threads != threads for v in variants):
         raise ValueError(f"torch variants share one thread setting: {threads}")
@@ -215,24 +213,15 @@ def compare_runtimes(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     gold = np.asarray(labels)
-    rows: list[dict[str, Any]] = []
+    accuracies: list[float] = []
+    latencies: list[dict[str, dict[str, Timing]]] = [{} for _ in variants]
     try:
         for v in variants:
             preds = [
                 v.forward(*v.encode(texts[i : i + 64])).argmax(axis=1)
                 for i in range(0, len(texts), 64)
             ]
-            rows.append(
-                {
-                    "model": v.model,
-                    "runtime": v.runtime,
-                    "precision": v.precision,
-                    "threads": v.threads,
-                    "served": v.served,
-                    "accuracy": round(float((np.concatenate(preds) == gold).mean()), 4),
-                    "latency": {},
-                }
-            )
+            accuracies.append(round(float((np.concatenate(preds) == gold).mean()), 4))
         for batch, calls in repeats.items():
             span = max(1, len(texts) - batch + 1)
             batches = [list(texts[(i * batch) % span :][:batch]) for i in range(calls)]
@@ -254,41 +243,31 @@ def compare_runtimes(
                     end_to_end[j].append(t2 - t1)
                 if progress:
                     progress(1)
-            for j, row in enumerate(rows):
-                row["latency"][f"b{batch}"] = {
-                    "forward": _stats(forward[j]),
-                    "end_to_end": _stats(end_to_end[j]),
+            for j in range(len(variants)):
+                latencies[j][f"b{batch}"] = {
+                    "forward": _timing(forward[j]),
+                    "end_to_end": _timing(end_to_end[j]),
                 }
     finally:
         torch.set_num_threads(previous)
-    return {
-        "threads": threads,
-        "calls": {f"b{b}": n for b, n in repeats.items()},
-        "rows": rows,
-    }
-
-
-def _threads(runtimes: dict[str, Any], row: dict[str, Any]) -> int:
-    return int(row.get("threads", runtimes["threads"]))  # reports before the field: all alike
-
-
-def _row(runtimes: dict[str, Any], model: str, runtime: str, precision: str) -> dict[str, Any]:
-    """The variant's row at the comparison's thread count."""
-    for row in runtimes["rows"]:
-        if (row["model"], row["runtime"], row["precision"]) == (model, runtime, precision) and (
-            _threads(runtimes, row) == runtimes["threads"]
-        ):
-            return dict(row)
-    raise KeyError(f"no {model} · {runtime} · {precision} row in the runtime comparison")
-
-
-def _served(runtimes: dict[str, Any]) -> dict[str, Any]:
-    return next(r for r in runtimes["rows"] if r["served"])
+    rows = tuple(
+        RuntimeRow(
+            model=v.model,
+            runtime=v.runtime,
+            precision=v.precision,
+            threads=v.threads,
+            served=v.served,
+            accuracy=accuracy,
+            latency=latency,
+        )
+        for v, accuracy, latency in zip(variants, accuracies, latencies, strict=True)
+    )
+    return RuntimeComparison(threads, {f"b{b}": n for b, n in repeats.items()}, rows)
 
 
 def runtime_targets(
-    runtimes: dict[str, Any], *, latency_reduction: float, quant_speedup: float, max_drop: float
-) -> list[dict[str, Any]]:
+    runtimes: RuntimeComparison, *, latency_reduction: float, quant_speedup: float, max_drop: float
+) -> list[TargetVerdict]:
     """The compressed model's speed targets, judged from the comparison.
 
     The latency target compares the served student with the fp32 teacher **in the same runtime**
@@ -298,82 +277,81 @@ def runtime_targets(
     cost are judged in the served runtime on the comparison's threads, fp32 and int8 alike, at
     batch 64; batch 1 is reported as measured, not judged.
     """
-    served = _served(runtimes)
-    teacher = _row(runtimes, "teacher", served["runtime"], "fp32")
-    fp32 = _row(runtimes, "student", served["runtime"], "fp32")
-    int8 = _row(runtimes, "student", served["runtime"], served["precision"])
-    threads = runtimes["threads"]
-    own = _threads(runtimes, served)
+    served = runtimes.served
+    teacher = runtimes.row("teacher", served.runtime, "fp32")
+    fp32 = runtimes.row("student", served.runtime, "fp32")
+    int8 = runtimes.row("student", served.runtime, served.precision)
+    threads = runtimes.threads
+    own = served.threads
     setting = (
         f"{threads} threads"
         if own == threads
         else f"student on {own} thread{'s' * (own > 1)} as served, teacher on {threads}"
     )
-    out: list[dict[str, Any]] = []
+    out: list[TargetVerdict] = []
     for batch in ("b1", "b64"):
-        t, s = teacher["latency"][batch]["end_to_end"], served["latency"][batch]["end_to_end"]
-        med, p99 = t["median_ms"] / s["median_ms"], t["p99_ms"] / s["p99_ms"]
+        t, s = teacher.latency[batch]["end_to_end"], served.latency[batch]["end_to_end"]
+        med, p99 = t.median_ms / s.median_ms, t.p99_ms / s.p99_ms
         out.append(
-            {
-                "target": f"served student ≥ {latency_reduction:.0f}× lower latency than the fp32 "
-                f"teacher, both in {served['runtime']}, batch {batch[1:]}, "
+            TargetVerdict(
+                f"served student ≥ {latency_reduction:.0f}× lower latency than the fp32 "
+                f"teacher, both in {served.runtime}, batch {batch[1:]}, "
                 f"{setting}, tokenization included (median / p99)",
-                "measured": f"{med:.1f}× / {p99:.1f}×",
-                "met": med >= latency_reduction and p99 >= latency_reduction,
-            }
+                f"{med:.1f}× / {p99:.1f}×",
+                med >= latency_reduction and p99 >= latency_reduction,
+            )
         )
-    speed = fp32["latency"]["b64"]["forward"]["median_ms"] / max(
-        1e-9, int8["latency"]["b64"]["forward"]["median_ms"]
+    speed = fp32.latency["b64"]["forward"].median_ms / max(
+        1e-9, int8.latency["b64"]["forward"].median_ms
     )
     out.append(
-        {
-            "target": f"int8 ≥ {quant_speedup}× faster than the fp32 student in "
-            f"{served['runtime']}, batch 64, {threads} threads",
-            "measured": f"{speed:.2f}×",
-            "met": speed >= quant_speedup,
-        }
+        TargetVerdict(
+            f"int8 ≥ {quant_speedup}× faster than the fp32 student in "
+            f"{served.runtime}, batch 64, {threads} threads",
+            f"{speed:.2f}×",
+            speed >= quant_speedup,
+        )
     )
-    drop = (fp32["accuracy"] - int8["accuracy"]) * 100
+    drop = (fp32.accuracy - int8.accuracy) * 100
     out.append(
-        {
-            "target": f"int8 in {served['runtime']} costs ≤ {max_drop} pts accuracy",
-            "measured": f"{drop:+.1f} pts",
-            "met": drop <= max_drop + 1e-9,
-        }
+        TargetVerdict(
+            f"int8 in {served.runtime} costs ≤ {max_drop} pts accuracy",
+            f"{drop:+.1f} pts",
+            drop <= max_drop + 1e-9,
+        )
     )
     return out
 
 
-def runtimes_table(runtimes: dict[str, Any]) -> str:
+def runtimes_table(runtimes: RuntimeComparison) -> str:
     """Markdown: one row per variant; latency cells are median / p99 ms."""
     lines = [
         "| model | runtime | precision | threads | accuracy | b1 forward | b1 end to end "
         "| b64 forward | b64 end to end |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in runtimes["rows"]:
-        lat = row["latency"]
+    for row in runtimes.rows:
         cells = [
-            f"{lat[b][k]['median_ms']:.2f} / {lat[b][k]['p99_ms']:.2f}"
+            f"{row.latency[b][k].median_ms:.2f} / {row.latency[b][k].p99_ms:.2f}"
             for b in ("b1", "b64")
             for k in ("forward", "end_to_end")
         ]
-        precision = row["precision"] + (" **(served)**" if row["served"] else "")
+        precision = row.precision + (" **(served)**" if row.served else "")
         lines.append(
-            f"| {row['model']} | {row['runtime']} | {precision} | {_threads(runtimes, row)} "
-            f"| {row['accuracy']:.2%} | " + " | ".join(cells) + " |"
+            f"| {row.model} | {row.runtime} | {precision} | {row.threads} "
+            f"| {row.accuracy:.2%} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
 
-def speedups(runtimes: dict[str, Any]) -> dict[str, float]:
+def speedups(runtimes: RuntimeComparison) -> dict[str, float]:
     """Median forward-time ratios the notes quote: int8 vs fp32 per runtime and batch."""
     out = {}
     for runtime in ("torch", "onnxruntime"):
-        fp32 = _row(runtimes, "student", runtime, "fp32")
-        int8 = _row(runtimes, "student", runtime, "int8-dynamic")
+        fp32 = runtimes.row("student", runtime, "fp32")
+        int8 = runtimes.row("student", runtime, "int8-dynamic")
         for batch in ("b1", "b64"):
-            out[f"{runtime}_{batch}"] = fp32["latency"][batch]["forward"]["median_ms"] / max(
-                1e-9, int8["latency"][batch]["forward"]["median_ms"]
+            out[f"{runtime}_{batch}"] = fp32.latency[batch]["forward"].median_ms / max(
+                1e-9, int8.latency[batch]["forward"].median_ms
             )
     return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from streamproc.compress.summary import Timing
 from streamproc.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -120,11 +121,11 @@ def measure_latency(
     batch_sizes: Sequence[int] = (1, 64),
     repeats: dict[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, Timing]]:
     """Per model, per ``b{batch}_t{threads}``: median and p99 milliseconds of one forward call."""
     repeats = repeats or {1: 300, 64: 60}
     previous = torch.get_num_threads()
-    results: dict[str, dict[str, dict[str, float]]] = {m.name: {} for m in models}
+    results: dict[str, dict[str, Timing]] = {m.name: {} for m in models}
     try:
         for n_threads in threads:
             torch.set_num_threads(n_threads)
@@ -150,11 +151,11 @@ def measure_latency(
                             progress(1)
                 for m in models:
                     values = sorted(times[m.name])
-                    results[m.name][f"b{batch}_t{n_threads}"] = {
-                        "median_ms": round(statistics.median(values), 4),
-                        "p99_ms": round(float(np.percentile(values, 99)), 4),
-                        "calls": len(values),
-                    }
+                    results[m.name][f"b{batch}_t{n_threads}"] = Timing(
+                        median_ms=round(statistics.median(values), 4),
+                        p99_ms=round(float(np.percentile(values, 99)), 4),
+                        calls=len(values),
+                    )
     finally:
         torch.set_num_threads(previous)
     return results

@@ -3,6 +3,7 @@ beside the main run and adds them to its report (accuracy targets judged by the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from streamproc.compress.config import JobConfig, JobResult
 from streamproc.compress.data import LabelledData
 from streamproc.compress.report import write_report
 from streamproc.compress.scoring import score_artifact
+from streamproc.compress.summary import SeedResult
 from streamproc.compress.targets import Targets, evaluate_targets
 from streamproc.errors import ModelError
 from streamproc.model.network import StudentNetwork
@@ -37,24 +39,24 @@ def accuracy_only_result(
 ) -> JobResult:
     """An ``accuracy_only`` run's answer: each stage's test accuracy, the served one included."""
     served = score_artifact(artifact_dir, data)
-    summary: dict[str, Any] = {
-        "seed": config.seed,
-        "teacher_seed": teacher_meta["config"]["seed"],
-        "distilled": distill_mod.evaluate(
+    seed = SeedResult(
+        seed=config.seed,
+        teacher_seed=teacher_meta["config"]["seed"],
+        distilled=distill_mod.evaluate(
             distill_mod.predict_logits(student, tokenizer, data.test_texts), data.test_labels
         ),
-        "pruned": distill_mod.evaluate(
+        pruned=distill_mod.evaluate(
             distill_mod.predict_logits(pruned, tokenizer, data.test_texts), data.test_labels
         ),
-        "served": served["accuracy"],
-        "served_macro_f1": served["macro_f1"],
-        "minutes": round(sum(stage_seconds.values()) / 60, 1),
-    }
+        served=served["accuracy"],
+        served_macro_f1=served["macro_f1"],
+        minutes=round(sum(stage_seconds.values()) / 60, 1),
+    )
     report_dir = config.report_dir_for(artifact_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / "seed.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    return JobResult(artifact_dir, {"seed": path}, summary)
+    path.write_text(json.dumps(dataclasses.asdict(seed), indent=2) + "\n")
+    return JobResult(artifact_dir, {"seed": path}, seed=seed)
 
 
 def run_seed_replicas(
@@ -108,24 +110,25 @@ def run_seed_replicas(
             if any(codes):
                 raise ModelError(f"a seed replica failed (exit codes {codes})")
     replicas = [
-        json.loads((report_dir / "seeds" / f"seed-{seed}" / "seed.json").read_text())
+        SeedResult(**json.loads((report_dir / "seeds" / f"seed-{seed}" / "seed.json").read_text()))
         for seed in seeds
     ]
-    summary = dict(result.summary)
-    m = summary["models"]
-    summary["seeds"] = [
-        {
-            "seed": config.seed,
-            "teacher_seed": config.teacher_seed_used,
-            "distilled": m["distilled"]["accuracy"],
-            "pruned": m["pruned"]["accuracy"],
-            "served": summary["served"]["accuracy"],
-            "served_macro_f1": summary["served"]["macro_f1"],
-            "minutes": round(summary["job"]["total_seconds"] / 60, 1),
-        },
-        *replicas,
-    ]
-    summary["rebuild_command"] = f"{summary['rebuild_command']} --seeds {len(seeds) + 1}"
-    summary["targets"] = evaluate_targets(summary, Targets())
+    summary = result.summary
+    assert summary is not None and summary.served is not None, "a full run's result"
+    first = SeedResult(
+        seed=config.seed,
+        teacher_seed=config.teacher_seed_used,
+        distilled=summary.models["distilled"].accuracy,
+        pruned=summary.models["pruned"].accuracy,
+        served=summary.served.accuracy,
+        served_macro_f1=summary.served.macro_f1,
+        minutes=round(summary.job.total_seconds / 60, 1),
+    )
+    summary = dataclasses.replace(
+        summary,
+        seeds=(first, *replicas),
+        rebuild_command=f"{summary.rebuild_command} --seeds {len(seeds) + 1}",
+    )
+    summary = dataclasses.replace(summary, targets=evaluate_targets(summary, Targets()))
     paths = write_report(summary, report_dir)
     return JobResult(result.artifact_dir, paths, summary)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 from streamproc.compress.runtimes import runtime_targets
+from streamproc.compress.summary import JobSummary, TargetVerdict
 
 __all__ = ["Targets", "evaluate_targets"]
 
@@ -31,35 +31,33 @@ class Targets:
     batch_disagreement: float = 0.005
 
 
-def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str, Any]]:
+def evaluate_targets(summary: JobSummary, targets: Targets) -> tuple[TargetVerdict, ...]:
     """Each target with its measured value and whether it was met."""
-    m = summary["models"]
+    m = summary.models
     t, d, p, q = m["teacher"], m["distilled"], m["pruned"], m["quantized"]
-    lat = summary["latency"]
-    runtimes = summary.get("runtimes")  # reports from before the runtime comparison lack it
+    lat = summary.latency
+    runtimes = summary.runtimes  # reports from before the runtime comparison lack it
     # The accuracy a worker gets: the artifact in its own runtime (older reports: torch int8).
-    served_accuracy = summary.get("served", {}).get("accuracy", q["accuracy"])
-    who = "served student" if "served" in summary else "quantized"
-    seeds = summary.get("seeds") or []
+    served_accuracy = summary.served_accuracy
+    who = "served student" if summary.served is not None else "quantized"
+    seeds = summary.seeds
     of_seeds = ""
     if len(seeds) > 1:  # judged by the median over the seeds, each one listed
-        served_accuracy = statistics.median(s["served"] for s in seeds)
+        served_accuracy = statistics.median(s.served for s in seeds)
         of_seeds = (
-            f" (median of {len(seeds)} seeds: "
-            + " / ".join(f"{s['served']:.1%}" for s in seeds)
-            + ")"
+            f" (median of {len(seeds)} seeds: " + " / ".join(f"{s.served:.1%}" for s in seeds) + ")"
         )
-    rows: list[dict[str, Any]] = []
+    rows: list[TargetVerdict] = []
 
     def add(name: str, measured: str, met: bool) -> None:
-        rows.append({"target": name, "measured": measured, "met": bool(met)})
+        rows.append(TargetVerdict(name, measured, bool(met)))
 
     add(
         f"teacher accuracy ≥ {targets.teacher_accuracy:.0%}",
-        f"{t['accuracy']:.2%}",
-        t["accuracy"] >= targets.teacher_accuracy,
+        f"{t.accuracy:.2%}",
+        t.accuracy >= targets.teacher_accuracy,
     )
-    rel = served_accuracy / t["accuracy"] if t["accuracy"] else 0.0
+    rel = served_accuracy / t.accuracy if t.accuracy else 0.0
     add(
         f"{who} ≥ {targets.student_relative_accuracy:.0%} of teacher accuracy",
         f"{rel:.2%}{of_seeds and ' (median seed)'}",
@@ -70,7 +68,7 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
         f"{served_accuracy:.2%}{of_seeds}",
         served_accuracy >= targets.student_absolute_accuracy,
     )
-    ratio = t["params"] / max(1, q["params"])
+    ratio = t.params / max(1, q.params)
     add(
         f"quantized ≥ {targets.param_reduction:.0f}× fewer parameters",
         f"{ratio:.1f}×",
@@ -78,7 +76,7 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
     )
     for batch in (1, 64) if runtimes is None else ():
         key = f"b{batch}_t2"
-        speed = lat["teacher"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
+        speed = lat["teacher"][key].median_ms / lat["quantized"][key].median_ms
         add(
             f"quantized ≥ {targets.latency_reduction:.0f}× lower latency than teacher, "
             f"batch {batch}, "
@@ -86,8 +84,8 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
             f"{speed:.1f}×",
             speed >= targets.latency_reduction,
         )
-    cut = 1 - p["flops"] / d["flops"]
-    drop = (d["accuracy"] - p["accuracy"]) * 100
+    cut = 1 - (p.flops or 0) / (d.flops or 1)
+    drop = (d.accuracy - p.accuracy) * 100
     add(
         f"pruning removes ≥ {targets.prune_flops_cut:.0%} of student FLOPs",
         f"{cut:.1%}",
@@ -109,29 +107,29 @@ def evaluate_targets(summary: dict[str, Any], targets: Targets) -> list[dict[str
         )
     for batch in (1, 64) if runtimes is None else ():
         key = f"b{batch}_t2"
-        speed = lat["pruned"][key]["median_ms"] / lat["quantized"][key]["median_ms"]
+        speed = lat["pruned"][key].median_ms / lat["quantized"][key].median_ms
         add(
             f"quantization ≥ {targets.quant_speedup}× over fp32 (pruned) student, batch {batch}, "
             "2 threads",
             f"{speed:.2f}×",
             speed >= targets.quant_speedup,
         )
-    qdrop = (p["accuracy"] - q["accuracy"]) * 100
+    qdrop = (p.accuracy - q.accuracy) * 100
     add(
         f"quantization costs ≤ {targets.quant_max_drop_pts} pts accuracy",
         f"{qdrop:+.1f} pts",
         qdrop <= targets.quant_max_drop_pts + 1e-9,
     )
-    dis = summary["batch_disagreement"]["quantized"]
+    dis = summary.batch_disagreement["quantized"]
     add(
         f"int8 labels batch 1 vs batch 64 disagree < {targets.batch_disagreement:.1%}",
         f"{dis:.2%}",
         dis < targets.batch_disagreement,
     )
-    minutes = summary["job"]["total_seconds"] / 60
+    minutes = summary.job.total_seconds / 60
     add(
         f"whole job < {targets.job_minutes:.0f} min on this machine",
         f"{minutes:.1f} min",
         minutes < targets.job_minutes,
     )
-    return rows
+    return tuple(rows)
