@@ -26,6 +26,7 @@ __all__ = [
     "ensure_topics",
     "make_producer",
     "partition_counts",
+    "records_on_topic",
     "refused_everywhere",
     "require_reachable",
 ]
@@ -263,6 +264,25 @@ def consume(
                     seen.append(record)
                 last_record = time.monotonic()
                 yield record
+    finally:
+        consumer.close()
+
+
+def records_on_topic(conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0) -> int:
+    """How many records ``topic`` holds now (high − low watermark, summed over its partitions);
+    0 for a topic that does not exist."""
+    consumer = Consumer({**dict(conf), "group.id": "streamproc-watermarks"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        total = 0
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+            total += max(0, high - low)
+        return total
     finally:
         consumer.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from streamproc.kafka import ConsumedRecord, consume, require_reachable
+from streamproc.kafka import ConsumedRecord, consume, records_on_topic, require_reachable
 from streamproc.settings import load_settings
 
 __all__ = ["format_dead_letter", "format_prediction", "format_record", "record_as_json", "tail"]
@@ -126,6 +126,14 @@ def tail(
     settings = load_settings()
     topic = topic or (settings.dead_letter_topic if dead_letters else settings.output_topic)
     require_reachable(settings.bootstrap_servers)
+    if not from_beginning:  # like tail -f: say what is not shown, or an empty screen puzzles
+        already = records_on_topic(settings.confluent_config(), topic)
+        if already:
+            click.echo(
+                f"tail: showing new records on {topic}; {already:,} already there "
+                "(--from-beginning shows them)",
+                err=True,
+            )
     started = time.monotonic()
     shown = 0
     records = consume(

@@ -217,6 +217,8 @@ def test_tail_any_topic_as_json_and_dead_letters_with_reason_and_detail(
     waited = _cli("tail", "--timeout", "3", env=env)
     assert waited.returncode == 0
     assert "stopped after --timeout 3 s (0 records)" in waited.stderr  # not silently
+    # Starting at the end, it says what it does not show (the one prediction already there).
+    assert f"showing new records on {settings.output_topic}; 1 already there" in waited.stderr
 
 
 def test_following_keeps_no_record_it_has_handed_out(kafka_bootstrap: str, unique: str) -> None:
