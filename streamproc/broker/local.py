@@ -341,12 +341,7 @@ class LocalBroker:
         ]
         deadline = time.monotonic() + timeout_s
         while requests:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {self._process.returncode} while starting; "
-                    f"last log lines: {_tail(_read_tail(self.log_file))}"
-                )
+            self._check_still_running()
             try:
                 for future in admin.alter_user_scram_credentials(requests[0]).values():
                     future.result(timeout=10)
@@ -356,6 +351,15 @@ class LocalBroker:
                     raise BrokerError(f"could not create the SCRAM users: {exc}") from None
                 time.sleep(0.3)
 
+    def _check_still_running(self) -> None:
+        """BrokerError with the log's last lines if the JVM exited while starting."""
+        assert self._process is not None
+        if self._process.poll() is not None:
+            raise BrokerError(
+                f"Kafka exited with code {self._process.returncode} while starting; "
+                f"last log lines: {_tail(_read_tail(self.log_file))}"
+            )
+
     def _wait_ready(self, timeout_s: float) -> None:
         from confluent_kafka.admin import AdminClient
 
@@ -364,12 +368,7 @@ class LocalBroker:
         admin = AdminClient(conf)
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {self._process.returncode} while starting; "
-                    f"last log lines: {_tail(_read_tail(self.log_file))}"
-                )
+            self._check_still_running()
             try:
                 metadata = admin.list_topics(timeout=2)
                 if metadata.brokers:
