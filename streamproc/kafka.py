@@ -26,9 +26,9 @@ __all__ = [
     "ensure_topics",
     "make_producer",
     "partition_counts",
-    "records_on_topic",
     "refused_everywhere",
     "require_reachable",
+    "watermarks",
 ]
 
 
@@ -268,21 +268,22 @@ def consume(
         consumer.close()
 
 
-def records_on_topic(conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0) -> int:
-    """How many records ``topic`` holds now (high − low watermark, summed over its partitions);
-    0 for a topic that does not exist."""
-    consumer = Consumer({**dict(conf), "group.id": "streamproc-watermarks"})
+def watermarks(
+    conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """Partition -> (low, high) watermark offsets of ``topic`` now; {} for a topic that does not
+    exist. What it holds is ``high - low`` records per partition; ``high`` is the log end."""
+    consumer = Consumer(
+        {**dict(conf), "group.id": "streamproc-watermarks", "enable.auto.commit": False}
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None:
-            return 0
-        total = 0
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s
-            )
-            total += max(0, high - low)
-        return total
+            return {}
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in metadata.partitions
+        }
     finally:
         consumer.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.kafka import ConsumedRecord, consume, ensure_topics, make_producer
+from streamproc.kafka import ConsumedRecord, consume, ensure_topics, make_producer, watermarks
 from streamproc.settings import Settings, load_settings
 from streamproc.tools.worker_process import WorkerProcess as BaseWorkerProcess
 
@@ -235,21 +235,5 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
 
 def topic_end_offsets(settings: Settings, *, timeout_s: float = 10.0) -> dict[int, int]:
     """The input topic's log-end offset per partition."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    topic = settings.input_topic
-    consumer = Consumer(
-        {
-            **settings.confluent_config(),
-            "group.id": "streamproc-offsets",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-            for p in metadata.partitions
-        }
-    finally:
-        consumer.close()
+    marks = watermarks(settings.confluent_config(), settings.input_topic, timeout_s=timeout_s)
+    return {partition: high for partition, (_, high) in marks.items()}

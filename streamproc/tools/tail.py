@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from streamproc.kafka import ConsumedRecord, consume, records_on_topic, require_reachable
+from streamproc.kafka import ConsumedRecord, consume, require_reachable, watermarks
 from streamproc.settings import load_settings
 
 __all__ = ["format_dead_letter", "format_prediction", "format_record", "record_as_json", "tail"]
@@ -127,7 +127,8 @@ def tail(
     topic = topic or (settings.dead_letter_topic if dead_letters else settings.output_topic)
     require_reachable(settings.bootstrap_servers)
     if not from_beginning:  # like tail -f: say what is not shown, or an empty screen puzzles
-        already = records_on_topic(settings.confluent_config(), topic)
+        marks = watermarks(settings.confluent_config(), topic).values()
+        already = sum(max(0, high - low) for low, high in marks)
         if already:
             click.echo(
                 f"tail: showing new records on {topic}; {already:,} already there "
