@@ -317,10 +317,8 @@ def _notes(summary: JobSummary) -> str:
             "arithmetic; at batch 64 arithmetic dominates and the ratio is "
             f"{b64:.1f}×."
         )
-    q = summary.served_accuracy
+    q = summary.judged_accuracy
     seeds = summary.seeds
-    if len(seeds) > 1:  # the target is judged by the median over the seeds
-        q = statistics.median(s.served for s in seeds)
     if q < Targets.student_absolute_accuracy:
         transfer = summary.transfer
         sources = [f"the {summary.data.train:,} labelled rows"]

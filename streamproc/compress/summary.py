@@ -13,6 +13,7 @@ Model names in ``models`` and ``latency`` are ``teacher``, ``distilled``, ``prun
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -265,6 +266,14 @@ class JobSummary:
     def served_accuracy(self) -> float:
         """The served artifact's accuracy (the torch int8 model's where none was recorded)."""
         return self.served.accuracy if self.served else self.models["quantized"].accuracy
+
+    @property
+    def judged_accuracy(self) -> float:
+        """What the accuracy targets judge: the median served accuracy over the seeds when the
+        job ran more than one, else :attr:`served_accuracy`."""
+        if len(self.seeds) > 1:
+            return statistics.median(s.served for s in self.seeds)
+        return self.served_accuracy
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JobSummary:

@@ -5,7 +5,6 @@ the job's summary (:func:`evaluate_targets`); the speed bars of the runtime comp
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from streamproc.compress.runtimes import runtime_targets
@@ -37,13 +36,13 @@ def evaluate_targets(summary: JobSummary, targets: Targets) -> tuple[TargetVerdi
     t, d, p, q = m["teacher"], m["distilled"], m["pruned"], m["quantized"]
     lat = summary.latency
     runtimes = summary.runtimes  # reports from before the runtime comparison lack it
-    # The accuracy a worker gets: the artifact in its own runtime (older reports: torch int8).
-    served_accuracy = summary.served_accuracy
+    # The accuracy a worker gets (the artifact in its own runtime; older reports: torch int8),
+    # the median over the seeds when there are several.
+    served_accuracy = summary.judged_accuracy
     who = "served student" if summary.served is not None else "quantized"
     seeds = summary.seeds
     of_seeds = ""
     if len(seeds) > 1:  # judged by the median over the seeds, each one listed
-        served_accuracy = statistics.median(s.served for s in seeds)
         of_seeds = (
             f" (median of {len(seeds)} seeds: " + " / ".join(f"{s.served:.1%}" for s in seeds) + ")"
         )
