@@ -35,7 +35,7 @@ class JobConfig:
     student_threads: int = 1
     runtime_threads: int = 2  # the runtime comparison's threads, every variant alike
     # The served graph is timed again on the threads a worker gives it (its default).
-    served_threads: int = field(default_factory=lambda: _worker_model_threads())
+    served_threads: int = field(default_factory=_worker_model_threads)
     cache_dir: Path | None = None  # default: default_cache_dir()
     teacher: Any = None  # TeacherConfig; None = defaults (or the quick recipe)
     teacher_seed: int | None = None  # None: ``seed``; another run's seed reuses its cached teacher
