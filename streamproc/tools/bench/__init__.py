@@ -26,6 +26,7 @@ The package, one module per concern:
 - :mod:`.measure`: one contender at one load point in a worker process, and the model-alone floors;
 - :mod:`.load`: the load generator and the collector of predictions (confluent-kafka threads);
 - :mod:`.worker`: the child process that serves a contender (``python -m``);
+- :mod:`.results` (and :mod:`.points`): what a run measured, typed, and its ``bench.json`` form;
 - :mod:`.targets`: the verdicts; :mod:`.report` and :mod:`.plots`: what is written;
 - :mod:`.command`: the whole run and the ``streamproc bench`` command.
 """

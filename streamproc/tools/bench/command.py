@@ -4,6 +4,7 @@ the floors, the reports; and the click command."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import shlex
@@ -32,6 +33,14 @@ from streamproc.tools.bench.measure import (
     BenchWorker,
     model_floor,
     run_point,
+)
+from streamproc.tools.bench.results import (
+    BenchResults,
+    Environment,
+    FloorRow,
+    Floors,
+    Point,
+    SkippedPoint,
 )
 from streamproc.tools.served_model import choose_artifact
 
@@ -69,9 +78,7 @@ def _teacher_available() -> bool:
     return find_cached_teacher(default_cache_dir()) is not None
 
 
-def run_bench(
-    cfg: BenchConfig, artifact: Path | None, out_dir: Path, command: str
-) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, artifact: Path | None, out_dir: Path, command: str) -> BenchResults:
     """Run every contender through every profile; write and return the results."""
     from tqdm import tqdm
 
@@ -93,13 +100,14 @@ def run_bench(
         notes.append("teacher-per-event skipped: no fine-tuned teacher in the cache")
     click.echo("checking what else runs on this machine …", err=True)
     busy_before = busy_processes()
+    # Environment's fields, gathered as the run goes (Environment keeps the JSON's key order).
     environment: dict[str, Any] = {
         "started_at": started_at,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_avg_before": os.getloadavg(),
-        "busy_processes_before": busy_before,
+        "busy_processes_before": tuple(busy_before),
         "texts": f"{text_source} ({len(texts)} texts, cycled)",
         "artifact": str(artifact_dir),
         "artifact_choice": artifact_how,
@@ -107,8 +115,9 @@ def run_bench(
         "student_runtime": student.runtime,
         "model_threads": cfg.model_threads,
     }
-    points: list[dict[str, Any]] = []
-    floors: dict[str, Any] = {}
+    points: list[Point | SkippedPoint] = []
+    broker_one_hop: list[Point] = []
+    model_floors: dict[str, dict[int, FloorRow]] = {}
     plan = 2 + sum(len(cfg.rates) + (1 if cfg.burst else 0) for _ in contenders)
     with _broker() as (bootstrap, broker_pid), tqdm(total=plan, unit="pt", desc="bench") as bar:
         environment["broker"] = bootstrap if broker_pid is None else f"LocalBroker {bootstrap}"
@@ -120,7 +129,7 @@ def run_bench(
                 conf, bootstrap, None, None, texts, cfg, rate=rate,
                 duration_s=min(cfg.duration_s, 5.0), broker_pid=broker_pid,
             )  # fmt: skip
-            floors.setdefault("broker_one_hop", []).append(point)
+            broker_one_hop.append(point)
             bar.update(1)
         for contender in contenders:
             _run_contender(
@@ -130,32 +139,34 @@ def run_bench(
     # Floor 2: model time alone, in this process with the worker's thread count, machine quiet.
     bar_sizes = {1, 64, 256}
     for p in points:
-        if p["contender"] == "adaptive" and p["batch"]:
-            bar_sizes.add(int(p["batch"]["event_p50"]))
-    floors["model_student"] = model_floor(student, texts, sorted(bar_sizes))
-    floors["model_student_idle_gaps"] = model_floor(student, texts, [1, 4], idle_gap_s=IDLE_GAP_S)
+        if isinstance(p, Point) and p.contender == "adaptive" and p.batch.event_p50 is not None:
+            bar_sizes.add(int(p.batch.event_p50))
+    model_floors["model_student"] = model_floor(student, texts, sorted(bar_sizes))
+    model_floors["model_student_idle_gaps"] = model_floor(
+        student, texts, [1, 4], idle_gap_s=IDLE_GAP_S
+    )
     if any(c.model == "student" and c.runtime == "torch" for c in contenders):
         eager = load_classifier(artifact_dir, num_threads=cfg.model_threads, runtime="torch")
-        floors["model_student_torch"] = model_floor(eager, texts, sorted(bar_sizes))
+        model_floors["model_student_torch"] = model_floor(eager, texts, sorted(bar_sizes))
     if any(c.model == "teacher" for c in contenders):
         from streamproc.compress.teacher_model import load_teacher_classifier
 
         teacher = load_teacher_classifier(default_cache_dir(), student.labels)
-        floors["model_teacher"] = model_floor(teacher, texts, [1, 16])
+        model_floors["model_teacher"] = model_floor(teacher, texts, [1, 16])
         environment["teacher_version"] = teacher.version
     environment["load_avg_after"] = os.getloadavg()
     environment["wall_s"] = round(time.monotonic() - wall0, 1)
-    results = {
-        "command": command,
-        "argv": sys.argv,
-        "config": {k: v for k, v in cfg.__dict__.items()},
-        "contenders": {c.name: c.__dict__ for c in contenders},
-        "environment": environment,
-        "notes": notes,
-        "floors": floors,
-        "points": points,
-    }
-    results["targets"] = targets.evaluate_targets(results)
+    results = BenchResults(
+        command=command,
+        argv=tuple(sys.argv),
+        config=dataclasses.asdict(cfg),
+        contenders={c.name: dataclasses.asdict(c) for c in contenders},
+        environment=Environment(**environment),
+        notes=tuple(notes),
+        floors=Floors(broker_one_hop=tuple(broker_one_hop), **model_floors),
+        points=tuple(points),
+    )
+    results = dataclasses.replace(results, targets=tuple(targets.evaluate_targets(results)))
     report.write_reports(results, out_dir)
     shutil.rmtree(scratch, ignore_errors=True)  # worker logs and test artifact; kept on failure
     return results
@@ -170,7 +181,7 @@ def _run_contender(
     texts: Sequence[str],
     artifact_dir: Path,
     scratch: Path,
-    points: list[dict[str, Any]],
+    points: list[Point | SkippedPoint],
     bar: Any,
 ) -> None:
     from streamproc.settings import default_cache_dir
@@ -210,24 +221,23 @@ def _run_contender(
                 conf, bootstrap, worker, contender, texts, cfg, rate=rate,
                 duration_s=max(cfg.duration_s, cfg.min_events / rate), broker_pid=broker_pid,
             )  # fmt: skip
-            point["model_version"] = worker.ready.get("version")
+            point = dataclasses.replace(point, model_version=worker.ready.get("version"))
             points.append(point)
             bar.set_postfix_str(_postfix(point))
             bar.update(1)
-            if not point["stopped_cleanly"]:
+            if not point.stopped_cleanly:
                 worker.close(kill=True)
                 worker = None
-            if point["saturated"]:
+            if point.saturated:
                 saturated_at = rate
         if cfg.burst:
             if saturated_at is not None and saturated_at <= cfg.burst_rate:
                 points.append(
-                    {
-                        "contender": contender.name,
-                        "profile": "burst",
-                        "skipped": f"saturated at {saturated_at:g}/s ≤ the burst's steady "
+                    SkippedPoint(
+                        contender=contender.name,
+                        skipped=f"saturated at {saturated_at:g}/s ≤ the burst's steady "
                         f"{cfg.burst_rate:g}/s: it could never drain the backlog",
-                    }
+                    )
                 )
             else:
                 if worker is None:
@@ -240,7 +250,7 @@ def _run_contender(
                 )  # fmt: skip
                 points.append(point)
                 bar.set_postfix_str(_postfix(point))
-                if not point["stopped_cleanly"]:
+                if not point.stopped_cleanly:
                     worker.close(kill=True)
                     worker = None
             bar.update(1)
@@ -249,12 +259,12 @@ def _run_contender(
             worker.close()
 
 
-def _postfix(point: dict[str, Any]) -> str:
-    lat = point.get("latency_ms") or {}
+def _postfix(point: Point) -> str:
+    p99 = point.latency_ms.p99
     return (
-        f"{point['contender']} {point['offered_eps']:g}/s: "
-        f"{point['throughput_eps']:.0f} ev/s, p99 {lat.get('p99', float('nan')):.0f} ms"
-        + (" SATURATED" if point.get("saturated") else "")
+        f"{point.contender} {point.offered_eps:g}/s: "
+        f"{point.throughput_eps:.0f} ev/s, p99 {float('nan') if p99 is None else p99:.0f} ms"
+        + (" SATURATED" if point.saturated else "")
     )
 
 

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from streamproc.errors import BrokerError
 from streamproc.kafka import make_producer
+from streamproc.tools.bench.results import BusyProcess, CpuUsage
 
 __all__ = [
     "CpuSample",
@@ -154,7 +155,7 @@ def _wait_per_run(
     return round((end[1] - start[1]) / (end[0] - start[0]), 3)
 
 
-def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
+def cpu_usage(start: CpuSample, end: CpuSample) -> CpuUsage:
     """Cores used by each party over the window (CPU seconds / wall seconds), plus the rest."""
     wall = max(1e-9, end.wall - start.wall)
 
@@ -171,22 +172,22 @@ def cpu_usage(start: CpuSample, end: CpuSample) -> dict[str, float | None]:
     bench = cores(start.bench, end.bench)
     machine = cores(start.machine, end.machine)
     known = sum(x for x in (worker, broker, bench) if x is not None)
-    return {
-        "worker_cores": worker,
-        "broker_cores": broker,
-        "bench_cores": bench,
-        "machine_cores": machine,
+    return CpuUsage(
+        worker_cores=worker,
+        broker_cores=broker,
+        bench_cores=bench,
+        machine_cores=machine,
         # Everything else on the machine (a training job, other engineers): contention.
-        "other_cores": None if machine is None else round(max(0.0, machine - known), 3),
+        other_cores=None if machine is None else round(max(0.0, machine - known), 3),
         # Run-queue waits (schedstat): s waiting for a CPU per s on one, per process
-        "worker_wait_per_run": _wait_per_run(start.worker_sched, end.worker_sched),
-        "model_process_wait_per_run": _wait_per_run(start.model_sched, end.model_sched),
-        "broker_wait_per_run": _wait_per_run(start.broker_sched, end.broker_sched),
-        "model_process_cpu_s": None if model_cpu is None else round(model_cpu, 3),
-    }
+        worker_wait_per_run=_wait_per_run(start.worker_sched, end.worker_sched),
+        model_process_wait_per_run=_wait_per_run(start.model_sched, end.model_sched),
+        broker_wait_per_run=_wait_per_run(start.broker_sched, end.broker_sched),
+        model_process_cpu_s=None if model_cpu is None else round(model_cpu, 3),
+    )
 
 
-def busy_processes(window_s: float = 1.0, min_cores: float = 0.2) -> list[dict[str, Any]]:
+def busy_processes(window_s: float = 1.0, min_cores: float = 0.2) -> list[BusyProcess]:
     """Processes using at least ``min_cores`` over a short window: who else is on the CPU."""
 
     def snapshot() -> dict[int, float]:
@@ -209,8 +210,8 @@ def busy_processes(window_s: float = 1.0, min_cores: float = 0.2) -> list[dict[s
                 cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()  # noqa: SIM115
             except OSError:
                 cmd = "?"
-            busy.append({"pid": pid, "cores": round(used, 2), "cmd": cmd.strip()[:160]})
-    return sorted(busy, key=lambda p: -float(p["cores"]))
+            busy.append(BusyProcess(pid=pid, cores=round(used, 2), cmd=cmd.strip()[:160]))
+    return sorted(busy, key=lambda p: -p.cores)
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -25,6 +25,15 @@ from streamproc.tools.bench.load import (
     ResultCollector,
     cpu_sample,
     cpu_usage,
+)
+from streamproc.tools.bench.results import (
+    BatchSummary,
+    BurstOutcome,
+    FloorRow,
+    LatencySummary,
+    ModelUse,
+    Point,
+    Ramp,
 )
 from streamproc.tools.simulation import percentile
 
@@ -120,17 +129,17 @@ class BenchWorker:
 
 
 # --- one load point ------------------------------------------------------------------------------
-def _lat_summary(values: list[float]) -> dict[str, float]:
+def _lat_summary(values: list[float]) -> LatencySummary:
     if not values:
-        return {}
+        return LatencySummary()
     ordered = sorted(values)
-    return {
-        "p50": round(percentile(ordered, 50, presorted=True), 2),
-        "p95": round(percentile(ordered, 95, presorted=True), 2),
-        "p99": round(percentile(ordered, 99, presorted=True), 2),
-        "max": round(ordered[-1], 2),
-        "mean": round(sum(ordered) / len(ordered), 2),
-    }
+    return LatencySummary(
+        p50=round(percentile(ordered, 50, presorted=True), 2),
+        p95=round(percentile(ordered, 95, presorted=True), 2),
+        p99=round(percentile(ordered, 99, presorted=True), 2),
+        max=round(ordered[-1], 2),
+        mean=round(sum(ordered) / len(ordered), 2),
+    )
 
 
 def _p99_by_second(outcomes: Sequence[Outcome]) -> list[float]:
@@ -147,17 +156,17 @@ def _p99_by_second(outcomes: Sequence[Outcome]) -> list[float]:
     ]
 
 
-def _batch_summary(sizes: list[int]) -> dict[str, float]:
+def _batch_summary(sizes: list[int]) -> BatchSummary:
     """Batch sizes as events saw them (event-weighted: the batch a typical event ran in)."""
     if not sizes:
-        return {}
+        return BatchSummary()
     ordered = sorted(sizes)
-    return {
-        "event_p50": ordered[len(ordered) // 2],
-        "event_mean": round(sum(ordered) / len(ordered), 1),
-        "max": ordered[-1],
-        "batches_est": round(sum(1.0 / s for s in ordered if s > 0)),
-    }
+    return BatchSummary(
+        event_p50=ordered[len(ordered) // 2],
+        event_mean=round(sum(ordered) / len(ordered), 1),
+        max=ordered[-1],
+        batches_est=round(sum(1.0 / s for s in ordered if s > 0)),
+    )
 
 
 def _wait(condition: Any, timeout_s: float, what: str, step_s: float = 0.05) -> None:
@@ -180,7 +189,7 @@ def run_point(
     duration_s: float,
     burst: int = 0,
     broker_pid: int | None = None,
-) -> dict[str, Any]:
+) -> Point:
     """Measure one contender at one load profile (``worker=None``: the broker alone, one hop)."""
     uid = uuid.uuid4().hex[:10]
     names = {
@@ -298,80 +307,82 @@ def run_point(
         ((load.last_send_ms or 0) - (load.first_send_ms or 0)) / 1000.0 if load.sent > 1 else 0.0
     )
     offered_achieved = (load.sent - burst - 1) / send_span_s if send_span_s > 0 else 0.0
-    lat = _lat_summary(latencies)
-    result: dict[str, Any] = {
-        "contender": contender.name if contender else "broker",
-        "profile": "burst" if burst else "rate",
-        "offered_eps": rate,
-        "offered_achieved_eps": round(offered_achieved, 1),
-        "measured_s": round(end_wall - t_measure, 2),
-        "sent": load.sent,
-        "delivered": delivered_all,
-        "undelivered": load.sent - delivered_all,
-        "ramp": {"seconds": ramp_s, "events": len(ramp), "latency_ms": _lat_summary(ramp)},
-        "duplicates": collector.duplicates,
-        "throughput_eps": round(throughput, 1),
-        "latency_ms": lat,
-        "worker_latency_ms": _lat_summary(worker_lat),
-        # Where in the point the tail lives: a slow start or a pause shows as one bad second.
-        "p99_by_second_ms": _p99_by_second(outcomes),
-        "batch": _batch_summary([o.batch_size for o in outcomes if o.batch_size]),
-        "cpu": cpu_usage(cpu0, cpu1),
-        "errors": collector.errors[:5],
-        "stopped_cleanly": stopped_cleanly,
-    }
+    cpu = cpu_usage(cpu0, cpu1)
     work = {k: counters1.get(k, 0.0) - counters0.get(k, 0.0) for k in counters1}
+    model: ModelUse | None = None
     if work:
         wall = max(1e-9, end_wall - t_measure)
-        result["model"] = {
-            "batches": int(work["batches"]),
-            "busy_fraction": round(work["inference_s"] / wall, 3),
-            "ms_per_event": round(1000 * work["inference_s"] / max(1.0, work["events"]), 3),
+        events = max(1.0, work["events"])
+        model_cpu = cpu.model_process_cpu_s  # a model process: its CPU time (loop included)
+        model = ModelUse(
+            batches=int(work["batches"]),
+            busy_fraction=round(work["inference_s"] / wall, 3),
+            ms_per_event=round(1000 * work["inference_s"] / events, 3),
             # The call as the pipeline waits for it: hand-off to the model's thread or process,
             # the model, and the answer's way back.
-            "call_ms_per_event": round(1000 * work["call_s"] / max(1.0, work["events"]), 3),
-        }
-        model_cpu = result["cpu"].get("model_process_cpu_s")
-        if model_cpu is not None:  # a model process: its CPU time (serving loop included)
-            result["model"]["cpu_ms_per_event"] = round(
-                1000 * model_cpu / max(1.0, work["events"]), 3
-            )
-    worker_cores = result["cpu"].get("worker_cores")
-    if worker_cores is not None and outcomes:
-        result["cpu"]["worker_ms_per_event"] = round(
-            1000 * worker_cores * (end_wall - t_measure) / len(outcomes), 3
+            call_ms_per_event=round(1000 * work["call_s"] / events, 3),
+            cpu_ms_per_event=None if model_cpu is None else round(1000 * model_cpu / events, 3),
         )
+    if cpu.worker_cores is not None and outcomes:
+        per_event = 1000 * cpu.worker_cores * (end_wall - t_measure) / len(outcomes)
+        cpu = replace(cpu, worker_ms_per_event=round(per_event, 3))
+    burst_outcome: BurstOutcome | None = None
+    lag_kept: tuple[tuple[float, int], ...] | None = None
     if burst:
         burst_outcomes = [o for k, o in collector.outcomes.items() if k.startswith("b-")]
         first_burst = load.burst_sent_ms[0] if load.burst_sent_ms else None
-        result["burst"] = {
-            "events": burst,
-            "at_s": cfg.burst_at_s,
-            "steady_eps": rate,
-            "peak_lag": max((lag for _, lag in lag_series), default=0),
-            "drained": len(burst_outcomes) >= burst,
-            "drain_s": (
+        burst_outcome = BurstOutcome(
+            events=burst,
+            at_s=cfg.burst_at_s,
+            steady_eps=rate,
+            peak_lag=max((lag for _, lag in lag_series), default=0),
+            drained=len(burst_outcomes) >= burst,
+            drain_s=(
                 round((max(o.received_ms for o in burst_outcomes) - first_burst) / 1000.0, 2)
                 if first_burst is not None and len(burst_outcomes) >= burst
                 else None
             ),
-            "burst_delivered": len(burst_outcomes),
-        }
+            burst_delivered=len(burst_outcomes),
+        )
         step = max(1, len(lag_series) // 600)
-        result["lag_series"] = lag_series[::step]
-    result["saturated"], result["saturation_reason"] = _saturation(result)
-    return result
+        lag_kept = tuple(lag_series[::step])
+    point = Point(
+        contender=contender.name if contender else "broker",
+        profile="burst" if burst else "rate",
+        offered_eps=rate,
+        offered_achieved_eps=round(offered_achieved, 1),
+        measured_s=round(end_wall - t_measure, 2),
+        sent=load.sent,
+        delivered=delivered_all,
+        undelivered=load.sent - delivered_all,
+        ramp=Ramp(seconds=ramp_s, events=len(ramp), latency_ms=_lat_summary(ramp)),
+        duplicates=collector.duplicates,
+        throughput_eps=round(throughput, 1),
+        latency_ms=_lat_summary(latencies),
+        worker_latency_ms=_lat_summary(worker_lat),
+        # Where in the point the tail lives: a slow start or a pause shows as one bad second.
+        p99_by_second_ms=tuple(_p99_by_second(outcomes)),
+        batch=_batch_summary([o.batch_size for o in outcomes if o.batch_size]),
+        cpu=cpu,
+        errors=tuple(collector.errors[:5]),
+        stopped_cleanly=stopped_cleanly,
+        model=model,
+        burst=burst_outcome,
+        lag_series=lag_kept,
+    )
+    saturated, reason = _saturation(point)
+    return replace(point, saturated=saturated, saturation_reason=reason)
 
 
-def _saturation(point: dict[str, Any]) -> tuple[bool, str]:
-    if point["profile"] != "rate":
+def _saturation(point: Point) -> tuple[bool, str]:
+    if point.profile != "rate":
         return False, ""
-    offered = point["offered_achieved_eps"] or point["offered_eps"]
-    if point["undelivered"] > 0:
-        return True, f"{point['undelivered']} events undelivered at the cut-off"
-    if point["throughput_eps"] < 0.9 * offered:
-        return True, f"delivered {point['throughput_eps']:.0f}/s < 0.9 × offered {offered:.0f}/s"
-    p99 = point["latency_ms"].get("p99", 0.0)
+    offered = point.offered_achieved_eps or point.offered_eps
+    if point.undelivered > 0:
+        return True, f"{point.undelivered} events undelivered at the cut-off"
+    if point.throughput_eps < 0.9 * offered:
+        return True, f"delivered {point.throughput_eps:.0f}/s < 0.9 × offered {offered:.0f}/s"
+    p99 = point.latency_ms.p99 or 0.0
     if p99 > EXPLODED_P99_MS:
         return True, f"p99 {p99:.0f} ms > {EXPLODED_P99_MS:.0f} ms"
     return False, ""
@@ -384,12 +395,12 @@ IDLE_GAP_S = 0.002
 # --- floors: model time alone --------------------------------------------------------------------
 def model_floor(
     model: Any, texts: Sequence[str], sizes: Sequence[int], *, idle_gap_s: float = 0.0
-) -> dict[str, Any]:
+) -> dict[int, FloorRow]:
     """Median ``predict_batch`` seconds per batch size (real texts, warmed, ≥ 5 repetitions).
 
     ``idle_gap_s``: sleep that long before each call, as a worker at low rates idles between
     batches (its caches go cold: a different floor from back-to-back calls)."""
-    out: dict[str, Any] = {}
+    out: dict[int, FloorRow] = {}
     for size in sorted(set(sizes)):
         batches = [[texts[(k * size + i) % len(texts)] for i in range(size)] for k in range(8)]
         model.predict_batch(batches[0])
@@ -404,10 +415,10 @@ def model_floor(
             timings.append(time.perf_counter() - t)
             k += 1
         median_s = sorted(timings)[len(timings) // 2]
-        out[str(size)] = {
-            "batch_ms": round(median_s * 1000, 3),
-            "per_event_ms": round(median_s * 1000 / size, 4),
-            "ceiling_eps": round(size / median_s, 1),
-            "reps": k,
-        }
+        out[size] = FloorRow(
+            batch_ms=round(median_s * 1000, 3),
+            per_event_ms=round(median_s * 1000 / size, 4),
+            ceiling_eps=round(size / median_s, 1),
+            reps=k,
+        )
     return out

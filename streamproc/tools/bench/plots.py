@@ -7,12 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from streamproc.plotting import pyplot
+from streamproc.tools.bench.results import BenchResults, LatencySummary, Point
 from streamproc.tools.bench.targets import TARGET_P99_MS, rate_points
 
 __all__ = ["write_plots"]
 
 
-def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
+def _ms(lat: LatencySummary, q: str) -> float:
+    """``lat``'s ``q`` ("p50", "p99"), at least 0.1 ms for a log axis (none recorded: 0.1)."""
+    value: float | None = getattr(lat, q)
+    return max(0.1, 0.0 if value is None else value)
+
+
+def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
     plt = pyplot("the benchmark plots")
     if plt is None:
         return []
@@ -33,15 +40,15 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
             rates = sorted(pts)
             ax.plot(
                 rates,
-                [max(0.1, pts[r]["latency_ms"].get(q, 0.0)) for r in rates],
+                [_ms(pts[r].latency_ms, q) for r in rates],
                 marker="o",
                 label=name,
                 **styles.get(name, {}),
             )
-            sat = [r for r in rates if pts[r]["saturated"]]
+            sat = [r for r in rates if pts[r].saturated]
             ax.scatter(
                 sat,
-                [max(0.1, pts[r]["latency_ms"].get(q, 0.0)) for r in sat],
+                [_ms(pts[r].latency_ms, q) for r in sat],
                 s=140,
                 facecolors="none",
                 edgecolors="red",
@@ -58,7 +65,7 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ms (log)")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"streamproc bench — {results['environment']['student_version']}", fontsize=10)
+    fig.suptitle(f"streamproc bench — {results.environment.student_version}", fontsize=10)
     fig.tight_layout()
     paths.append(out_dir / "latency_vs_load.png")
     fig.savefig(paths[-1], dpi=110)
@@ -71,7 +78,7 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         top = max(top, *rates)
         ax.plot(
             rates,
-            [pts[r]["throughput_eps"] for r in rates],
+            [pts[r].throughput_eps for r in rates],
             marker="o",
             label=name,
             **styles.get(name, {}),
@@ -89,17 +96,17 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for p in results["points"]:
-        if p.get("profile") != "burst" or "skipped" in p:
+    for p in results.points:
+        if not isinstance(p, Point) or p.profile != "burst" or p.burst is None:
             continue
-        series = p.get("lag_series") or []
+        series = p.lag_series or ()
         ax.plot(
             [t for t, _ in series],
             [max(1, lag) for _, lag in series],
-            label=p["contender"],
-            **styles.get(p["contender"], {}),
+            label=p.contender,
+            **styles.get(p.contender, {}),
         )
-        ax.axvline(p["burst"]["at_s"], color="0.85", linewidth=0.8)
+        ax.axvline(p.burst.at_s, color="0.85", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the load started (burst at the grey line)")
     ax.set_ylabel("lag: sent, not yet predicted (log)")

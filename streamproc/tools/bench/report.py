@@ -1,14 +1,14 @@
 """``streamproc bench`` results as Markdown: the full report, the README snippet, the summary
-printed at the end of a run. Rebuild them from a saved ``bench.json`` with :func:`write_reports`.
+printed at the end of a run. :func:`rerender` rebuilds them from a saved ``bench.json``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from streamproc.tools.bench.plots import write_plots
+from streamproc.tools.bench.results import BenchResults, FloorTable, Point, SkippedPoint
 from streamproc.tools.bench.targets import (
     capacity,
     fmt,
@@ -18,29 +18,36 @@ from streamproc.tools.bench.targets import (
     verdict_word,
 )
 
-__all__ = ["headline_rows", "markdown", "readme_snippet", "summary_lines", "write_reports"]
+__all__ = [
+    "headline_rows",
+    "markdown",
+    "readme_snippet",
+    "rerender",
+    "summary_lines",
+    "write_reports",
+]
 
 
-def headline_rows(results: dict[str, Any]) -> list[list[str]]:
+def headline_rows(results: BenchResults) -> list[list[str]]:
     """Per contender: capacity, rate held at p99 ≤ 100 ms, p99 at the lowest rate, burst drain."""
     by = rate_points(results)
-    bursts = {p["contender"]: p for p in results["points"] if p.get("profile") == "burst"}
+    bursts = {p.contender: p for p in results.points if p.profile == "burst"}
     rows = []
-    for name, contender in results["contenders"].items():
+    for name, contender in results.contenders.items():
         pts = by.get(name, {})
         if not pts:
             continue
         cap, sat = capacity(pts.values())
         low = pts[min(pts)]
-        burst = bursts.get(name, {})
-        if "skipped" in burst:
+        burst = bursts.get(name)
+        if isinstance(burst, SkippedPoint):
             drain = "never (saturated)"
-        elif burst:
-            b = burst["burst"]
-            drain = f"{b['drain_s']:.1f} s" if b["drain_s"] is not None else "not drained"
+        elif burst is not None and burst.burst is not None:
+            b = burst.burst
+            drain = f"{b.drain_s:.1f} s" if b.drain_s is not None else "not drained"
         else:
             drain = "–"
-        cpu = low["cpu"].get("worker_ms_per_event")
+        cpu = low.cpu.worker_ms_per_event
         rows.append(
             [
                 f"{name} ({contender['description']})",
@@ -70,18 +77,18 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def markdown(results: dict[str, Any]) -> str:
-    env, cfg = results["environment"], results["config"]
+def markdown(results: BenchResults) -> str:
+    env, cfg = results.environment, results.config
     lines = [
         "# streamproc bench: end-to-end latency and throughput",
         "",
-        f"Command: `{results['command']}`  ",
-        f"Started {env['started_at']}, took {env.get('wall_s', '?')} s. Machine: {env['machine']}; "
-        f"broker: {env.get('broker')}; model: `{env['student_version']}` "
-        f"({env['artifact_choice']}; served by {env.get('student_runtime', 'torch')}); "
+        f"Command: `{results.command}`  ",
+        f"Started {env.started_at}, took {env.wall_s} s. Machine: {env.machine}; "
+        f"broker: {env.broker}; model: `{env.student_version}` "
+        f"({env.artifact_choice}; served by {env.student_runtime}); "
         f"model threads per worker: {cfg['model_threads']}; "
         f"GIL switch interval: {cfg.get('switch_interval_s') or 'Python default (5 ms)'}; "
-        f"texts: {env['texts']}.",
+        f"texts: {env.texts}.",
         "",
         "Latency is **received time**: the bench consumer's clock when the prediction arrived "
         "minus the event's send stamp (`ts`), so it includes both Kafka hops and the worker. "
@@ -98,16 +105,16 @@ def markdown(results: dict[str, Any]) -> str:
         "on the machine during the point (contention).",
         "",
     ]
-    load_before = ", ".join(f"{x:.2f}" for x in env["load_avg_before"])
-    busy = env.get("busy_processes_before") or []
+    load_before = ", ".join(f"{x:.2f}" for x in env.load_avg_before)
+    busy = env.busy_processes_before
     lines.append(f"Load average before the run: {load_before}.")
     if busy:
         lines.append(
             "Busy processes before the run: "
-            + "; ".join(f"{b['cores']} cores `{b['cmd'][:70]}`" for b in busy)
+            + "; ".join(f"{b.cores} cores `{b.cmd[:70]}`" for b in busy)
             + "."
         )
-    for note in results.get("notes", []):
+    for note in results.notes:
         lines.append(f"Note: {note}.")
     lines += ["", "## Headline", ""]
     lines += _table(_HEADLINE_HEADER, headline_rows(results))
@@ -118,8 +125,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += ["## Targets (adaptive batching, then the hot path)", ""]
-    for t in results["targets"]:
-        lines.append(f"- **{verdict_word(t['met'])}** — {t['name']}: {t['detail']}")
+    for t in results.targets:
+        lines.append(f"- **{verdict_word(t.met)}** — {t.name}: {t.detail}")
     lines += ["", "## Rate sweep", ""]
     header = [
         "contender", "offered", "delivered ev/s", "p50", "p95", "p99", "max", "worker p99",
@@ -127,30 +134,30 @@ def markdown(results: dict[str, Any]) -> str:
         "worker cores", "CPU ms/ev", "other cores", "status",
     ]  # fmt: skip
     rows = []
-    for p in results["points"]:
-        if p.get("profile") != "rate":
+    for p in results.points:
+        if not isinstance(p, Point) or p.profile != "rate":
             continue
-        lat, cpu, batch = p["latency_ms"], p["cpu"], p["batch"]
+        lat, cpu, batch, model = p.latency_ms, p.cpu, p.batch, p.model
         rows.append(
             [
-                p["contender"],
-                f"{p['offered_eps']:g}",
-                f"{p['throughput_eps']:,.0f}",
-                fmt(lat.get("p50")),
-                fmt(lat.get("p95")),
-                fmt(lat.get("p99")),
-                fmt(lat.get("max")),
-                fmt(p["worker_latency_ms"].get("p99")),
-                fmt(((p.get("ramp") or {}).get("latency_ms") or {}).get("p99")),
-                f"{batch.get('event_p50', '–')}/{batch.get('event_mean', '–')}",
-                fmt((p.get("model") or {}).get("busy_fraction"), 2),
-                fmt((p.get("model") or {}).get("ms_per_event"), 3),
-                fmt((p.get("model") or {}).get("call_ms_per_event"), 3),
-                fmt(cpu.get("model_process_wait_per_run"), 2),
-                fmt(cpu.get("worker_cores"), 2),
-                fmt(cpu.get("worker_ms_per_event"), 2),
-                fmt(cpu.get("other_cores"), 2),
-                ("SATURATED: " + p["saturation_reason"]) if p["saturated"] else "ok",
+                p.contender,
+                f"{p.offered_eps:g}",
+                f"{p.throughput_eps:,.0f}",
+                fmt(lat.p50),
+                fmt(lat.p95),
+                fmt(lat.p99),
+                fmt(lat.max),
+                fmt(p.worker_latency_ms.p99),
+                fmt(p.ramp.latency_ms.p99 if p.ramp else None),
+                f"{_or_dash(batch.event_p50)}/{_or_dash(batch.event_mean)}",
+                fmt(model.busy_fraction if model else None, 2),
+                fmt(model.ms_per_event if model else None, 3),
+                fmt(model.call_ms_per_event if model else None, 3),
+                fmt(cpu.model_process_wait_per_run, 2),
+                fmt(cpu.worker_cores, 2),
+                fmt(cpu.worker_ms_per_event, 2),
+                fmt(cpu.other_cores, 2),
+                ("SATURATED: " + p.saturation_reason) if p.saturated else "ok",
             ]
         )
     lines += _table(header, rows)
@@ -183,32 +190,37 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _burst_lines(results: dict[str, Any]) -> list[str]:
+def _or_dash(value: float | None) -> str:
+    return "–" if value is None else str(value)
+
+
+def _burst_lines(results: BenchResults) -> list[str]:
     header = [
         "contender", "steady ev/s", "burst", "peak lag", "drain s", "p50", "p99", "max",
         "delivered/sent", "worker cores", "other cores",
     ]  # fmt: skip
     rows = []
-    for p in results["points"]:
-        if p.get("profile") != "burst":
+    for p in results.points:
+        if p.profile != "burst":
             continue
-        if "skipped" in p:
-            rows.append([p["contender"], "–", "–", "–", "–", "–", "–", "–", p["skipped"], "–", "–"])
+        if isinstance(p, SkippedPoint):
+            rows.append([p.contender, "–", "–", "–", "–", "–", "–", "–", p.skipped, "–", "–"])
             continue
-        b, lat = p["burst"], p["latency_ms"]
+        b, lat = p.burst, p.latency_ms
+        assert b is not None  # a measured burst point records its burst
         rows.append(
             [
-                p["contender"],
-                f"{b['steady_eps']:g}",
-                f"{b['events']:,}",
-                f"{b['peak_lag']:,}",
-                fmt(b["drain_s"], 2) if b["drained"] else f"not drained ({b['burst_delivered']:,})",
-                fmt(lat.get("p50")),
-                fmt(lat.get("p99")),
-                fmt(lat.get("max")),
-                f"{p['delivered']:,}/{p['sent']:,}",
-                fmt(p["cpu"].get("worker_cores"), 2),
-                fmt(p["cpu"].get("other_cores"), 2),
+                p.contender,
+                f"{b.steady_eps:g}",
+                f"{b.events:,}",
+                f"{b.peak_lag:,}",
+                fmt(b.drain_s, 2) if b.drained else f"not drained ({b.burst_delivered:,})",
+                fmt(lat.p50),
+                fmt(lat.p99),
+                fmt(lat.max),
+                f"{p.delivered:,}/{p.sent:,}",
+                fmt(p.cpu.worker_cores, 2),
+                fmt(p.cpu.other_cores, 2),
             ]
         )
     if not rows:
@@ -221,21 +233,21 @@ def _burst_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def _floor_lines(results: dict[str, Any]) -> list[str]:
-    floors = results["floors"]
+def _floor_lines(results: BenchResults) -> list[str]:
+    floors = results.floors
     by = rate_points(results)
     lines = ["Broker alone (produce → consume, one hop, no worker):", ""]
-    for p in floors.get("broker_one_hop", []):
-        lat = p["latency_ms"]
+    for p in floors.broker_one_hop:
+        lat = p.latency_ms
         lines.append(
-            f"- {p['offered_eps']:g}/s: p50 {fmt(lat.get('p50'))} ms, p99 {fmt(lat.get('p99'))} "
-            f"ms, max {fmt(lat.get('max'))} ms ({p['delivered']:,}/{p['sent']:,} delivered)"
+            f"- {p.offered_eps:g}/s: p50 {fmt(lat.p50)} ms, p99 {fmt(lat.p99)} "
+            f"ms, max {fmt(lat.max)} ms ({p.delivered:,}/{p.sent:,} delivered)"
         )
-    model = floors.get("model_student", {})
-    eager = floors.get("model_student_torch", {})
-    gapped = floors.get("model_student_idle_gaps", {})
-    teacher = floors.get("model_teacher", {})
-    runtime = results["environment"].get("student_runtime", "torch")
+    model = floors.model_student
+    eager = floors.model_student_torch
+    gapped = floors.model_student_idle_gaps
+    teacher = floors.model_teacher
+    runtime = results.environment.student_runtime
     lines += [
         "",
         "Model time alone (`predict_batch`, median, same thread count as the worker):",
@@ -243,7 +255,7 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     ]
     header = ["model", "batch", "ms/batch", "ms/event", "ceiling ev/s"]
     rows = [
-        [name, size, fmt(m["batch_ms"], 2), fmt(m["per_event_ms"], 3), f"{m['ceiling_eps']:,.0f}"]
+        [name, str(size), fmt(m.batch_ms, 2), fmt(m.per_event_ms, 3), f"{m.ceiling_eps:,.0f}"]
         for name, table in (
             (f"student ({runtime})", model),
             (f"student ({runtime}), 2-ms idle gap before each call", gapped),
@@ -278,7 +290,7 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
             table = eager
         for rate, p in sorted(pts.items()):
             floor = passthrough.get(rate)
-            size = int(p["batch"].get("event_p50", 1) or 1)
+            size = int(p.batch.event_p50 or 1)
             ceiling = _nearest(table, size)
             rows.append(
                 [
@@ -289,7 +301,7 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
                     fmt(point_p99(p) - point_p99(floor)) if floor else "–",
                     str(size),
                     f"{ceiling:,.0f}" if ceiling else "–",
-                    f"{p['throughput_eps'] / ceiling:.0%}" if ceiling else "–",
+                    f"{p.throughput_eps / ceiling:.0%}" if ceiling else "–",
                 ]
             )
     lines += _table(header, rows)
@@ -307,22 +319,22 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _nearest(table: dict[str, Any], size: int) -> float | None:
+def _nearest(table: FloorTable, size: int) -> float | None:
     if not table:
         return None
-    key = min(table, key=lambda k: abs(int(k) - size))
-    return float(table[key]["ceiling_eps"])
+    key = min(table, key=lambda k: abs(k - size))
+    return float(table[key].ceiling_eps)
 
 
-def readme_snippet(results: dict[str, Any], out_dir: Path) -> str:
+def readme_snippet(results: BenchResults, out_dir: Path) -> str:
     rel = out_dir.as_posix().rstrip("/")
-    env = results["environment"]
+    env = results.environment
     lines = [
         "## Benchmark",
         "",
         "One worker, one local Kafka broker, the load generator and the consumer, all on one "
-        f"machine ({env['machine'].split(',')[1].strip()}); model `{env['student_version']}`, "
-        f"{results['config']['model_threads']} model thread(s) in the worker. End-to-end latency "
+        f"machine ({env.machine.split(',')[1].strip()}); model `{env.student_version}`, "
+        f"{results.config['model_threads']} model thread(s) in the worker. End-to-end latency "
         "= prediction received − event sent.",
         "",
         *_table(_HEADLINE_HEADER, headline_rows(results)),
@@ -330,24 +342,29 @@ def readme_snippet(results: dict[str, Any], out_dir: Path) -> str:
         f"![latency vs offered load]({rel}/latency_vs_load.png)",
         "",
     ]
-    for t in results["targets"]:
-        lines.append(f"- {verdict_word(t['met'])}: {t['name']} — {t['detail']}")
+    for t in results.targets:
+        lines.append(f"- {verdict_word(t.met)}: {t.name} — {t.detail}")
     lines += [
         "",
         f"Full tables, floors and plots: [{rel}/bench.md]({rel}/bench.md). Reproduce with:",
         "",
         "```",
-        results["command"],
+        results.command,
         "```",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write_reports(
+    results: BenchResults, out_dir: Path, *, json_too: bool = True
+) -> dict[str, Path]:
+    """Write bench.json, bench.md, the plots and README-snippet.md into ``out_dir``; returns their
+    paths. ``json_too=False`` leaves bench.json as it is (:func:`rerender`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "bench.json", "markdown": out_dir / "bench.md"}
-    paths["json"].write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if json_too:
+        paths["json"].write_text(json.dumps(results.to_json(), indent=1, default=str) + "\n")
     paths["markdown"].write_text(markdown(results) + "\n")
     for png in write_plots(results, out_dir):
         paths[png.stem] = png
@@ -356,7 +373,14 @@ def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def summary_lines(results: dict[str, Any]) -> list[str]:
+def rerender(out_dir: Path) -> dict[str, Path]:
+    """Rewrite bench.md, the plots and README-snippet.md from an existing bench.json (which is
+    left as it is)."""
+    results = BenchResults.from_json(json.loads((out_dir / "bench.json").read_text()))
+    return write_reports(results, out_dir, json_too=False)
+
+
+def summary_lines(results: BenchResults) -> list[str]:
     lines = ["", *_table(_HEADLINE_HEADER, headline_rows(results)), ""]
-    lines += [f"{verdict_word(t['met'])}: {t['name']} — {t['detail']}" for t in results["targets"]]
+    lines += [f"{verdict_word(t.met)}: {t.name} — {t.detail}" for t in results.targets]
     return lines

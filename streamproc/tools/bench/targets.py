@@ -1,4 +1,4 @@
-"""The benchmark's targets, judged from the results dict (pure functions: no Kafka, no torch).
+"""The benchmark's targets, judged from the typed results (pure functions: no Kafka, no torch).
 
 What is judged, always against what was measured in the same run, never assumed:
 
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from streamproc.tools.bench.contenders import FIXED_POLICIES
+from streamproc.tools.bench.results import BenchResults, FloorRow, FloorTable, Point, Target
 
 __all__ = [
     "TARGET_P99_MS",
+    "CpuBudget",
     "capacity",
     "cpu_budget",
     "evaluate_targets",
@@ -38,37 +41,39 @@ __all__ = [
 TARGET_P99_MS = 100.0
 
 
-def rate_points(results: dict[str, Any]) -> dict[str, dict[float, dict[str, Any]]]:
-    by: dict[str, dict[float, dict[str, Any]]] = defaultdict(dict)
-    for p in results["points"]:
-        if p.get("profile") == "rate" and "skipped" not in p:
-            by[p["contender"]][float(p["offered_eps"])] = p
+def rate_points(results: BenchResults) -> dict[str, dict[float, Point]]:
+    """The rate sweep's points: contender -> offered rate -> point."""
+    by: dict[str, dict[float, Point]] = defaultdict(dict)
+    for p in results.points:
+        if isinstance(p, Point) and p.profile == "rate":
+            by[p.contender][float(p.offered_eps)] = p
     return by
 
 
-def point_p99(point: dict[str, Any]) -> float:
-    return float(point["latency_ms"].get("p99", float("inf")))
+def point_p99(point: Point) -> float:
+    p99 = point.latency_ms.p99
+    return float("inf") if p99 is None else float(p99)
 
 
-def capacity(points: Iterable[dict[str, Any]]) -> tuple[float, bool]:
+def capacity(points: Iterable[Point]) -> tuple[float, bool]:
     """(highest delivered ev/s, whether the sweep reached saturation — i.e. it is the capacity)."""
     pts = list(points)
     if not pts:
         return 0.0, False
-    return max(p["throughput_eps"] for p in pts), any(p["saturated"] for p in pts)
+    return max(p.throughput_eps for p in pts), any(p.saturated for p in pts)
 
 
-def held_rate(points: Iterable[dict[str, Any]], p99_ms: float = TARGET_P99_MS) -> float:
+def held_rate(points: Iterable[Point], p99_ms: float = TARGET_P99_MS) -> float:
     """Highest offered rate delivered in full with p99 ≤ ``p99_ms`` (0 if none)."""
-    ok = [p["offered_eps"] for p in points if not p["saturated"] and point_p99(p) <= p99_ms]
+    ok = [p.offered_eps for p in points if not p.saturated and point_p99(p) <= p99_ms]
     return float(max(ok, default=0.0))
 
 
-def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+def evaluate_targets(results: BenchResults) -> list[Target]:
     """One entry per target: ``met`` is True, False, or None (the run cannot decide it)."""
     by = rate_points(results)
     adaptive, per_event = by.get("adaptive", {}), by.get("per-event", {})
-    out: list[dict[str, Any]] = []
+    out: list[Target] = []
 
     # 1. throughput ratio, same model
     a_cap, a_sat = capacity(adaptive.values())
@@ -146,16 +151,16 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         p
         for r, p in adaptive.items()
         if r >= 3000
-        and not p["saturated"]
-        and p["offered_achieved_eps"] >= 0.98 * 3000
-        and p["throughput_eps"] >= 0.95 * p["offered_achieved_eps"]
+        and not p.saturated
+        and p.offered_achieved_eps >= 0.98 * 3000
+        and p.throughput_eps >= 0.95 * p.offered_achieved_eps
     ]
     good = [p for p in candidates if point_p99(p) <= TARGET_P99_MS]
     held = held_rate(adaptive.values())
     if good:
-        top = max(good, key=lambda p: p["offered_eps"])
+        top = max(good, key=lambda p: p.offered_eps)
         detail = (
-            f"{top['offered_eps']:g}/s offered, {top['throughput_eps']:,.0f} delivered/s, "
+            f"{top.offered_eps:g}/s offered, {top.throughput_eps:,.0f} delivered/s, "
             f"p99 {point_p99(top):.1f} ms"
         )
     else:
@@ -163,8 +168,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         detail = f"highest rate held with p99 ≤ 100 ms: {held:g}/s" + (
             "; at ≥ 3000/s: "
             + "; ".join(
-                f"{p['offered_eps']:g}/s → {p['throughput_eps']:,.0f}/s delivered, "
-                f"p99 {point_p99(p):.0f} ms" + (" (saturated)" if p["saturated"] else "")
+                f"{p.offered_eps:g}/s → {p.throughput_eps:,.0f}/s delivered, "
+                f"p99 {point_p99(p):.0f} ms" + (" (saturated)" if p.saturated else "")
                 for p in at3k
             )
             if at3k
@@ -182,12 +187,12 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out + hot_path_targets(results)
 
 
-def _idle_gap_note(back_to_back: dict[str, Any], gapped: dict[str, Any]) -> str:
+def _idle_gap_note(back_to_back: FloorTable, gapped: FloorTable) -> str:
     """The model alone, called after an idle gap vs back to back: the cold-cache share."""
     parts = [
-        f"batch {size} {gapped[size]['per_event_ms']:.3f} "
-        f"vs {back_to_back[size]['per_event_ms']:.3f} ms/ev"
-        for size in sorted(gapped, key=int)
+        f"batch {size} {gapped[size].per_event_ms:.3f} "
+        f"vs {back_to_back[size].per_event_ms:.3f} ms/ev"
+        for size in sorted(gapped)
         if size in back_to_back
     ]
     if not parts:
@@ -206,59 +211,65 @@ def _on_cpu_note(cpu_ms_per_event: float | None, alone_ms: float) -> str:
     )
 
 
+@dataclass(frozen=True)
+class CpuBudget:
+    cores: float  # the sum of parts, rounded to 0.01
+    parts: Mapping[str, float]  # cores by party: "model alone", "worker without model", …
+    detail: str  # the sentence the report quotes
+
+
 def cpu_budget(
     rate: float,
-    model_b64: dict[str, Any],
-    passthrough: dict[float, dict[str, Any]],
+    model_b64: FloorRow | None,
+    passthrough: Mapping[float, Point],
     machine_cores: int,
-) -> dict[str, Any] | None:
+) -> CpuBudget | None:
     """Cores the machine would need to run ``rate`` ev/s with the model, from this run's floors:
     the model alone at batch 64, plus the pass-through worker, broker and load generator at the
     pass-through point at or above ``rate`` with the least worker CPU per event (the most
     favourable reading). More than the machine's cores: the rate cannot hold here, whatever the
     pipeline does."""
-    per_event = model_b64.get("per_event_ms")
+    per_event = model_b64.per_event_ms if model_b64 is not None else None
     above = [
-        p
+        (p.cpu.worker_ms_per_event, p)
         for r, p in passthrough.items()
-        if r >= rate and not p["saturated"] and p["cpu"].get("worker_ms_per_event") is not None
+        if r >= rate and not p.saturated and p.cpu.worker_ms_per_event is not None
     ]
     if not per_event or not above:
         return None
-    best = min(above, key=lambda p: p["cpu"]["worker_ms_per_event"])
-    cpu = best["cpu"]
+    worker_ms, best = min(above, key=lambda wp: wp[0])
+    cpu = best.cpu
     parts = {
         "model alone": rate * per_event / 1000.0,
-        "worker without model": rate * cpu["worker_ms_per_event"] / 1000.0,
-        "broker": cpu.get("broker_cores") or 0.0,
-        "load generator": cpu.get("bench_cores") or 0.0,
+        "worker without model": rate * worker_ms / 1000.0,
+        "broker": cpu.broker_cores or 0.0,
+        "load generator": cpu.bench_cores or 0.0,
     }
     cores = sum(parts.values())
     detail = (
         f"CPU budget at {rate:,.0f} ev/s from this run's floors: ≈ {cores:.2f} cores of "
         f"{machine_cores} ("
         + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-        + f"; pass-through point {best['offered_eps']:g}/s)"
+        + f"; pass-through point {best.offered_eps:g}/s)"
     )
-    return {"cores": round(cores, 2), "parts": parts, "detail": detail}
+    return CpuBudget(round(cores, 2), parts, detail)
 
 
-def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+def hot_path_targets(results: BenchResults) -> list[Target]:
     """The hot-path targets, numbered 5–9 after the four batching targets of
     :func:`evaluate_targets`."""
     by = rate_points(results)
-    floors = results["floors"]
+    floors = results.floors
     passthrough, adaptive = by.get("passthrough", {}), by.get("adaptive", {})
-    model = floors.get("model_student", {})
-    out: list[dict[str, Any]] = []
+    model = floors.model_student
+    out: list[Target] = []
 
     # 5. the model-free worker: capacity and CPU per event, beside the broker alone
-    hops = floors.get("broker_one_hop", [])
-    broker = max((p["throughput_eps"] for p in hops), default=0.0)
+    broker = max((p.throughput_eps for p in floors.broker_one_hop), default=0.0)
     if passthrough:
         cap, sat = capacity(passthrough.values())
-        top = max(passthrough.values(), key=lambda p: p["throughput_eps"])
-        cpu = top["cpu"].get("worker_ms_per_event")
+        top = max(passthrough.values(), key=lambda p: p.throughput_eps)
+        cpu = top.cpu.worker_ms_per_event
         met = cap >= 8000 and cpu is not None and cpu <= 0.10
         out.append(
             _target(
@@ -267,40 +278,41 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 met,
                 f"capacity {cap:,.0f}{'' if sat else '+'} ev/s"
                 f"{'' if sat else ' (never saturated)'}, {fmt(cpu, 3)} ms CPU/event at "
-                f"{top['throughput_eps']:,.0f} ev/s; in the same run the broker alone (one hop) "
+                f"{top.throughput_eps:,.0f} ev/s; in the same run the broker alone (one hop) "
                 f"delivered {broker:,.0f} ev/s at the top offered rate",
             )
         )
     # 6. adaptive: rate held at p99 ≤ 100 ms vs the model-alone ceiling at batch 64
-    b64 = model.get("64", {}).get("ceiling_eps")
+    row64 = model.get(64)
+    b64 = row64.ceiling_eps if row64 is not None else None
     if adaptive and b64:
         held = held_rate(adaptive.values())
         share = held / b64
-        cores = results.get("environment", {}).get("cpus") or os.cpu_count() or 1
-        budget = cpu_budget(0.70 * b64, model.get("64", {}), passthrough, int(cores))
+        cores = results.environment.cpus or os.cpu_count() or 1
+        budget = cpu_budget(0.70 * b64, row64, passthrough, int(cores))
         out.append(
             _target(
                 6,
                 "adaptive holds p99 ≤ 100 ms up to ≥ 70% of the model-alone ceiling at batch 64",
                 share >= 0.70,
                 f"held {held:,.0f} ev/s = {share:.0%} of {b64:,.0f} ev/s "
-                f"(model alone, batch 64, {results['config'].get('model_threads', 1)} thread)"
-                + (f"; {budget['detail']}" if budget else ""),
+                f"(model alone, batch 64, {results.config.get('model_threads', 1)} thread)"
+                + (f"; {budget.detail}" if budget else ""),
                 share=round(share, 3),
-                cores_needed=budget["cores"] if budget else None,
+                cores_needed=budget.cores if budget else None,
             )
         )
     # 7. model time inside the worker vs alone, at the batch size it ran
     ratios = []
     for rate, p in sorted(adaptive.items()):
-        inside = (p.get("model") or {}).get("ms_per_event")
-        size = p["batch"].get("event_mean") or 0
+        inside = p.model.ms_per_event if p.model else None
+        size = p.batch.event_mean or 0
         alone = per_event_ms(model, float(size)) if size else None
-        if inside and alone and not p["saturated"] and rate >= 250:
+        if inside and alone and not p.saturated and rate >= 250:
             ratios.append((rate, inside / alone, inside, alone, size))
     if ratios:
         worst = max(ratios, key=lambda r: r[1])
-        on_cpu = {r: (adaptive[r].get("model") or {}).get("cpu_ms_per_event") for r, *_ in ratios}
+        on_cpu = {r: _model_cpu_ms(adaptive[r]) for r, *_ in ratios}
         out.append(
             _target(
                 7,
@@ -311,12 +323,13 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     + _on_cpu_note(on_cpu.get(r), a)
                     for r, x, i, a, b in ratios
                 )
-                + _idle_gap_note(model, floors.get("model_student_idle_gaps", {})),
+                + _idle_gap_note(model, floors.model_student_idle_gaps),
                 worst_ratio=round(worst[1], 2),
             )
         )
     # 8. low load: adaptive p99 ≤ pass-through p99 + batch-1 model time + 5 ms
-    batch1 = model.get("1", {}).get("batch_ms")
+    row1 = model.get(1)
+    batch1 = row1.batch_ms if row1 is not None else None
     low = sorted(r for r in adaptive if 25 <= r <= 100 and r in passthrough)
     if low and batch1 is not None:
         rows, ok = [], True
@@ -335,12 +348,16 @@ def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def per_event_ms(table: dict[str, Any], size: float) -> float | None:
+def _model_cpu_ms(point: Point) -> float | None:
+    return point.model.cpu_ms_per_event if point.model else None
+
+
+def per_event_ms(table: FloorTable, size: float) -> float | None:
     """Model-alone ms/event at ``size``, interpolated linearly in batch size between measured
     sizes (the table is measured at 1, 64, 256 and the sizes the adaptive contender ran)."""
     if not table:
         return None
-    points = sorted((int(k), float(v["batch_ms"])) for k, v in table.items())
+    points = sorted((k, float(v.batch_ms)) for k, v in table.items())
     lo = max((p for p in points if p[0] <= size), default=points[0])
     hi = min((p for p in points if p[0] >= size), default=points[-1])
     if hi[0] == lo[0]:
@@ -349,8 +366,10 @@ def per_event_ms(table: dict[str, Any], size: float) -> float | None:
     return batch_ms / size
 
 
-def _target(n: int, name: str, met: bool | None, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"target": n, "name": name, "met": met, "detail": detail, **extra}
+def _target(n: int, name: str, met: bool | None, detail: str, **extra: Any) -> Target:
+    if "worse_at" in extra:
+        extra["worse_at"] = tuple(extra["worse_at"])
+    return Target(n, name, met, detail, **extra, extras=tuple(extra))
 
 
 def verdict_word(met: bool | None) -> str:
