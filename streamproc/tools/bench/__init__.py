@@ -25,7 +25,8 @@ The package, one module per concern:
 - :mod:`.contenders`: what competes (batching policy, model, runtime, ingress/egress path);
 - :mod:`.measure`: one contender at one load point in a worker process, and the model-alone floors;
 - :mod:`.load`: the load generator and the collector of predictions (confluent-kafka threads);
-- :mod:`.worker`: the child process that serves a contender (``python -m``);
+- :mod:`.worker`: the child process that serves a contender (``python -m``), and
+  :class:`~.worker.BenchWorker`, the parent's handle on it (both ends of one protocol);
 - :mod:`.results` (and :mod:`.points`): what a run measured, typed, and its ``bench.json`` form;
 - :mod:`.targets`: the verdicts; :mod:`.report` and :mod:`.plots`: what is written;
 - :mod:`.command`: the whole run and the ``streamproc bench`` command.

@@ -3,17 +3,10 @@ profile, the predictions collected and summarised; and the model-alone floors.""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from queue import Empty, Queue
 from typing import Any
 
 from streamproc.errors import StreamprocError
@@ -35,9 +28,10 @@ from streamproc.tools.bench.results import (
     Point,
     Ramp,
 )
+from streamproc.tools.bench.worker import BenchWorker
 from streamproc.tools.simulation import percentile
 
-__all__ = ["IDLE_GAP_S", "WARMUP_EVENTS", "BenchConfig", "BenchWorker", "model_floor", "run_point"]
+__all__ = ["IDLE_GAP_S", "WARMUP_EVENTS", "BenchConfig", "model_floor", "run_point"]
 
 WARMUP_EVENTS = 32  # sent and awaited before a point's measurement starts
 
@@ -60,72 +54,6 @@ class BenchConfig:
     min_events: int = 0  # low rates run longer, so a p99 rests on at least this many events
     ramp_s: float = 1.0  # a rate point's load before its measurement starts (see run_point)
     switch_interval_s: float | None = None
-
-
-# --- the worker process --------------------------------------------------------------------------
-class BenchWorker:
-    """A :mod:`.worker` child serving one contender's model, driven by JSON lines."""
-
-    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamproc.tools.bench.worker", json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            bufsize=1,
-        )
-        self._lines: Queue[str] = Queue()
-        threading.Thread(target=self._read, name="bench-worker-reader", daemon=True).start()
-        self.ready = self._reply(timeout_s=180.0)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-
-    def _reply(self, timeout_s: float) -> dict[str, Any]:
-        try:
-            line = self._lines.get(timeout=timeout_s)
-        except Empty:
-            raise StreamprocError(
-                f"bench worker silent for {timeout_s:.0f}s{self._tail()}"
-            ) from None
-        reply: dict[str, Any] = json.loads(line)
-        if not reply.get("ok"):
-            raise StreamprocError(f"bench worker: {reply.get('error')}{self._tail()}")
-        return reply
-
-    def request(self, cmd: str, timeout_s: float = 90.0, **fields: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        if self.proc.poll() is not None:
-            raise StreamprocError(f"bench worker exited ({self.proc.returncode}){self._tail()}")
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
-        self.proc.stdin.flush()
-        return self._reply(timeout_s)
-
-    def close(self, *, kill: bool = False) -> None:
-        """``exit`` politely; ``kill=True`` when it still holds a backlog it would drain first."""
-        if self.proc.poll() is None and not kill:
-            with contextlib.suppress(Exception):
-                self.request("exit", timeout_s=60.0)
-                self.proc.wait(30)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-        self._log.close()
-
-    def _tail(self) -> str:
-        with contextlib.suppress(OSError):
-            text = self.log_path.read_text(errors="replace")[-1500:]
-            return f"\n--- {self.log_path} (tail) ---\n{text}"
-        return ""
 
 
 # --- one load point ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The worker side of ``streamproc bench``: one process per contender, driven over a pipe.
+"""The worker of ``streamproc bench``: one process per contender, driven over a pipe; both ends
+(the child here, and :class:`BenchWorker`, the parent's handle).
 
 Why a separate process: the worker must not share a GIL with the load generator and the
 consumer that time it (that would charge their Python work to the worker and vice versa), and its
@@ -26,15 +27,18 @@ import contextlib
 import functools
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any, TextIO
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, StreamprocError
 
-__all__ = ["load_model", "main", "make_policy"]
+__all__ = ["BenchWorker", "load_model", "main", "make_policy"]
 
 # counter -> (sample name, labels it must have): summed over every other label's values.
 _COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
@@ -46,6 +50,73 @@ _COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+# --- the parent's side: start a worker child and talk to it ---------------------------------------
+class BenchWorker:
+    """This module run as a child process, serving one contender's model over JSON lines."""
+
+    def __init__(self, config: dict[str, Any], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamproc.tools.bench.worker", json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+        )
+        self._lines: Queue[str] = Queue()
+        threading.Thread(target=self._read, name="bench-worker-reader", daemon=True).start()
+        self.ready = self._reply(timeout_s=180.0)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+
+    def _reply(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except Empty:
+            raise StreamprocError(
+                f"bench worker silent for {timeout_s:.0f}s{self._tail()}"
+            ) from None
+        reply: dict[str, Any] = json.loads(line)
+        if not reply.get("ok"):
+            raise StreamprocError(f"bench worker: {reply.get('error')}{self._tail()}")
+        return reply
+
+    def request(self, cmd: str, timeout_s: float = 90.0, **fields: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            raise StreamprocError(f"bench worker exited ({self.proc.returncode}){self._tail()}")
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+        self.proc.stdin.flush()
+        return self._reply(timeout_s)
+
+    def close(self, *, kill: bool = False) -> None:
+        """``exit`` politely; ``kill=True`` when it still holds a backlog it would drain first."""
+        if self.proc.poll() is None and not kill:
+            with contextlib.suppress(Exception):
+                self.request("exit", timeout_s=60.0)
+                self.proc.wait(30)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._log.close()
+
+    def _tail(self) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")[-1500:]
+            return f"\n--- {self.log_path} (tail) ---\n{text}"
+        return ""
+
+
+# --- the child's side -----------------------------------------------------------------------------
 def make_policy(spec: str, settings: Any) -> Any:
     """``adaptive`` (from settings) or ``fixed:SIZE:WINDOW_S`` (faust ``take(SIZE, WINDOW_S)``)."""
     from streamproc.stream.batching import AdaptiveBatchController, FixedBatchPolicy
