@@ -84,7 +84,7 @@ demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (mo
 
 .PHONY: distill
 distill: $(STAMP) ## Build the compressed model artifact and report for DATASET (default trec; SEEDS=3 students, judged by their median; refreshes the shipped builtin:trec if it serves >= SHIP_MIN_ACCURACY)
-	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v6 --seeds $(SEEDS)
+	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v7 --seeds $(SEEDS)
 	@if [ "$(DATASET)" = trec ]; then \
 	  $(PYTHON) -c "import json, sys; a = json.load(open('artifacts/trec/manifest.json'))['metadata']['evaluation']['accuracy']; ok = a >= $(SHIP_MIN_ACCURACY); print(('shipping' if ok else 'NOT shipping') + f' artifacts/trec: served accuracy {a:.1%} (the demo promises >= {$(SHIP_MIN_ACCURACY):.0%})'); sys.exit(0 if ok else 1)" \
 	  && rm -rf streamproc/resources/models/trec && cp -r artifacts/trec streamproc/resources/models/trec \
