@@ -45,7 +45,7 @@ from streamproc.compress.summary import (
     ServedScore,
     TransferInfo,
 )
-from streamproc.compress.targets import Targets, evaluate_targets
+from streamproc.compress.targets import Targets, job_verdicts
 from streamproc.compress.transfer import TeacherLabelledSet, build_transfer_set
 from streamproc.model.artifact import read_manifest, record_evaluation
 from streamproc.model.network import StudentNetwork
@@ -237,7 +237,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             ),
             rebuild_command=config.rebuild_command or _default_rebuild(config),
         )
-        summary = dataclasses.replace(summary, targets=evaluate_targets(summary, Targets()))
+        summary = dataclasses.replace(summary, targets=job_verdicts(summary, Targets()))
         paths = write_report(summary, config.report_dir_for(artifact_dir))
         return JobResult(artifact_dir, paths, summary)
     finally:

@@ -19,7 +19,7 @@ from streamproc.compress.data import LabelledData
 from streamproc.compress.report import write_report
 from streamproc.compress.scoring import score_artifact
 from streamproc.compress.summary import SeedResult
-from streamproc.compress.targets import Targets, evaluate_targets
+from streamproc.compress.targets import Targets, job_verdicts
 from streamproc.errors import ModelError
 from streamproc.model.network import StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
@@ -129,6 +129,6 @@ def run_seed_replicas(
         seeds=(first, *replicas),
         rebuild_command=f"{summary.rebuild_command} --seeds {len(seeds) + 1}",
     )
-    summary = dataclasses.replace(summary, targets=evaluate_targets(summary, Targets()))
+    summary = dataclasses.replace(summary, targets=job_verdicts(summary, Targets()))
     paths = write_report(summary, report_dir)
     return JobResult(result.artifact_dir, paths, summary)

@@ -1,5 +1,5 @@
 """The bars a compressed model must reach (:class:`Targets`) and the verdict on each, read from
-the job's summary (:func:`evaluate_targets`); the speed bars of the runtime comparison come from
+the job's summary (:func:`job_verdicts`); the speed bars of the runtime comparison come from
 :func:`~streamproc.compress.runtimes.runtime_targets`.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from streamproc.compress.runtimes import runtime_targets
 from streamproc.compress.summary import JobSummary, TargetVerdict
 
-__all__ = ["Targets", "evaluate_targets"]
+__all__ = ["Targets", "job_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Targets:
     batch_disagreement: float = 0.005
 
 
-def evaluate_targets(summary: JobSummary, targets: Targets) -> tuple[TargetVerdict, ...]:
+def job_verdicts(summary: JobSummary, targets: Targets) -> tuple[TargetVerdict, ...]:
     """Each target with its measured value and whether it was met."""
     m = summary.models
     t, d, p, q = m["teacher"], m["distilled"], m["pruned"], m["quantized"]

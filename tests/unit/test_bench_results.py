@@ -9,7 +9,7 @@ import pytest
 
 from streamproc.tools.bench import report
 from streamproc.tools.bench.results import BenchResults, Point, SkippedPoint
-from streamproc.tools.bench.targets import evaluate_targets
+from streamproc.tools.bench.targets import bench_verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "docs" / "results").glob("**/bench.json"))
@@ -39,8 +39,8 @@ def test_a_committed_bench_json_round_trips_and_renders(path: Path) -> None:
     for t in results.targets:
         assert t.name in md
     if _name(path) in CURRENT_TARGETS:
-        assert evaluate_targets(results) == list(results.targets)
-        assert [t.to_json() for t in evaluate_targets(results)] == d["targets"]
+        assert bench_verdicts(results) == list(results.targets)
+        assert [t.to_json() for t in bench_verdicts(results)] == d["targets"]
 
 
 def test_an_empty_summary_and_a_skipped_burst_keep_their_json_form() -> None:

@@ -166,7 +166,7 @@ def run_bench(cfg: BenchConfig, artifact: Path | None, out_dir: Path, command: s
         floors=Floors(broker_one_hop=tuple(broker_one_hop), **model_floors),
         points=tuple(points),
     )
-    results = dataclasses.replace(results, targets=tuple(targets.evaluate_targets(results)))
+    results = dataclasses.replace(results, targets=tuple(targets.bench_verdicts(results)))
     report.write_reports(results, out_dir)
     shutil.rmtree(scratch, ignore_errors=True)  # worker logs and test artifact; kept on failure
     return results

@@ -26,9 +26,9 @@ from streamproc.tools.bench.results import BenchResults, FloorRow, FloorTable, P
 __all__ = [
     "TARGET_P99_MS",
     "CpuBudget",
+    "bench_verdicts",
     "capacity",
     "cpu_budget",
-    "evaluate_targets",
     "fmt",
     "held_rate",
     "hot_path_targets",
@@ -69,7 +69,7 @@ def held_rate(points: Iterable[Point], p99_ms: float = TARGET_P99_MS) -> float:
     return float(max(ok, default=0.0))
 
 
-def evaluate_targets(results: BenchResults) -> list[Target]:
+def bench_verdicts(results: BenchResults) -> list[Target]:
     """One entry per target: ``met`` is True, False, or None (the run cannot decide it)."""
     by = rate_points(results)
     adaptive, per_event = by.get("adaptive", {}), by.get("per-event", {})
@@ -257,7 +257,7 @@ def cpu_budget(
 
 def hot_path_targets(results: BenchResults) -> list[Target]:
     """The hot-path targets, numbered 5–9 after the four batching targets of
-    :func:`evaluate_targets`."""
+    :func:`bench_verdicts`."""
     by = rate_points(results)
     floors = results.floors
     passthrough, adaptive = by.get("passthrough", {}), by.get("adaptive", {})
