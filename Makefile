@@ -62,9 +62,10 @@ install-tools: ## Debian tools the tests run: kcat (a Kafka client we did not wr
 install-kcat: install-tools ## (old name of install-tools)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff + mypy + the import contracts (pyproject.toml [tool.importlinter])
 	$(PYTHON) -m ruff check streamproc tests
 	$(PYTHON) -m mypy
+	$(PYTHON) -c 'import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))'
 
 .PHONY: test
 test: $(STAMP) install-tools ## Run every test tier (unit, faust, integration against a real broker, reliability)
