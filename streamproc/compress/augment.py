@@ -6,21 +6,33 @@ classification (TREC) the class is mostly decided by the question word or phrase
 those tokens (see :func:`question_word_positions`) and never swaps another word *into* a
 question word (nor leaves a bare "When did"). ``keep_question_words=False`` is the original
 behaviour, bit for bit.
+
+:func:`substitute_words` does the opposite on purpose: one content word of a copy is replaced by
+a *random* content word of the corpus (:func:`substitution_pool`), so the copy may well belong to
+another class ("What is the diameter of a golf ball?" → "What is the flower of a golf ball?"). The
+teacher labels it, and the student sees what the teacher makes of many more words in the slots
+where the class is decided; neighbour swaps keep the class and cannot show that.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_SUBSTITUTIONS",
     "QUESTION_OPENERS",
     "QUESTION_WORDS",
+    "SubstitutionPool",
     "TransferConfig",
     "augment_texts",
     "question_word_positions",
+    "resolve_substitutions",
+    "substitute_words",
+    "substitution_pool",
     "word_key",
 ]
 
@@ -43,6 +55,23 @@ class TransferConfig:
     corpus: str | None = "auto"
     limit: int | None = None  # at most this many corpus texts; None: every question
     top_up: bool = True  # fill up to ``limit`` with non-questions when the questions run out
+    # substitute_words copies per train text (one content word swapped for a random one of the
+    # corpus, teacher-labelled): None = the data set's default (DEFAULT_SUBSTITUTIONS), 0 = none.
+    substitutions_per_text: int | None = None
+
+
+# substitute_words' copies per train text where TransferConfig.substitutions_per_text is None.
+# TREC: 4 measured (seeds 0-2, README); the other built-in data sets have no measurement yet,
+# and rotten-tomatoes' job would pass its 30 minutes with 4 more texts per review.
+DEFAULT_SUBSTITUTIONS: dict[str, int] = {"trec": 4}
+
+
+def resolve_substitutions(setting: int | None, dataset: str) -> int:
+    """``TransferConfig.substitutions_per_text`` → a count (None: the data set's default)."""
+    count = DEFAULT_SUBSTITUTIONS.get(dataset, 0) if setting is None else setting
+    if count < 0:
+        raise ValueError(f"substitutions_per_text must be >= 0, got {count}")
+    return count
 
 
 # wh-words: wherever they stand, they (and the word that completes their phrase) are kept.
@@ -170,6 +199,74 @@ def augment_texts(
                 continue  # nothing left but the question phrase ("When did")
             candidate = " ".join(new)
             if candidate and candidate not in seen:
+                seen.add(candidate)
+                out.append(candidate)
+    return out
+
+
+_CONTENT_WORD = re.compile(r"[a-z]+")
+_SLOT_WORD = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class SubstitutionPool:
+    """The words :func:`substitute_words` draws from and the function words it leaves alone."""
+
+    words: tuple[str, ...]  # sorted, drawn uniformly: rare words as often as common ones
+    common: frozenset[str]  # the most frequent words (the, of, is, …): never a slot
+
+
+def substitution_pool(
+    texts: Sequence[str], *, common: int = 150, min_count: int = 2, min_letters: int = 3
+) -> SubstitutionPool:
+    """Content words of ``texts``: lowercase alphabetic whitespace tokens seen ``min_count``
+    times or more, of ``min_letters`` letters or more, other than the ``common`` most frequent
+    (ties in first-seen order) and the question words. A word seen once is often a typo."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w in text.split() if _CONTENT_WORD.fullmatch(w))
+    frequent = frozenset(w for w, _ in counts.most_common(common))
+    words = sorted(
+        w
+        for w, n in counts.items()
+        if n >= min_count
+        and len(w) >= min_letters
+        and w not in frequent
+        and w not in QUESTION_WORDS
+    )
+    return SubstitutionPool(tuple(words), frequent)
+
+
+def substitute_words(
+    texts: Sequence[str], pool: SubstitutionPool, *, per_text: int, seed: int
+) -> list[str]:
+    """Up to ``per_text`` copies of each text, each with one word replaced by a random word of
+    ``pool``. The replaced word is an alphabetic token outside the question phrase
+    (:func:`question_word_positions`) and not one of ``pool.common``; a text without one yields
+    nothing. Copies equal to a text or to an earlier copy are dropped. Deterministic for a seed.
+    """
+    if per_text < 0:
+        raise ValueError(f"per_text must be >= 0, got {per_text}")
+    if not pool.words:
+        return []
+    rng = random.Random(1000 + seed)  # a stream of its own: augment_texts' draws stay as they were
+    seen = set(texts)
+    out: list[str] = []
+    for text in texts:
+        words = text.split()
+        protected = question_word_positions(words)
+        slots = [
+            i
+            for i, w in enumerate(words)
+            if i not in protected and _SLOT_WORD.fullmatch(w) and w.lower() not in pool.common
+        ]
+        if not slots:
+            continue
+        for _ in range(per_text):
+            i = rng.choice(slots)
+            copy = [*words[:i], rng.choice(pool.words), *words[i + 1 :]]
+            candidate = " ".join(copy)
+            if candidate not in seen:
                 seen.add(candidate)
                 out.append(candidate)
     return out

@@ -7,8 +7,10 @@ Three things make a from-scratch student this small work on a few thousand examp
    neighbours in the teacher's input-embedding space or dropped (with
    ``TransferConfig.keep_question_words``: never the question word or phrase, see
    :mod:`streamproc.compress.augment`). The teacher labels them (soft targets only — their hard
-   label is unknown), and likewise real unlabelled text (``TransferConfig.corpus``: Tatoeba's
-   English questions for TREC, see
+   label is unknown), and likewise copies with one word swapped for a random word of the corpus
+   (``TransferConfig.substitutions_per_text``, :func:`streamproc.compress.augment.substitute_words`:
+   what the teacher makes of many more words where the class is decided) and real unlabelled
+   text (``TransferConfig.corpus``: Tatoeba's English questions for TREC, see
    :func:`streamproc.compress.transfer_corpus.load_transfer_set`). Test texts are never used.
 2. **Embeddings started from the teacher's**: the student keeps the teacher's WordPiece pieces
    (a trimmed vocabulary), so each student row starts as the teacher's row projected onto its top

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from streamproc.compress import distill as distill_mod
-from streamproc.compress.augment import TransferConfig
+from streamproc.compress.augment import TransferConfig, resolve_substitutions
 from streamproc.compress.config import JobConfig, JobResult
 from streamproc.compress.data import LabelledData, load_dataset
 from streamproc.compress.evaluation import TrainedModels, evaluate_models, files_size
@@ -123,7 +123,13 @@ def _recipe(config: JobConfig) -> _Recipe:
         recipe,
         distill=dataclasses.replace(recipe.distill, **QUICK_DISTILL),
         prune=dataclasses.replace(recipe.prune, **QUICK_PRUNE),
-        transfer=dataclasses.replace(recipe.transfer, limit=QUICK_TRANSFER_LIMIT),
+        transfer=dataclasses.replace(
+            recipe.transfer,
+            limit=QUICK_TRANSFER_LIMIT,
+            substitutions_per_text=min(
+                1, resolve_substitutions(recipe.transfer.substitutions_per_text, config.dataset)
+            ),
+        ),
         teacher=config.teacher or TeacherConfig(seed=seed, epochs=1, max_train_rows=96),
     )
 
@@ -224,6 +230,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             transfer=TransferInfo(
                 texts=len(transfer.texts),
                 augmented=transfer.augmented,
+                substituted=transfer.substituted,
                 corpus=transfer.corpus or "",
                 corpus_texts=len(transfer.external),
                 corpus_license=transfer.external_meta.get("license", ""),
@@ -356,6 +363,7 @@ def _artifact_metadata(
             "prune": dataclasses.asdict(recipe.prune),
             "transfer": {
                 **dataclasses.asdict(recipe.transfer),
+                "substituted_texts": transfer.substituted,
                 "corpus_used": transfer.corpus,
                 "corpus_texts": len(transfer.external),
                 "corpus_source": transfer.external_meta,  # files + sha256, license (CC-BY 2.0 FR)

@@ -106,6 +106,15 @@ fine-tuned teacher are cached under `~/.cache/streamproc`):
 """
 
 
+def _substitution_clause(summary: JobSummary) -> str:
+    if not summary.transfer.substituted:
+        return ""
+    return (
+        f", {summary.transfer.substituted:,} teacher-labelled copies with one word swapped for "
+        "a random word of the corpus"
+    )
+
+
 def _corpus_clause(summary: JobSummary) -> str:
     transfer = summary.transfer
     if not transfer.corpus_texts:
@@ -146,8 +155,8 @@ def render_markdown(summary: JobSummary, *, plot_name: str = "report.png") -> st
 Data: {data.description} — {data.train} train rows, {data.test} held-out test rows
 ({data.split}); transfer set {summary.transfer.texts} texts
 ({summary.transfer.augmented} teacher-labelled augmentations of the train rows{
-        _corpus_clause(summary)
-    };
+        _substitution_clause(summary)
+    }{_corpus_clause(summary)};
 no test row is ever used for training, augmentation, pruning or calibration).
 Artifact `{summary.artifact.version}`: {summary.artifact.files_summary}.
 
@@ -324,6 +333,8 @@ def _notes(summary: JobSummary) -> str:
         sources = [f"the {summary.data.train:,} labelled rows"]
         if transfer.augmented:
             sources.append(f"{transfer.augmented:,} teacher-labelled augmentations of them")
+        if transfer.substituted:
+            sources.append(f"{transfer.substituted:,} teacher-labelled word substitutions")
         if transfer.corpus_texts:
             sources.append(
                 f"{transfer.corpus_texts:,} unlabelled {transfer.corpus} texts "

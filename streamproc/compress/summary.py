@@ -173,6 +173,7 @@ class TransferInfo:
     corpus: str | None = None  # an unlabelled corpus, if any (e.g. "tatoeba")
     corpus_texts: int = 0
     corpus_license: str = ""
+    substituted: int = 0  # teacher-labelled word substitutions of the train rows
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The transfer set the student learns from: the data set's train rows, teacher-labelled
-augmentations of them and unlabelled corpus texts (:mod:`streamproc.compress.transfer_corpus`),
-with the teacher's logits and sentence vectors on every one, and its logits on the test set —
-each cached beside the fine-tuned teacher, so other seeds and recipes reuse them.
+augmentations and word substitutions of them, and unlabelled corpus texts
+(:mod:`streamproc.compress.transfer_corpus`), with the teacher's logits and sentence vectors on
+every one, and its logits on the test set — each cached beside the fine-tuned teacher, so other
+seeds and recipes reuse them.
 """
 
 from __future__ import annotations
@@ -13,21 +14,33 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from streamproc.compress.augment import TransferConfig, augment_texts
+from streamproc.compress.augment import (
+    TransferConfig,
+    augment_texts,
+    resolve_substitutions,
+    substitute_words,
+    substitution_pool,
+)
 from streamproc.compress.data import LabelledData
 from streamproc.compress.distill import DistillConfig, embedding_neighbours
-from streamproc.compress.transfer_corpus import load_transfer_set, resolve_transfer_corpus
+from streamproc.compress.transfer_corpus import (
+    load_transfer_set,
+    normalise_text,
+    resolve_transfer_corpus,
+)
 
 __all__ = ["TeacherLabelledSet", "build_transfer_set"]
 
 
 @dataclass(frozen=True)
 class TeacherLabelledSet:
-    """What the student learns from: the labelled rows, their augmentations and unlabelled corpus
-    texts, in that order, with the teacher's outputs on each (N texts, L labels, D features)."""
+    """What the student learns from: the labelled rows, their augmentations, their word
+    substitutions and unlabelled corpus texts, in that order, with the teacher's outputs on each
+    (N texts, L labels, D features)."""
 
-    own: list[str]  # the data set's train rows, then their augmentations
-    augmented: int  # how many of ``own`` are augmentations
+    own: list[str]  # the data set's train rows, their augmentations, then their substitutions
+    augmented: int  # how many of ``own`` are augmentations (neighbour swaps and drops)
+    substituted: int  # how many of ``own`` are word substitutions (after the augmentations)
     external: list[str]  # corpus texts (e.g. Tatoeba for trec); none of them a test text
     external_meta: dict[str, Any]  # files + sha256, license
     corpus: str | None  # the corpus used, if any
@@ -59,21 +72,6 @@ def build_transfer_set(
     from streamproc.compress.teacher import teacher_logits, teacher_outputs
 
     dcfg, xcfg = distill, transfer
-    word_emb = teacher.encoder.embeddings.word_embeddings.weight.detach()
-    words = {w.lower() for t in data.train_texts for w in t.split()}
-    neighbours = embedding_neighbours(
-        sorted(words), teacher.tokenizer.get_vocab(), word_emb, dcfg.neighbours
-    )
-    augmented = augment_texts(
-        data.train_texts,
-        neighbours,
-        per_text=dcfg.augment_per_text,
-        replace_prob=dcfg.replace_prob,
-        drop_prob=dcfg.drop_prob,
-        seed=seed,
-        keep_question_words=xcfg.keep_question_words,
-    )
-    own = list(data.train_texts) + augmented
     corpus = resolve_transfer_corpus(xcfg.corpus, dataset)
     external: list[str] = []
     external_meta: dict[str, Any] = {}
@@ -89,6 +87,32 @@ def build_transfer_set(
             top_up=xcfg.top_up,
         )
         external, external_meta = extra.texts, extra.meta
+    word_emb = teacher.encoder.embeddings.word_embeddings.weight.detach()
+    words = {w.lower() for t in data.train_texts for w in t.split()}
+    neighbours = embedding_neighbours(
+        sorted(words), teacher.tokenizer.get_vocab(), word_emb, dcfg.neighbours
+    )
+    augmented = augment_texts(
+        data.train_texts,
+        neighbours,
+        per_text=dcfg.augment_per_text,
+        replace_prob=dcfg.replace_prob,
+        drop_prob=dcfg.drop_prob,
+        seed=seed,
+        keep_question_words=xcfg.keep_question_words,
+    )
+    substituted: list[str] = []
+    per_text = resolve_substitutions(xcfg.substitutions_per_text, dataset)
+    if per_text:
+        # The words come from the corpus as well as the train rows: many more of them.
+        pool = substitution_pool([*external, *data.train_texts])
+        test_keys = {normalise_text(t) for t in data.test_texts}
+        substituted = [
+            text
+            for text in substitute_words(data.train_texts, pool, per_text=per_text, seed=seed)
+            if normalise_text(text) not in test_keys
+        ]
+    own = list(data.train_texts) + augmented + substituted
     bar.reset(total=len(own) + len(external) + len(data.test_texts))
     soft, features = teacher_outputs(
         teacher,
@@ -120,10 +144,11 @@ def build_transfer_set(
     return TeacherLabelledSet(
         own=own,
         augmented=len(augmented),
+        substituted=len(substituted),
         external=external,
         external_meta=external_meta,
         corpus=corpus,
-        hard=list(data.train_labels) + [-1] * (len(augmented) + len(external)),
+        hard=list(data.train_labels) + [-1] * (len(own) - len(data.train_texts) + len(external)),
         soft=soft,
         features=features,
         test_teacher=test_teacher,
