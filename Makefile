@@ -11,6 +11,8 @@ PYTEST_ARGS ?=
 KAFKA_VERSION ?= 3.9.2
 DATASET ?= trec
 SEEDS ?= 3
+# the artifact version make distill writes (DATASET-MODEL_VERSION); bump it when the recipe changes
+MODEL_VERSION ?= v8
 # make distill refreshes the shipped builtin:trec only when it serves at least this accuracy
 SHIP_MIN_ACCURACY ?= 0.90
 # apt-get for the Debian tools: as root directly, otherwise through sudo where there is one.
@@ -85,7 +87,7 @@ demo: $(STAMP) ## Start a local broker and run the whole pipeline end to end (mo
 
 .PHONY: distill
 distill: $(STAMP) ## Build the compressed model artifact and report for DATASET (default trec; SEEDS=3 students, judged by their median; refreshes the shipped builtin:trec if it serves >= SHIP_MIN_ACCURACY)
-	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-v7 --seeds $(SEEDS)
+	$(PYTHON) -m streamproc distill --dataset $(DATASET) --out artifacts/$(DATASET) --report-dir docs/results/$(DATASET) --version $(DATASET)-$(MODEL_VERSION) --seeds $(SEEDS)
 	@if [ "$(DATASET)" = trec ]; then \
 	  $(PYTHON) -c "import json, sys; a = json.load(open('artifacts/trec/manifest.json'))['metadata']['evaluation']['accuracy']; ok = a >= $(SHIP_MIN_ACCURACY); print(('shipping' if ok else 'NOT shipping') + f' artifacts/trec: served accuracy {a:.1%} (the demo promises >= {$(SHIP_MIN_ACCURACY):.0%})'); sys.exit(0 if ok else 1)" \
 	  && rm -rf streamproc/resources/models/trec && cp -r artifacts/trec streamproc/resources/models/trec \
