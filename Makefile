@@ -38,6 +38,7 @@ $(VENV_PYTHON):
 
 # Re-run only when the dependencies change; `make demo` / `make test` on a fresh machine get it.
 $(STAMP): pyproject.toml Makefile | $(if $(filter $(VENV_PYTHON),$(PYTHON)),$(VENV_PYTHON))
+	@echo "== installing streamproc's dependencies with $(PYTHON) (once; torch and its CUDA wheels are several GB: minutes on a fresh machine) =="
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev,compress,plots]"
 	# The teacher's declared dependency (sentence-transformers) would pull a second torch.
