@@ -129,6 +129,7 @@ def export_fused_onnx(model: nn.Module, path: Path) -> Path:
     net = float_twin(model)
     config = net.config
     weights = {k: v.detach().float().numpy() for k, v in net.state_dict().items()}
+    norms = {name: m for name, m in net.named_modules() if isinstance(m, nn.LayerNorm)}
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
 
@@ -143,7 +144,8 @@ def export_fused_onnx(model: nn.Module, path: Path) -> Path:
     def layer_norm(x: str, module: str) -> str:
         gamma = constant(f"{module}.weight", weights[f"{module}.weight"])
         beta = constant(f"{module}.bias", weights[f"{module}.bias"])
-        return add("LayerNormalization", [x, gamma, beta], f"{module}.out", axis=-1, epsilon=1e-5)
+        eps = norms[module].eps  # the nn.LayerNorm's own
+        return add("LayerNormalization", [x, gamma, beta], f"{module}.out", axis=-1, epsilon=eps)
 
     def linear(x: str, module: str, out: str = "") -> str:  # x (..., in) → (..., out)
         w_t = constant(f"{module}.weight_t", weights[f"{module}.weight"].T)  # (in, out)

@@ -33,6 +33,12 @@ def network() -> StudentNetwork:
     return net
 
 
+@pytest.fixture(scope="module")
+def fused_graph(network: StudentNetwork, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp32 fused graph, exported once for the module."""
+    return export_fused_onnx(network, tmp_path_factory.mktemp("fused") / "f.onnx")
+
+
 def _batch() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     lengths = [12, 5, 1, 9]
@@ -47,22 +53,22 @@ def _torch_logits(net: StudentNetwork, ids: np.ndarray, mask: np.ndarray) -> np.
 
 
 def test_fp32_matches_the_torch_network_and_the_traced_graph(
-    network: StudentNetwork, tmp_path: Path
+    network: StudentNetwork, fused_graph: Path, tmp_path: Path
 ) -> None:
     ids, mask = _batch()
-    fused = OnnxEngine.from_file(export_fused_onnx(network, tmp_path / "f.onnx"), num_threads=1)
+    fused = OnnxEngine.from_file(fused_graph, num_threads=1)
     traced = OnnxEngine.from_file(export_onnx(network, tmp_path / "t.onnx"), num_threads=1)
     expected = _torch_logits(network, ids, mask)  # (B, L)
     assert np.abs(expected).max() > 0.5  # not a near-zero network that anything would match
     np.testing.assert_allclose(fused(ids, mask), expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(fused(ids, mask), traced(ids, mask), atol=1e-4, rtol=1e-4)
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "f.onnx")).graph.node}
+    ops = {node.op_type for node in onnx.load(str(fused_graph)).graph.node}
     assert "Attention" in ops and "Softmax" not in ops
 
 
-def test_padding_is_masked_out(network: StudentNetwork, tmp_path: Path) -> None:
+def test_padding_is_masked_out(fused_graph: Path) -> None:
     ids, mask = _batch()
-    fused = OnnxEngine.from_file(export_fused_onnx(network, tmp_path / "f.onnx"), num_threads=1)
+    fused = OnnxEngine.from_file(fused_graph, num_threads=1)
     together = fused(ids, mask)
     for row in range(len(ids)):
         length = int(mask[row].sum())
@@ -71,11 +77,10 @@ def test_padding_is_masked_out(network: StudentNetwork, tmp_path: Path) -> None:
 
 
 def test_int8_quantizes_the_attention_and_stays_close(
-    network: StudentNetwork, tmp_path: Path
+    network: StudentNetwork, fused_graph: Path, tmp_path: Path
 ) -> None:
     ids, mask = _batch()
-    fp32 = export_fused_onnx(network, tmp_path / "f.onnx")
-    int8 = quantize_onnx(fp32, tmp_path / "q.onnx")
+    int8 = quantize_onnx(fused_graph, tmp_path / "q.onnx")
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "QAttention" in ops and "Attention" not in ops
     expected = _torch_logits(network, ids, mask)
