@@ -253,9 +253,11 @@ def _runtimes_section(summary: JobSummary) -> str:
 The pruned student and the teacher in eager PyTorch and in ONNX Runtime, fp32 and int8, all at
 {threads}, timed round-robin in one run ({calls["b1"]} calls at batch 1,
 {calls["b64"]} at batch 64); median / p99 ms. *Forward*: the graph on pre-tokenized input; *end to
-end*: tokenization included, what `predict_batch` pays. int8 static = per-channel QDQ with
-activation ranges calibrated on 512 transfer-set texts. Accuracy is each variant's own, on the
-test set.
+end*: tokenization included, what `predict_batch` pays. The student's ONNX graphs are the
+served kind: one fused `com.microsoft` Attention node per layer (`export_fused_onnx`; dynamic
+int8 turns it into QAttention, int8 QKV projection). int8 static = per-channel QDQ with
+activation ranges calibrated on 512 transfer-set texts (ORT's QDQ quantizer leaves the fused
+attention's QKV projection fp32). Accuracy is each variant's own, on the test set.
 
 {runtimes_table(runtimes)}
 

@@ -104,7 +104,8 @@ def export_graph(module: nn.Module, ids: torch.Tensor, mask: torch.Tensor, path:
 
 
 def export_onnx(model: nn.Module, path: Path) -> Path:
-    """Write ``model`` (fp32 or int8-dynamic student) as an fp32 ONNX graph at ``path``."""
+    """Write ``model`` (fp32 or int8-dynamic student) as an fp32 ONNX graph at ``path``, traced
+    op by op from the torch network (what artifacts shipped up to ``trec-v8``)."""
     ids = torch.full((2, 8), 5, dtype=torch.long)  # (B, T)
     mask = torch.ones(2, 8, dtype=torch.bool)  # (B, T)
     return export_graph(float_twin(model), ids, mask, path)
@@ -119,8 +120,8 @@ def export_fused_onnx(model: nn.Module, path: Path) -> Path:
     Transpose, MatMul, Where and Softmax nodes of each layer; ORT's dynamic quantizer turns it
     into ``QAttention`` (int8 QKV projection, fp32 attention). Measured on ``trec-v8``'s weights
     through ``predict_batch``, one thread, int8: 1.35x faster at batch 1, 0.98x at batch 64
-    (README, "int8 in ONNX Runtime"). Not yet the exported default: the job's runtime table has
-    to measure it first.
+    (README, "int8 in ONNX Runtime"). This is the graph artifacts ship; :func:`export_onnx`
+    (traced) stays as the independent reference the tests compare it with.
     """
     import numpy as np
     import onnx

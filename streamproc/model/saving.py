@@ -151,16 +151,16 @@ def _write_onnx(
     """Export ``model`` into ``staging/model.onnx`` and describe it (the manifest's runtime)."""
     import onnxruntime
 
-    from streamproc.model.onnx import OPSET, export_onnx, quantize_onnx
+    from streamproc.model.onnx import OPSET, export_fused_onnx, quantize_onnx
     from streamproc.model.runtime import OnnxEngine
 
     target = staging / ONNX_GRAPH
     if precision == "int8-dynamic":
-        fp32 = export_onnx(model, staging / ".fp32.onnx")
+        fp32 = export_fused_onnx(model, staging / ".fp32.onnx")
         quantize_onnx(fp32, target)
         fp32.unlink()
     elif precision == "fp32":
-        export_onnx(model, target)
+        export_fused_onnx(model, target)
     else:
         raise ArtifactError(f"unknown ONNX precision {precision!r}")
     engine = OnnxEngine.from_file(target, num_threads=1)
@@ -171,6 +171,7 @@ def _write_onnx(
         "file": ONNX_GRAPH,
         "precision": precision,
         "opset": OPSET,
+        "graph": "fused-attention",  # one com.microsoft Attention (int8: QAttention) per layer
         "onnxruntime": onnxruntime.__version__,
         "check": {
             "texts": list(CHECK_TEXTS),
