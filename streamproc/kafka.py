@@ -7,12 +7,15 @@ small messages a second from one Python process.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -25,6 +28,7 @@ __all__ = [
     "consume_count",
     "ensure_topics",
     "make_producer",
+    "make_ready_producer",
     "partition_counts",
     "refused_everywhere",
     "require_reachable",
@@ -205,6 +209,41 @@ def make_producer(conf: Mapping[str, Any], **extra: Any) -> Producer:
             **extra,
         }
     )
+
+
+def make_ready_producer(
+    conf: Mapping[str, Any], topic: str, *, timeout_s: float = 10.0, **extra: Any
+) -> Producer:
+    """``make_producer``, returned once it can send to ``topic`` without waiting: it holds the
+    topic's metadata and its idempotent producer id.
+
+    A fresh librdkafka producer (2.16) drops its bootstrap connection as soon as it learns the
+    broker's node id; when that happens before it asked for a producer id, it asks again only on
+    a 500 ms timer. Events stamped and sent meanwhile wait that long: a stall that belongs to the
+    sender's start, not to the pipeline, and that latency measurements must not see. librdkafka's
+    statistics (every 50 ms) report the id's state. Past ``timeout_s`` (a broker that is down) the
+    producer is returned as it is: its delivery timeout reports what it cannot send.
+    """
+    assigned = threading.Event()
+
+    def on_stats(stats: str) -> None:
+        if not assigned.is_set() and holds_producer_id(stats):
+            assigned.set()
+
+    producer = make_producer(conf, **{**extra, "statistics.interval.ms": 50, "stats_cb": on_stats})
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(KafkaException):
+        producer.list_topics(topic, timeout=timeout_s)
+    while not assigned.is_set() and time.monotonic() < deadline:
+        producer.poll(0.01)  # serves the statistics callback
+    return producer
+
+
+def holds_producer_id(stats: str) -> bool:
+    """Whether a librdkafka statistics report (JSON) shows a producer that needs no producer id
+    before sending: an idempotent one that holds it, or one that is not idempotent."""
+    idempotence = orjson.loads(stats).get("eos")
+    return idempotence is None or idempotence.get("idemp_state") == "Assigned"
 
 
 def consume(

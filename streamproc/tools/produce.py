@@ -10,7 +10,6 @@ librdkafka. Progress counts what the broker acknowledged, not what was handed to
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 import sys
@@ -24,7 +23,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException
 
 from streamproc.errors import BrokerError, DataError
-from streamproc.kafka import ensure_topics, make_producer, require_reachable
+from streamproc.kafka import ensure_topics, make_ready_producer, require_reachable
 from streamproc.settings import Settings, load_settings
 
 __all__ = [
@@ -94,11 +93,9 @@ def produce_events(
     if not texts:
         raise DataError("no events to produce")
     topic = topic or settings.input_topic
-    producer = make_producer(settings.confluent_config())
-    # Connected, with the topic's metadata, before the first stamped send: a fresh producer's
-    # first messages otherwise wait for both, and their ts says they waited in the worker.
-    with contextlib.suppress(KafkaException):
-        producer.list_topics(topic, timeout=10)
+    # Ready (metadata, producer id) before the first stamped send: a fresh producer's first
+    # messages otherwise wait for both, and their ts says they waited in the pipeline.
+    producer = make_ready_producer(settings.confluent_config(), topic)
     bad = itertools.cycle(bad_payloads())
     send_times: dict[str, float] = {}
     delivery = _Deliveries(progress)

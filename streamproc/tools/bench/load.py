@@ -25,7 +25,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError
 
 from streamproc.errors import BrokerError
-from streamproc.kafka import make_producer
+from streamproc.kafka import make_ready_producer
 from streamproc.tools.bench.results import BusyProcess, CpuUsage
 
 __all__ = [
@@ -317,7 +317,7 @@ class LoadGenerator(threading.Thread):
         super().__init__(name=f"bench-load-{topic}", daemon=True)
         if rate <= 0:
             raise ValueError("rate must be > 0")
-        self._producer = make_producer(conf)
+        self._producer = make_ready_producer(conf, topic)
         self._topic = topic
         self._texts = itertools.cycle(texts)
         self.rate = rate
@@ -335,8 +335,8 @@ class LoadGenerator(threading.Thread):
         self._halt.set()
 
     def warm_up(self, count: int) -> None:
-        """Send ``w-<i>`` events and wait for the broker: a new producer's first sends wait for
-        metadata and its idempotent producer id (0.5–1 s here), which must not be measured."""
+        """Send ``w-<i>`` events and wait for the broker: the first sends through a new
+        connection pay for its warm-up (and the worker's), which must not be measured."""
         for i in range(count):
             self._send(f"w-{i}", count=False)
         if self._producer.flush(30):
