@@ -295,8 +295,10 @@ def create_worker(
                 await pipeline.retire(old_model)  # a child process stops once nothing calls it
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def _forget_revoked(sender: Any, **kwargs: Any) -> None:
+    async def _after_rebalance(sender: Any, **kwargs: Any) -> None:
         _freeze_startup_heap()
+        if isinstance(publisher, LibrdkafkaPublisher):
+            publisher.open()  # connected before the first event, not at it
         assigned = set(_assigned(app.consumer))
         for tp in pipeline.offsets.partitions():
             if tp not in assigned:

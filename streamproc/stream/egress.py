@@ -151,6 +151,12 @@ class LibrdkafkaPublisher(TopicPublisher):
         self._unreported = 0  # records handed to librdkafka whose delivery report is still due
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create the producer now (on the loop), so that it holds its connection and idempotent
+        producer id before the first prediction: librdkafka can take 0.5 s for the id."""
+        if self._producer is None:
+            self._start()
+
     def _start(self) -> Producer:
         loop = self._loop = asyncio.get_running_loop()
         producer = self._producer = Producer(self._config)

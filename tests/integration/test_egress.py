@@ -29,6 +29,8 @@ def test_sends_are_acknowledged_in_order_with_headers_and_faust_compatible_parti
             output_topic=output,
             dead_letter_topic=dead,
         )
+        publisher.open()  # as the worker does once it is assigned partitions
+        publisher.open()  # a no-op: one producer
         try:
             futures = []
             for i in range(count):
