@@ -23,7 +23,7 @@ from streamproc.broker.certificates import make_certificates
 from streamproc.broker.jars import DEFAULT_KAFKA_VERSION, ensure_kafka_jars, major_version
 from streamproc.errors import BrokerError
 
-__all__ = ["STOP_GRACE_S", "LocalBroker", "free_port"]
+__all__ = ["STOP_GRACE_S", "LocalBroker", "free_port", "free_ports"]
 
 _STARTUP_TIMEOUT_S = 90.0
 STOP_GRACE_S = 20.0
@@ -31,9 +31,21 @@ STOP_GRACE_S = 20.0
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago.
+
+    All sockets stay bound until every port is chosen: asked one at a time, the kernel may hand
+    out the same port twice (seen here about 1 broker start in 100, when the controller and the
+    internal listener got one port and Kafka refused the configuration).
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -162,10 +174,12 @@ class LocalBroker:
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="streamproc-kafka-"))
             self._owns_data_dir = True
-        self.port = self.port or free_port()
-        self.controller_port = self.controller_port or free_port()
         # One extra listener (PLAINTEXT, internal) is kept for inter-broker and admin traffic.
-        self._internal_port = getattr(self, "_internal_port", 0) or free_port()
+        taken = {self.port, self.controller_port, getattr(self, "_internal_port", 0)} - {0}
+        spare = iter(port for port in free_ports(3 + len(taken)) if port not in taken)
+        self.port = self.port or next(spare)
+        self.controller_port = self.controller_port or next(spare)
+        self._internal_port = getattr(self, "_internal_port", 0) or next(spare)
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         props = self._write_configs()
         java = [shutil.which("java") or "java", *self._jvm_options(), "-cp", f"{libs}/*"]
@@ -415,4 +429,9 @@ def _read_tail(path: Path, max_bytes: int = 4000) -> str:
 
 
 def _tail(text: str, lines: int = 4) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+    """The last ``lines`` lines, led by the first Java exception line (a stack trace's tail alone
+    says where it failed, never why)."""
+    all_lines = [line.strip() for line in text.strip().splitlines()]
+    cause = next((ln for ln in all_lines if "Exception" in ln and not ln.startswith("at ")), None)
+    tail = all_lines[-lines:]
+    return " | ".join(tail if cause is None or cause in tail else [cause, *tail])
