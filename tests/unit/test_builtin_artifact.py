@@ -40,3 +40,23 @@ def test_builtin_names_resolve_and_unknown_ones_are_refused() -> None:
     assert resolve_artifact_argument("builtin:trec") == builtin_artifact("trec")
     with pytest.raises(ArtifactError, match="no built-in artifact 'nope'"):
         resolve_artifact_argument("builtin:nope")
+
+
+def test_the_shipped_graph_is_what_its_manifest_records() -> None:
+    import onnx
+
+    path = builtin_artifact("trec")
+    manifest = verify_artifact(path)
+    runtime = manifest["runtime"]
+    assert runtime["engine"] == "onnxruntime"
+    assert runtime["graph"] == "fused-attention"
+    graph = onnx.load(str(path / runtime["file"])).graph
+    fused = [
+        n for n in graph.node if n.domain == "com.microsoft" and n.op_type.endswith("Attention")
+    ]
+    # One fused attention per layer; int8-dynamic turns each into QAttention (int8 QKV).
+    assert len(fused) == len(manifest["config"]["layer_heads"])
+    wanted = "QAttention" if runtime["precision"] == "int8-dynamic" else "Attention"
+    assert {n.op_type for n in fused} == {wanted}
+    heads = [next(a.i for a in n.attribute if a.name == "num_heads") for n in fused]
+    assert sorted(heads) == sorted(manifest["config"]["layer_heads"])
