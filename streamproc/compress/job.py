@@ -111,7 +111,9 @@ def _recipe(config: JobConfig) -> _Recipe:
 
     seed = config.teacher_seed_used
     recipe = _Recipe(
-        distill=config.distill,
+        # The run's seed also orders the student's batches (DistillConfig.seed stayed 0 for every
+        # --seeds replica before, so replicas differed only in initialisation and augmentations).
+        distill=dataclasses.replace(config.distill, seed=config.seed),
         prune=config.prune,
         teacher=config.teacher or TeacherConfig(seed=seed),
         transfer=config.transfer,

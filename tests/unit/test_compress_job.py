@@ -181,3 +181,13 @@ def test_build_test_artifact_is_fast_and_real(tmp_path: Path) -> None:
     assert [p.label for p in preds] == ["positive", "negative"]
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["quantization"] == "int8-dynamic"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_run_seed_orders_the_students_batches(quick: bool) -> None:
+    from streamproc.compress.config import JobConfig
+    from streamproc.compress.job import _recipe
+
+    # --seeds replicas must differ in batch order too, not only in initialisation.
+    assert _recipe(JobConfig(seed=3, quick=quick)).distill.seed == 3
+    assert _recipe(JobConfig(seed=0, quick=quick)).distill.seed == 0
