@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from streamproc.broker.jars import DEFAULT_KAFKA_VERSION, ensure_kafka_jars
-from streamproc.broker.local import LocalBroker, free_port, free_ports
+from streamproc.broker.local import LocalBroker, free_port
 from streamproc.errors import BrokerError
 from streamproc.settings import tool_environment
 
@@ -32,7 +32,6 @@ __all__ = [
     "configured_or_local_broker",
     "ensure_kafka_jars",
     "free_port",
-    "free_ports",
     "kafka_for_tests",
 ]
 

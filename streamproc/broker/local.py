@@ -175,11 +175,12 @@ class LocalBroker:
             self.data_dir = Path(tempfile.mkdtemp(prefix="streamproc-kafka-"))
             self._owns_data_dir = True
         # One extra listener (PLAINTEXT, internal) is kept for inter-broker and admin traffic.
-        taken = {self.port, self.controller_port, getattr(self, "_internal_port", 0)} - {0}
+        internal_port = getattr(self, "_internal_port", 0)
+        taken = {self.port, self.controller_port, internal_port} - {0}
         spare = iter(port for port in free_ports(3 + len(taken)) if port not in taken)
         self.port = self.port or next(spare)
         self.controller_port = self.controller_port or next(spare)
-        self._internal_port = getattr(self, "_internal_port", 0) or next(spare)
+        self._internal_port = internal_port or next(spare)
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         props = self._write_configs()
         java = [shutil.which("java") or "java", *self._jvm_options(), "-cp", f"{libs}/*"]

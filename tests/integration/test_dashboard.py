@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,6 +32,7 @@ import faust
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamproc.broker import free_port
 from streamproc.stream.dashboard import register_web
 from streamproc.stream.metrics import METRIC_NAMES, StreamMetrics
 
@@ -62,12 +62,6 @@ class Server:
     metrics: StreamMetrics | None  # None: an external worker
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _synthetic_metrics() -> StreamMetrics:
     m = StreamMetrics()
     m.set_model_version("v-old")
@@ -94,7 +88,7 @@ def _synthetic_metrics() -> StreamMetrics:
 @contextlib.contextmanager
 def serve(metrics: StreamMetrics) -> Iterator[str]:
     """Faust's web service (only it: no broker) serving ``metrics`` in a thread; yields the URL."""
-    port = _free_port()
+    port = free_port()
     started = threading.Event()
     state: dict[str, Any] = {}
 
