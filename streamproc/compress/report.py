@@ -139,6 +139,17 @@ def _served_line(summary: JobSummary) -> str:
     )
 
 
+def _served_disagreement(summary: JobSummary) -> str:
+    """The served graph's figure, through ``predict_batch`` (the judged one), when recorded."""
+    served = summary.served
+    if served is None or served.batch_disagreement is None:
+        return ""
+    return (
+        f"{served.batch_disagreement:.2%} of texts in the served graph ({served.runtime}, "
+        "through `predict_batch`, which also splits a batch into length-sorted passes) and "
+    )
+
+
 def render_markdown(summary: JobSummary, *, plot_name: str = "report.png") -> str:
     job, data = summary.job, summary.data
     met = sum(r.met for r in summary.targets)
@@ -178,8 +189,8 @@ batch 1 {summary.end_to_end["b1_t2"].median_ms:.2f} ms, batch 64
 
 int8 batch effect: dynamic quantization picks activation scales per call, so a text's label can
 change with its batch-mates. Labels at batch 1 vs batch 64 over the test set differ for
-{summary.batch_disagreement["quantized"]:.2%} of texts (fp32 pruned student:
-{summary.batch_disagreement["pruned"]:.2%}).
+{_served_disagreement(summary)}{summary.batch_disagreement["quantized"]:.2%} of texts in the torch
+int8 model (fp32 pruned student: {summary.batch_disagreement["pruned"]:.2%}).
 
 ![comparison]({plot_name})
 

@@ -72,18 +72,27 @@ def score_classifier(
     classifier: Any, texts: Sequence[str], gold: Sequence[int], label_names: Sequence[str]
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 of a served classifier, run as the worker runs it (predict_batch, 64
-    at a time), and which runtime it ran in."""
+    at a time), which runtime it ran in, and how many labels change when each text comes alone
+    (``batch_disagreement``: dynamic int8 picks activation scales per pass, so a text's label can
+    depend on its batch-mates)."""
     index = {name: i for i, name in enumerate(label_names)}
-    predicted: list[int] = []
-    for start in range(0, len(texts), 64):
-        predicted += [index[p.label] for p in classifier.predict_batch(texts[start : start + 64])]
-    pred = np.asarray(predicted, dtype=np.int64)
+
+    def labels(batch_size: int) -> np.ndarray:
+        predicted: list[int] = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            predicted += [index[p.label] for p in classifier.predict_batch(batch)]
+        return np.asarray(predicted, dtype=np.int64)
+
+    pred = labels(64)
+    alone = labels(1)
     return {
         "split": "test",
         "rows": len(gold),
         "accuracy": round(accuracy(pred, gold), 4),
         "macro_f1": round(macro_f1(pred, gold, len(label_names)), 4),
         "runtime": getattr(classifier, "runtime", "?"),
+        "batch_disagreement": round(float((alone != pred).mean()) if len(pred) else 0.0, 4),
     }
 
 

@@ -187,6 +187,8 @@ class ServedScore:
     runtime: str
     teacher_accuracy: float | None = None
     precision: str = ""
+    # Labels at batch 1 vs batch 64 differ for this fraction of test texts (older reports: None).
+    batch_disagreement: float | None = None
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,8 @@ def evaluate(path: str, dataset: str | None, runtime: str, record: bool) -> None
             break
     click.echo(
         f"{manifest['version']} ({result['runtime']}): accuracy {result['accuracy']:.2%}, "
-        f"macro-F1 {result['macro_f1']:.3f} on {result['rows']} {name} test rows"
+        f"macro-F1 {result['macro_f1']:.3f} on {result['rows']} {name} test rows; labels at "
+        f"batch 1 vs 64 differ for {result['batch_disagreement']:.2%}"
     )
     if record:
         record_evaluation(artifact, result)

@@ -1,4 +1,10 @@
-"""The student: a small pre-LN transformer encoder built from plain ``nn.Linear`` blocks.
+"""The student: a small transformer encoder built from plain ``nn.Linear`` blocks.
+
+Two layouts share one module tree: pre-LN (``norm="pre"``: trains stably from random
+initialisation) and post-LN (``norm="post"``: BERT's own, so a student cut from the teacher's layers
+computes what those layers computed). ``embed_dim`` below ``dim`` factorises the token table
+(V × E, then a learned E → C projection, as ALBERT does): a 384-wide student cut from the teacher
+keeps a 128-wide table, which holds most of its parameters.
 
 Why not ``nn.TransformerEncoderLayer``: its fused fast path breaks once
 ``quantize_dynamic`` swaps the Linear layers for int8 ones, and it cannot hold a different number
@@ -6,7 +12,8 @@ of heads or FFN neurons per layer. Here every layer owns its own sizes (``layer_
 ``layer_ffn``), so structured pruning can drop whole heads and neurons and really shrink the
 matrices, and ``quantize_dynamic`` replaces every ``nn.Linear`` with no special cases.
 
-Shapes: B = batch, T = tokens, C = ``dim``, H = heads in a layer, D = ``head_dim``, F = FFN width.
+Shapes: B = batch, T = tokens, C = ``dim``, E = ``embed_dim``, H = heads in a layer,
+D = ``head_dim``, F = FFN width.
 """
 
 from __future__ import annotations
@@ -35,12 +42,24 @@ class StudentConfig:
     layer_ffn: tuple[int, ...] = (512, 512, 512, 512)  # F per layer (pruning lowers these)
     dropout: float = 0.1  # on embeddings, attention output and FFN output while training
     pad_id: int = 0  # token id of [PAD]; its embedding row is unused
+    norm: str = "pre"  # "pre": x + f(ln(x)), a final LayerNorm; "post" (BERT): ln(x + f(x))
+    embed_dim: int | None = None  # E: token-table width; None = ``dim`` (no projection)
+    norm_eps: float = 1e-5  # every LayerNorm's epsilon (BERT's: 1e-12)
 
     def __post_init__(self) -> None:
         if len(self.layer_heads) != len(self.layer_ffn):
             raise ValueError("layer_heads and layer_ffn must have one entry per layer")
         if min(self.layer_heads, default=1) < 1 or min(self.layer_ffn, default=1) < 1:
             raise ValueError("every layer keeps at least one head and one FFN neuron")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', not {self.norm!r}")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            raise ValueError("embed_dim must be positive")
+
+    @property
+    def factorised(self) -> bool:
+        """Whether a projection follows the token table (``embed_dim`` set and below ``dim``)."""
+        return self.embed_dim is not None and self.embed_dim != self.dim
 
     @property
     def num_layers(self) -> int:
@@ -112,35 +131,54 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer layer: x + attn(ln(x)), then x + ffn(ln(x))."""
+    """One transformer layer. Pre-LN: x + attn(ln1(x)), then x + ffn(ln2(x)). Post-LN (BERT):
+    ln1(x + attn(x)), then ln2(x + ffn(x))."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, ffn: int, dropout: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        ffn: int,
+        dropout: float,
+        *,
+        post_norm: bool = False,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
+        self.post_norm = post_norm
+        self.ln1 = nn.LayerNorm(dim, eps=eps)
         self.attn = SelfAttention(dim, heads, head_dim, dropout)
-        self.ln2 = nn.LayerNorm(dim)
+        self.ln2 = nn.LayerNorm(dim, eps=eps)
         self.ffn = FeedForward(dim, ffn, dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = self.ln1(x + self.attn(x, keep))  # (B, T, C)
+            return self.ln2(x + self.ffn(x))  # (B, T, C)
         x = x + self.attn(self.ln1(x), keep)  # (B, T, C)
         return x + self.ffn(self.ln2(x))  # (B, T, C)
 
 
 class StudentNetwork(nn.Module):
-    """Token + position embeddings → N blocks → LayerNorm → masked mean pool → linear classifier."""
+    """Token (→ projection) + position embeddings → N blocks → (pre-LN: LayerNorm) → masked mean
+    pool → linear classifier."""
 
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()
         self.config = config
         c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.dim, padding_idx=c.pad_id)
+        table = c.embed_dim if c.factorised and c.embed_dim else c.dim
+        self.tok_emb = nn.Embedding(c.vocab_size, table, padding_idx=c.pad_id)
+        self.tok_proj = nn.Linear(table, c.dim) if c.factorised else None
         self.pos_emb = nn.Embedding(c.max_tokens, c.dim)
-        self.emb_ln = nn.LayerNorm(c.dim)
+        self.emb_ln = nn.LayerNorm(c.dim, eps=c.norm_eps)
         self.blocks = nn.ModuleList(
-            Block(c.dim, h, c.head_dim, f, c.dropout)
+            Block(c.dim, h, c.head_dim, f, c.dropout, post_norm=c.norm == "post", eps=c.norm_eps)
             for h, f in zip(c.layer_heads, c.layer_ffn, strict=True)
         )
-        self.ln_f = nn.LayerNorm(c.dim)
+        # Post-LN blocks end normalised already; BERT has no final LayerNorm.
+        self.ln_f = nn.LayerNorm(c.dim, eps=c.norm_eps) if c.norm == "pre" else None
         self.classifier = nn.Linear(c.dim, c.num_labels)
         self.apply(_init_weights)
 
@@ -159,12 +197,16 @@ class StudentNetwork(nn.Module):
             raise ValueError(f"{T} tokens exceed the window of {self.config.max_tokens}")
         mask = mask.bool()
         pos = torch.arange(T, device=ids.device)  # (T,)
-        x = self.tok_emb(ids) + self.pos_emb(pos)  # (B, T, C)
+        tok = self.tok_emb(ids)  # (B, T, E)
+        if self.tok_proj is not None:
+            tok = self.tok_proj(tok)  # (B, T, C)
+        x = tok + self.pos_emb(pos)  # (B, T, C)
         x = F.dropout(self.emb_ln(x), self.config.dropout, self.training)
         keep = mask.view(B, 1, 1, T)  # (B, 1, 1, T): which keys each query may attend to
         for block in self.blocks:
             x = block(x, keep)  # (B, T, C)
-        x = self.ln_f(x)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
         weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, C)
 
@@ -215,4 +257,6 @@ def count_flops(config: StudentConfig, tokens: float) -> FlopCount:
         linear, attention = linear + lin, attention + att
         per_layer.append(lin + att)
     linear += 2 * c * config.num_labels
+    if config.factorised and config.embed_dim:
+        linear += 2 * t * config.embed_dim * c  # the token table's projection
     return FlopCount(t, linear, attention, per_layer)

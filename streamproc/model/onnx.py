@@ -160,8 +160,11 @@ def export_fused_onnx(model: nn.Module, path: Path) -> Path:
     tok = add("Gather", [constant("tok_emb.weight", weights["tok_emb.weight"]), "ids"], "tok")
     pos_table = constant("pos_emb.weight", weights["pos_emb.weight"])
     pos = add("Slice", [pos_table, zero, tokens, zero], "pos")  # (T, C)
+    if config.factorised:
+        tok = linear(tok, "tok_proj")  # (B, T, E) → (B, T, C)
     x = layer_norm(add("Add", [tok, pos], "embedded"), "emb_ln")  # (B, T, C)
     keys = add("Cast", ["mask"], "mask_int32", to=TensorProto.INT32)  # (B, T): 1 = a real token
+    post = config.norm == "post"
     for i, heads in enumerate(config.layer_heads):
         block = f"blocks.{i}"
         qkv_t = constant(f"{block}.attn.qkv.weight_t", weights[f"{block}.attn.qkv.weight"].T)
@@ -169,17 +172,22 @@ def export_fused_onnx(model: nn.Module, path: Path) -> Path:
         # (C, 3·H·D) columns [q heads | k heads | v heads], as ORT's Attention reads them.
         ctx = add(
             "Attention",
-            [layer_norm(x, f"{block}.ln1"), qkv_t, qkv_bias, keys],
+            [x if post else layer_norm(x, f"{block}.ln1"), qkv_t, qkv_bias, keys],
             f"{block}.attn.ctx",  # (B, T, H·D)
             domain="com.microsoft",
             num_heads=heads,
             scale=float(config.head_dim**-0.5),
         )
         x = add("Add", [x, linear(ctx, f"{block}.attn.out")], f"{block}.attn.residual")
-        hidden = linear(layer_norm(x, f"{block}.ln2"), f"{block}.ffn.fc1")  # (B, T, F)
+        if post:
+            x = layer_norm(x, f"{block}.ln1")
+        hidden = linear(x if post else layer_norm(x, f"{block}.ln2"), f"{block}.ffn.fc1")
         gelu = add("Gelu", [hidden], f"{block}.ffn.gelu", domain="com.microsoft")  # erf GELU
         x = add("Add", [x, linear(gelu, f"{block}.ffn.fc2")], f"{block}.ffn.residual")
-    x = layer_norm(x, "ln_f")
+        if post:
+            x = layer_norm(x, f"{block}.ln2")
+    if not post:
+        x = layer_norm(x, "ln_f")
     minus_one = constant("minus_one", np.array([-1], np.int64))
     real = add(
         "Unsqueeze", [add("Cast", ["mask"], "mask_f", to=TensorProto.FLOAT), minus_one], "real"

@@ -128,6 +128,11 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
             assert 0 < cell["forward"]["median_ms"] <= cell["forward"]["p99_ms"]
             assert cell["end_to_end"]["median_ms"] > 0
     assert any("in onnxruntime, batch 64" in t["target"] for t in summary["targets"])
+    # The batch effect is judged on the served graph through predict_batch, as users get it.
+    assert 0 <= summary["served"]["batch_disagreement"] <= 1
+    batch_effect = next(t for t in summary["targets"] if "batch 1 vs batch 64" in t["target"])
+    assert batch_effect["target"].startswith("served int8 labels")
+    assert batch_effect["measured"] == f"{summary['served']['batch_disagreement']:.2%}"
     # --seeds 2: seed 1 trained by a subprocess with seed 0's teacher, judged by the median.
     replica = json.loads((report / "seeds" / "seed-1" / "seed.json").read_text())
     assert [s["seed"] for s in summary["seeds"]] == [0, 1]
@@ -141,6 +146,7 @@ def test_quick_job_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert markdown.startswith("# Compression report")
     assert "## Seeds" in markdown and "| 1 | 0 |" in markdown
     assert "## Runtimes: where int8 pays" in markdown and "**(served)**" in markdown
+    assert "of texts in the served graph (onnxruntime, through `predict_batch`" in markdown
     assert (report / "report.png").stat().st_size > 1000
     clf = load_classifier(out)
     assert clf.version == "quick-1" and set(clf.labels) == {"HUM", "LOC", "NUM"}

@@ -1,7 +1,8 @@
 """The hand-built ONNX graph with ORT's fused attention computes what the torch student does.
 
 Checked on a pruned shape (a different number of heads and FFN neurons per layer) with padded
-rows, in fp32 and after ORT's dynamic int8 quantization (Attention → QAttention).
+rows, in fp32 and after ORT's dynamic int8 quantization (Attention → QAttention), in both layouts:
+the pre-LN student and the post-LN one cut from the teacher, with its factorised token table.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ CONFIG = StudentConfig(
     vocab_size=40, num_labels=3, max_tokens=12, dim=24, head_dim=8,
     layer_heads=(3, 1), layer_ffn=(20, 7), dropout=0.0,
 )  # fmt: skip
+POST_LN = CONFIG.replace(norm="post", embed_dim=10, norm_eps=1e-12)
 
 
-@pytest.fixture(scope="module")
-def network() -> StudentNetwork:
+@pytest.fixture(scope="module", params=[CONFIG, POST_LN], ids=["pre-ln", "post-ln-factorised"])
+def network(request: pytest.FixtureRequest) -> StudentNetwork:
     torch.manual_seed(0)
-    net = StudentNetwork(CONFIG).eval()
+    net = StudentNetwork(request.param).eval()
     with torch.no_grad():  # weights far from init, so every term of the graph matters
         for param in net.parameters():
             param.add_(0.3 * torch.randn_like(param))
@@ -62,8 +64,10 @@ def test_fp32_matches_the_torch_network_and_the_traced_graph(
     assert np.abs(expected).max() > 0.5  # not a near-zero network that anything would match
     np.testing.assert_allclose(fused(ids, mask), expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(fused(ids, mask), traced(ids, mask), atol=1e-4, rtol=1e-4)
-    ops = {node.op_type for node in onnx.load(str(fused_graph)).graph.node}
+    ops = [node.op_type for node in onnx.load(str(fused_graph)).graph.node]
     assert "Attention" in ops and "Softmax" not in ops
+    norms = 2 * network.config.num_layers + (2 if network.config.norm == "pre" else 1)
+    assert ops.count("LayerNormalization") == norms  # post-LN: no final LayerNorm
 
 
 def test_padding_is_masked_out(fused_graph: Path) -> None:

@@ -64,6 +64,31 @@ def test_config_round_trip_and_validation() -> None:
         StudentConfig(vocab_size=5, num_labels=2, layer_heads=(0,), layer_ffn=(4,))
 
 
+def test_post_ln_layout_and_factorised_table() -> None:
+    """BERT's layout: LayerNorm after each residual add, none at the end; a narrow token table
+    with a projection up to the residual width."""
+    net = _net(norm="post", embed_dim=8, norm_eps=1e-12, dropout=0.0)
+    assert net.tok_emb.weight.shape == (50, 8) and net.tok_proj is not None
+    assert net.ln_f is None and net.emb_ln.eps == 1e-12
+    ids, mask = torch.randint(5, 50, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    with torch.no_grad():
+        tok = net.tok_proj(net.tok_emb(ids)) + net.pos_emb(torch.arange(6))
+        x = net.emb_ln(tok)
+        for block in net.layers():
+            x = block.ln1(x + block.attn(x, mask.view(2, 1, 1, 6)))
+            x = block.ln2(x + block.ffn(x))
+        expected = net.classifier(x.mean(1))
+    torch.testing.assert_close(net(ids, mask), expected)
+    pre = _net()
+    assert pre.tok_proj is None and pre.ln_f is not None
+    assert StudentConfig.from_dict(net.config.to_dict()) == net.config
+    with pytest.raises(ValueError, match="norm must be"):
+        net.config.replace(norm="sandwich")
+    # the projection counts: 2*T*E*C more FLOPs than the same shape without it
+    plain = count_flops(_net().config, 10).linear
+    assert count_flops(net.config, 10).linear == plain + 2 * 10 * 8 * 32
+
+
 def test_counts_shrink_with_the_config() -> None:
     net = _net()
     assert count_params(net) == sum(p.numel() for p in net.parameters())
