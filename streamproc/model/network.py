@@ -58,7 +58,7 @@ class StudentConfig:
 
     @property
     def factorised(self) -> bool:
-        """Whether a projection follows the token table (``embed_dim`` set and below ``dim``)."""
+        """Whether a projection follows the token table (``embed_dim`` set and not ``dim``)."""
         return self.embed_dim is not None and self.embed_dim != self.dim
 
     @property
