@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from streamproc.compress.augment import augment_texts
+from streamproc.compress.cut import CutConfig
 from streamproc.compress.teacher import length_buckets
 from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import SPECIAL_TOKENS, StudentTokenizer
@@ -79,6 +80,9 @@ class DistillConfig:
     drop_prob: float = 0.1  # per word: delete (augment_texts)
     neighbours: int = 12  # candidates per word
     seed: int = 0
+    # Start the student as a cut of the teacher (its layers, post-LN) instead of random layers;
+    # the shape fields above then do not apply (see streamproc.compress.cut).
+    cut: CutConfig | None = None
 
     def student_config(self, vocab_size: int, num_labels: int) -> StudentConfig:
         return StudentConfig(
@@ -164,11 +168,14 @@ def distill(
     epochs: int | None = None,
     lr: float | None = None,
     teacher_features: np.ndarray | None = None,
+    feature_map: torch.Tensor | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on (text, teacher logits, label or −1); returns the loss per epoch.
 
-    Batches are drawn from length-sorted buckets so padding stays small.
+    Batches are drawn from length-sorted buckets so padding stays small. ``feature_map`` (D, C):
+    where the projection of the student's sentence vector to the teacher's starts (a student
+    cut from the teacher: the selection of its kept dimensions); random when None.
     """
     epochs = config.epochs if epochs is None else epochs
     lr = config.lr if lr is None else lr
@@ -183,6 +190,10 @@ def distill(
         None if teacher_features is None else torch.from_numpy(teacher_features.astype(np.float32))
     )
     proj = None if feats is None else torch.nn.Linear(model.config.dim, feats.shape[1])
+    if proj is not None and feature_map is not None:
+        with torch.no_grad():
+            proj.weight.copy_(feature_map)  # (D, C)
+            proj.bias.zero_()
     steps_per_epoch = math.ceil(len(texts) / config.batch_size)
     total = steps_per_epoch * epochs
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]

@@ -168,12 +168,23 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
             f"(lr {tcfg.lr}, batch {tcfg.batch_size}, max {tcfg.max_tokens} tokens)."
         ),
         "distilled": (
-            f"{dc.num_layers}-layer pre-LN transformer, dim {dc.dim}, "
-            f"{dc.layer_heads[0]} heads × {dc.head_dim}, FFN {dc.layer_ffn[0]}, "
-            f"vocab {dc.vocab_size} "
-            "(the teacher's WordPiece pieces most used on the transfer set; embeddings start from "
-            f"the teacher's, PCA-projected), window {dc.max_tokens}; {dcfg.epochs} epochs on "
-            f"{transfer_size} transfer texts, loss {dcfg.alpha}·T²·KL(T={dcfg.temperature}) + "
+            (
+                f"{dc.num_layers}-layer post-LN transformer cut from the teacher (its layers "
+                f"{list(dcfg.cut.layers)}; per layer the {dcfg.cut.heads} heads and "
+                f"{dcfg.cut.ffn} FFN neurons, and the {dc.dim} of 384 residual dimensions, with "
+                "the highest gradient-of-gate importance), "
+                f"{dc.layer_heads[0]} heads × {dc.head_dim}, token table {dc.embed_dim} wide "
+                f"(the teacher's rows, PCA-projected) projected to {dc.dim}, vocab "
+                f"{dc.vocab_size}, window {dc.max_tokens}; {dcfg.cut.epochs} epochs "
+                f"(lr {dcfg.cut.lr}) on "
+                if dcfg.cut is not None
+                else f"{dc.num_layers}-layer pre-LN transformer, dim {dc.dim}, "
+                f"{dc.layer_heads[0]} heads × {dc.head_dim}, FFN {dc.layer_ffn[0]}, "
+                f"vocab {dc.vocab_size} (the teacher's WordPiece pieces most used on the "
+                "transfer set; embeddings start from the teacher's, PCA-projected), window "
+                f"{dc.max_tokens}; {dcfg.epochs} epochs on "
+            )
+            + f"{transfer_size} transfer texts, loss {dcfg.alpha}·T²·KL(T={dcfg.temperature}) + "
             f"{1 - dcfg.alpha:.1f}·CE on the labelled rows + {dcfg.feature_weight}·(1 − cos) "
             "between the projected student sentence vector and the teacher's."
         ),

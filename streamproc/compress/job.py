@@ -30,6 +30,7 @@ from tqdm import tqdm
 from streamproc.compress import distill as distill_mod
 from streamproc.compress.augment import TransferConfig, resolve_substitutions
 from streamproc.compress.config import JobConfig, JobResult
+from streamproc.compress.cut import CutConfig, cut_from_teacher
 from streamproc.compress.data import LabelledData, load_dataset
 from streamproc.compress.evaluation import TrainedModels, evaluate_models, files_size
 from streamproc.compress.prune import PruneConfig, prune_network, score_importance
@@ -51,12 +52,12 @@ from streamproc.model.artifact import read_manifest, record_evaluation
 from streamproc.model.network import StudentNetwork
 from streamproc.model.quantize import quantize_int8
 from streamproc.model.saving import save_artifact
-from streamproc.model.tokenizer import StudentTokenizer, build_subset_tokenizer
+from streamproc.model.tokenizer import SPECIAL_TOKENS, StudentTokenizer, build_subset_tokenizer
 from streamproc.settings import default_cache_dir
 
 __all__ = ["run_job"]
 
-QUICK_DISTILL = dict(vocab_size=1500, epochs=2, augment_per_text=1, layers=2)
+QUICK_DISTILL: dict[str, Any] = dict(vocab_size=1500, epochs=2, augment_per_text=1, layers=2)
 QUICK_PRUNE = dict(score_batches=4, finetune_epochs=1)
 QUICK_TRANSFER_LIMIT = 64  # corpus texts in a --quick run
 
@@ -279,6 +280,9 @@ def _distill_student(
     )
     tokenizer = StudentTokenizer(raw_tok, dcfg.max_tokens)
     torch.manual_seed(config.seed)
+    if dcfg.cut is not None:
+        cut = dcfg.cut
+        return _cut_student(config, dcfg, cut, teacher, transfer, tokenizer, student_vocab, bar)
     student = StudentNetwork(dcfg.student_config(tokenizer.vocab_size, data.num_labels))
     embeddings = teacher.encoder.embeddings
     distill_mod.init_from_teacher_embeddings(
@@ -296,6 +300,49 @@ def _distill_student(
         transfer.hard,
         dcfg,
         teacher_features=transfer.features,
+        progress=_bar_factory(bar),
+    )
+    return tokenizer, student, history
+
+
+def _cut_student(
+    config: JobConfig,
+    dcfg: distill_mod.DistillConfig,
+    cut: CutConfig,
+    teacher: Any,
+    transfer: TeacherLabelledSet,
+    tokenizer: StudentTokenizer,
+    student_vocab: list[str],
+    bar: tqdm,
+) -> tuple[StudentTokenizer, StudentNetwork, list[float]]:
+    """The student cut from the teacher (:mod:`streamproc.compress.cut`), then distilled."""
+    bar.reset(total=2 * cut.score_batches)
+    student, selection = cut_from_teacher(
+        teacher,
+        student_vocab,
+        tokenizer,
+        transfer.texts,
+        transfer.soft,
+        cut,
+        max_tokens=dcfg.max_tokens,
+        pad_id=SPECIAL_TOKENS.index("[PAD]"),
+        temperature=dcfg.temperature,
+        batch_size=dcfg.batch_size,
+        dropout=dcfg.dropout,
+        seed=config.seed,
+        progress=bar.update,
+    )
+    history = distill_mod.distill(
+        student,
+        tokenizer,
+        transfer.texts,
+        transfer.soft,
+        transfer.hard,
+        dcfg,
+        epochs=cut.epochs,
+        lr=cut.lr,
+        teacher_features=transfer.features,
+        feature_map=selection,
         progress=_bar_factory(bar),
     )
     return tokenizer, student, history
