@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
 
 __all__ = ["CutConfig", "cut_from_teacher", "shrink", "teacher_network"]
+
+_Scores = TypeVar("_Scores")
 
 
 @dataclass(frozen=True)
@@ -252,28 +254,21 @@ def cut_from_teacher(
     )
     for param in full.parameters():
         param.requires_grad_(False)  # only the gates need gradients while scoring
-    importance = score_importance(
-        full,
-        tokenizer,
-        texts,
-        soft_logits,
-        temperature=temperature,
-        batch_size=batch_size,
-        max_batches=config.score_batches,
-        seed=seed,
-        progress=progress,
-    )
-    width = score_width(
-        full,
-        tokenizer,
-        texts,
-        soft_logits,
-        temperature=temperature,
-        batch_size=batch_size,
-        max_batches=config.score_batches,
-        seed=seed,
-        progress=progress,
-    )
+
+    def scored(score: Callable[..., _Scores]) -> _Scores:
+        return score(
+            full,
+            tokenizer,
+            texts,
+            soft_logits,
+            temperature=temperature,
+            batch_size=batch_size,
+            max_batches=config.score_batches,
+            seed=seed,
+            progress=progress,
+        )
+
+    importance, width = scored(score_importance), scored(score_width)
 
     def top(scores: torch.Tensor, k: int) -> list[int]:
         return sorted(scores.topk(min(k, len(scores))).indices.tolist())

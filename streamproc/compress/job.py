@@ -292,7 +292,19 @@ def _distill_student(
         embeddings.word_embeddings.weight.detach(),
         embeddings.position_embeddings.weight.detach(),
     )
-    history = distill_mod.distill(
+    return tokenizer, student, _distil(student, tokenizer, transfer, dcfg, bar)
+
+
+def _distil(
+    student: StudentNetwork,
+    tokenizer: StudentTokenizer,
+    transfer: TeacherLabelledSet,
+    dcfg: distill_mod.DistillConfig,
+    bar: tqdm,
+    **overrides: Any,
+) -> list[float]:
+    """:func:`distill_mod.distill` on the whole transfer set (``overrides``: epochs, lr, …)."""
+    return distill_mod.distill(
         student,
         tokenizer,
         transfer.texts,
@@ -301,8 +313,8 @@ def _distill_student(
         dcfg,
         teacher_features=transfer.features,
         progress=_bar_factory(bar),
+        **overrides,
     )
-    return tokenizer, student, history
 
 
 def _cut_student(
@@ -332,18 +344,8 @@ def _cut_student(
         seed=config.seed,
         progress=bar.update,
     )
-    history = distill_mod.distill(
-        student,
-        tokenizer,
-        transfer.texts,
-        transfer.soft,
-        transfer.hard,
-        dcfg,
-        epochs=cut.epochs,
-        lr=cut.lr,
-        teacher_features=transfer.features,
-        feature_map=selection,
-        progress=_bar_factory(bar),
+    history = _distil(
+        student, tokenizer, transfer, dcfg, bar, epochs=cut.epochs, lr=cut.lr, feature_map=selection
     )
     return tokenizer, student, history
 
@@ -371,17 +373,8 @@ def _prune_student(
         progress=bar.update,
     )
     pruned = prune_network(student, importance, pcfg)
-    history = distill_mod.distill(
-        pruned,
-        tokenizer,
-        transfer.texts,
-        transfer.soft,
-        transfer.hard,
-        dcfg,
-        epochs=pcfg.finetune_epochs,
-        lr=pcfg.finetune_lr,
-        teacher_features=transfer.features,
-        progress=_bar_factory(bar),
+    history = _distil(
+        pruned, tokenizer, transfer, dcfg, bar, epochs=pcfg.finetune_epochs, lr=pcfg.finetune_lr
     )
     return pruned, history
 
