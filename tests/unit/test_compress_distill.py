@@ -178,8 +178,10 @@ def test_augmentation_settings_in_the_config() -> None:
     assert (cfg.replace_prob, cfg.drop_prob, cfg.augment_per_text) == (0.35, 0.1, 3)
     tcfg = TransferConfig()
     assert tcfg.keep_question_words and tcfg.corpus == "auto" and tcfg.limit is None
-    # DistillConfig stays numbers-only: the job applies QUICK_DISTILL, a dict[str, int], to it.
-    assert {str(f.type) for f in dataclasses.fields(DistillConfig)} <= {"int", "float"}
+    # DistillConfig is numbers, plus the optional cut recipe (a frozen dataclass of its own).
+    types = {f.name: str(f.type) for f in dataclasses.fields(DistillConfig)}
+    assert types.pop("cut") == "CutConfig | None" and cfg.cut is None  # off by default
+    assert set(types.values()) <= {"int", "float"}
     with pytest.raises(ValueError, match="replace_prob"):
         augment_texts(["a b"], {}, per_text=1, replace_prob=1.5, drop_prob=0.0, seed=0)
     with pytest.raises(ValueError, match="drop_prob"):
