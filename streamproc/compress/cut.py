@@ -28,16 +28,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from streamproc.compress.prune import score_importance
+from streamproc.compress.prune import kd_losses, keep_units, score_importance
 from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
 
 __all__ = ["CutConfig", "cut_from_teacher", "shrink", "teacher_network"]
 
 _Scores = TypeVar("_Scores")
+# Modules whose weight columns read the residual stream, and those whose rows (and biases, and
+# LayerNorm vectors) write or normalise it: what narrowing the stream slices.
+_READ_STREAM = frozenset({"pos_emb", "qkv", "fc1", "classifier"})
+_WRITE_STREAM = frozenset({"tok_proj", "emb_ln", "out", "fc2", "ln1", "ln2"})
 
 
 @dataclass(frozen=True)
@@ -149,19 +152,18 @@ def score_width(
         if isinstance(m, nn.LayerNorm)
     ]
     score = torch.zeros(model.config.dim)
-    rng = np.random.default_rng(seed + 1)
-    order = rng.permutation(len(texts))[: batch_size * max_batches]
-    soft = torch.from_numpy(soft_logits.astype(np.float32))
-    model.eval()
+    losses = kd_losses(
+        model,
+        tokenizer,
+        texts,
+        soft_logits,
+        temperature=temperature,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        seed=seed + 1,  # other batches than the head and neuron scores'
+    )
     try:
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            ids, mask = tokenizer.encode_batch([texts[i] for i in index])  # (B, T)
-            loss = F.kl_div(
-                F.log_softmax(model(ids, mask) / temperature, -1),
-                F.softmax(soft[torch.from_numpy(index)] / temperature, -1),
-                reduction="batchmean",
-            )
+        for loss in losses:
             (grad,) = torch.autograd.grad(loss, [gate])
             score += grad.abs()
             if progress:
@@ -186,38 +188,15 @@ def shrink(
         layer_heads=tuple(len(h) for h in heads),
         layer_ffn=tuple(len(n) for n in neurons),
     )
-    keep = torch.tensor(list(width))  # residual dims
-    old = model.state_dict()
-    state = {
-        "tok_emb.weight": old["tok_emb.weight"],
-        "tok_proj.weight": old["tok_proj.weight"][keep],  # (C', E)
-        "tok_proj.bias": old["tok_proj.bias"][keep],
-        "pos_emb.weight": old["pos_emb.weight"][:, keep],  # (T, C')
-        "emb_ln.weight": old["emb_ln.weight"][keep],
-        "emb_ln.bias": old["emb_ln.bias"][keep],
-        "classifier.weight": old["classifier.weight"][:, keep],  # (L, C')
-        "classifier.bias": old["classifier.bias"],
-    }
-    d = c.head_dim
-    for layer, (kept_heads, kept_neurons) in enumerate(zip(heads, neurons, strict=True)):
-        p = f"blocks.{layer}."
-        h_old = c.layer_heads[layer]
-        rows = torch.tensor(  # q, k and v rows of each kept head
-            [p3 * h_old * d + h * d + j for p3 in range(3) for h in kept_heads for j in range(d)]
-        )
-        cols = torch.tensor([h * d + j for h in kept_heads for j in range(d)])
-        f = torch.tensor(list(kept_neurons))
-        state[p + "attn.qkv.weight"] = old[p + "attn.qkv.weight"][rows][:, keep]  # (3·H'·D, C')
-        state[p + "attn.qkv.bias"] = old[p + "attn.qkv.bias"][rows]
-        state[p + "attn.out.weight"] = old[p + "attn.out.weight"][keep][:, cols]  # (C', H'·D)
-        state[p + "attn.out.bias"] = old[p + "attn.out.bias"][keep]
-        state[p + "ffn.fc1.weight"] = old[p + "ffn.fc1.weight"][f][:, keep]  # (F', C')
-        state[p + "ffn.fc1.bias"] = old[p + "ffn.fc1.bias"][f]
-        state[p + "ffn.fc2.weight"] = old[p + "ffn.fc2.weight"][keep][:, f]  # (C', F')
-        state[p + "ffn.fc2.bias"] = old[p + "ffn.fc2.bias"][keep]
-        for norm in ("ln1", "ln2"):
-            state[p + f"{norm}.weight"] = old[p + f"{norm}.weight"][keep]
-            state[p + f"{norm}.bias"] = old[p + f"{norm}.bias"][keep]
+    state = dict(model.state_dict())
+    keep_units(state, c, heads, neurons)  # heads and neurons, as pruning removes them
+    keep = torch.tensor(list(width))  # then the residual dims, in every tensor that has them
+    for key, value in state.items():
+        module, param = key.rsplit(".", 2)[-2:]  # "blocks.0.attn.qkv.weight" → "qkv", "weight"
+        if module in _READ_STREAM and param == "weight":
+            state[key] = value[:, keep]  # (out, C) → (out, C'); pos_emb (T, C) → (T, C')
+        elif module in _WRITE_STREAM:
+            state[key] = value[keep]  # (C, in) → (C', in), or a (C,) bias / LayerNorm
     small = StudentNetwork(config)
     small.load_state_dict({k: v.contiguous().clone() for k, v in state.items()}, strict=True)
     return small

@@ -15,17 +15,24 @@ are removed globally, keeping at least one head and ``min_ffn`` neurons in every
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamproc.model.network import StudentNetwork
+from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
 
-__all__ = ["Importance", "PruneConfig", "prune_network", "score_importance"]
+__all__ = [
+    "Importance",
+    "PruneConfig",
+    "kd_losses",
+    "keep_units",
+    "prune_network",
+    "score_importance",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,35 @@ class Importance:
     neurons: list[torch.Tensor]  # per layer: (F,)
 
 
+def kd_losses(
+    model: StudentNetwork,
+    tokenizer: StudentTokenizer,
+    texts: Sequence[str],
+    soft_logits: np.ndarray,
+    *,
+    temperature: float,
+    batch_size: int,
+    max_batches: int,
+    seed: int,
+) -> Iterator[torch.Tensor]:
+    """The distillation loss (KL to the teacher's soft labels) of ``model`` in eval mode on up to
+    ``max_batches`` random batches of ``texts``, one scalar per batch: what importance scores
+    differentiate."""
+    model.eval()  # no dropout while scoring
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))[: batch_size * max_batches]
+    soft = torch.from_numpy(soft_logits.astype(np.float32))
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        ids, mask = tokenizer.encode_batch([texts[i] for i in index])  # (B, T)
+        logits = model(ids, mask)  # (B, L)
+        yield F.kl_div(
+            F.log_softmax(logits / temperature, -1),
+            F.softmax(soft[torch.from_numpy(index)] / temperature, -1),
+            reduction="batchmean",
+        )
+
+
 def score_importance(
     model: StudentNetwork,
     tokenizer: StudentTokenizer,
@@ -59,26 +95,24 @@ def score_importance(
     progress: Callable[[int], None] | None = None,
 ) -> Importance:
     """Accumulated |gradient| of the distillation loss w.r.t. per-head and per-neuron gates."""
-    model.eval()  # no dropout while scoring
     gates_h = [torch.ones(b.attn.heads, requires_grad=True) for b in model.layers()]
     gates_f = [torch.ones(b.ffn.fc1.out_features, requires_grad=True) for b in model.layers()]
     for block, gh, gf in zip(model.layers(), gates_h, gates_f, strict=True):
         block.attn.head_gate, block.ffn.neuron_gate = gh, gf
     score_h = [torch.zeros_like(g) for g in gates_h]
     score_f = [torch.zeros_like(g) for g in gates_f]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))[: batch_size * max_batches]
-    soft = torch.from_numpy(soft_logits.astype(np.float32))
+    losses = kd_losses(
+        model,
+        tokenizer,
+        texts,
+        soft_logits,
+        temperature=temperature,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        seed=seed,
+    )
     try:
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            ids, mask = tokenizer.encode_batch([texts[i] for i in index])  # (B, T)
-            logits = model(ids, mask)  # (B, L)
-            loss = F.kl_div(
-                F.log_softmax(logits / temperature, -1),
-                F.softmax(soft[torch.from_numpy(index)] / temperature, -1),
-                reduction="batchmean",
-            )
+        for loss in losses:
             model.zero_grad(set_to_none=True)
             grads = torch.autograd.grad(loss, [*gates_h, *gates_f])
             for acc, g in zip([*score_h, *score_f], grads, strict=True):
@@ -125,18 +159,30 @@ def prune_network(
     )
     pruned = StudentNetwork(new_config)
     state = copy.deepcopy(model.state_dict())
-    d = model.config.head_dim
-    for layer, (heads, neurons) in enumerate(zip(keep_heads, keep_neurons, strict=True)):
+    keep_units(state, model.config, keep_heads, keep_neurons)
+    pruned.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
+    return pruned.eval()
+
+
+def keep_units(
+    state: dict[str, torch.Tensor],
+    config: StudentConfig,
+    heads: Sequence[Sequence[int]],
+    neurons: Sequence[Sequence[int]],
+) -> None:
+    """Slice ``state`` (a state dict of a network shaped as ``config``) in place so that layer i
+    keeps only the heads ``heads[i]`` and the FFN neurons ``neurons[i]``."""
+    d = config.head_dim
+    for layer, (kept_heads, kept_neurons) in enumerate(zip(heads, neurons, strict=True)):
         p = f"blocks.{layer}."
-        h_old = model.config.layer_heads[layer]
+        h_old = config.layer_heads[layer]
         # QKV rows are laid out [q_0..q_{H-1} | k_0.. | v_0..], each head D rows wide.
-        rows = [part * h_old * d + h * d + j for part in range(3) for h in heads for j in range(d)]
-        cols = [h * d + j for h in heads for j in range(d)]
+        rows = [p3 * h_old * d + h * d + j for p3 in range(3) for h in kept_heads for j in range(d)]
+        cols = [h * d + j for h in kept_heads for j in range(d)]
+        f = list(kept_neurons)
         state[p + "attn.qkv.weight"] = state[p + "attn.qkv.weight"][rows]  # (3*H'*D, C)
         state[p + "attn.qkv.bias"] = state[p + "attn.qkv.bias"][rows]
         state[p + "attn.out.weight"] = state[p + "attn.out.weight"][:, cols]  # (C, H'*D)
-        state[p + "ffn.fc1.weight"] = state[p + "ffn.fc1.weight"][neurons]  # (F', C)
-        state[p + "ffn.fc1.bias"] = state[p + "ffn.fc1.bias"][neurons]
-        state[p + "ffn.fc2.weight"] = state[p + "ffn.fc2.weight"][:, neurons]  # (C, F')
-    pruned.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
-    return pruned.eval()
+        state[p + "ffn.fc1.weight"] = state[p + "ffn.fc1.weight"][f]  # (F', C)
+        state[p + "ffn.fc1.bias"] = state[p + "ffn.fc1.bias"][f]
+        state[p + "ffn.fc2.weight"] = state[p + "ffn.fc2.weight"][:, f]  # (C, F')
