@@ -12,7 +12,7 @@ KAFKA_VERSION ?= 3.9.2
 DATASET ?= trec
 SEEDS ?= 3
 # the artifact version make distill writes (DATASET-MODEL_VERSION); bump it when the recipe changes
-MODEL_VERSION ?= v10
+MODEL_VERSION ?= v11
 # make distill refreshes the shipped builtin:trec only when it serves at least this accuracy
 SHIP_MIN_ACCURACY ?= 0.90
 # apt-get for the Debian tools: as root directly, otherwise through sudo where there is one.

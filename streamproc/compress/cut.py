@@ -8,16 +8,17 @@ because a birthstone is a thing). Cutting the student out of the teacher keeps s
 (post-LN, :class:`~streamproc.model.network.StudentConfig` ``norm="post"``), a token table
 factorised to ``embed_dim`` (the teacher's rows for the student's pieces, PCA-projected, then a
 learned projection back up that starts as the PCA basis), and per layer the ``heads`` and ``ffn``
-units with the highest gradient-of-gate importance (``prune.score_importance``), and the
-``width`` residual dimensions likewise (a gate on every LayerNorm output: in a post-LN network
-the residual stream is exactly those outputs). LayerNorms then normalise over the kept
-dimensions only, which changes the function; distillation repairs it.
+units with the highest gradient-of-gate importance (``prune.score_importance``). It can also keep
+only the ``width`` most important residual dimensions, but that is better left to the job's
+pruning stage, after distillation (``PruneConfig.width``).
 
-Measured on seed 0 (``docs/results/trec-teacher-cut``): layers 0, 2 and 4 with 3 heads and 256
-neurons each reached 95.0% at width 384 and 94.4% at width 256 (fp32, after 3 epochs), against
-92.8% for the student whose layers start random. Through the job, after its pruning and int8, the
-served model scored 93.2% at width 384 (too slow for the latency target) and 92.4% at width 256,
-the from-scratch student's figure. So the job does not use the cut by default.
+Measured on TREC, seed 0, through the whole job (``docs/results/trec-teacher-cut``; the
+from-scratch student served 92.4%):
+
+- layers 0, 2, 4; 6 heads and 512 neurons each, full width; distilled 94.8%; then pruned to
+  3 heads, ~256 neurons and width 256 after distillation: 94.2%, served (int8) 94.0%. The default.
+- the same, but width 256 cut before distillation: served 93.2%.
+- 3 heads, 256 neurons, full width: distilled 94.2%, served 93.2%, too slow at width 384.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamproc.compress.prune import kd_losses, keep_units, score_importance
+from streamproc.compress.prune import score_importance, score_width, shrink
 from streamproc.model.network import StudentConfig, StudentNetwork
 from streamproc.model.tokenizer import StudentTokenizer
 
-__all__ = ["CutConfig", "cut_from_teacher", "shrink", "teacher_network"]
+__all__ = ["CutConfig", "cut_from_teacher", "teacher_network"]
 
 _Scores = TypeVar("_Scores")
-# Modules whose weight columns read the residual stream, and those whose rows (and biases, and
-# LayerNorm vectors) write or normalise it: what narrowing the stream slices.
-_READ_STREAM = frozenset({"pos_emb", "qkv", "fc1", "classifier"})
-_WRITE_STREAM = frozenset({"tok_proj", "emb_ln", "out", "fc2", "ln1", "ln2"})
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,11 @@ class CutConfig:
     """Which part of the teacher the student starts as, and how long it then distils."""
 
     layers: tuple[int, ...] = (0, 2, 4)  # the teacher's layers kept, in order
-    heads: int = 4  # per layer, by importance
-    ffn: int = 384  # FFN neurons per layer, by importance
-    width: int = 256  # residual dimensions kept, by importance (the teacher's: 384)
+    heads: int = 6  # per layer, by importance (the job's pruning then halves them)
+    ffn: int = 512  # FFN neurons per layer, by importance (halved by the pruning too)
+    # Residual dimensions kept, by importance; None: all of the teacher's (384). The width is
+    # better cut after distillation (PruneConfig.width): cut here to 256, seed 0 served 92.4%.
+    width: int | None = None
     embed_dim: int = 128  # token-table width (PCA of the teacher's rows), projected up
     score_batches: int = 60  # transfer-set batches that score importance
     epochs: int = 3  # distillation epochs of the cut student (it starts far from random)
@@ -130,78 +129,6 @@ def teacher_network(
     return net
 
 
-def score_width(
-    model: StudentNetwork,
-    tokenizer: StudentTokenizer,
-    texts: Sequence[str],
-    soft_logits: np.ndarray,
-    *,
-    temperature: float,
-    batch_size: int,
-    max_batches: int,
-    seed: int,
-    progress: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """(C,) accumulated |∂KD loss/∂gate| of a gate on every LayerNorm output of a post-LN model."""
-    if model.config.norm != "post":
-        raise ValueError("residual width is scored on a post-LN network (its stream is LN outputs)")
-    gate = torch.ones(model.config.dim, requires_grad=True)
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: out * gate)
-        for m in model.modules()
-        if isinstance(m, nn.LayerNorm)
-    ]
-    score = torch.zeros(model.config.dim)
-    losses = kd_losses(
-        model,
-        tokenizer,
-        texts,
-        soft_logits,
-        temperature=temperature,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        seed=seed + 1,  # other batches than the head and neuron scores'
-    )
-    try:
-        for loss in losses:
-            (grad,) = torch.autograd.grad(loss, [gate])
-            score += grad.abs()
-            if progress:
-                progress(1)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return score
-
-
-def shrink(
-    model: StudentNetwork,
-    heads: Sequence[Sequence[int]],
-    neurons: Sequence[Sequence[int]],
-    width: Sequence[int],
-) -> StudentNetwork:
-    """A smaller post-LN network keeping, per layer, ``heads`` and ``neurons``, and the residual
-    dimensions ``width`` everywhere (weights copied)."""
-    c = model.config
-    config = c.replace(
-        dim=len(width),
-        layer_heads=tuple(len(h) for h in heads),
-        layer_ffn=tuple(len(n) for n in neurons),
-    )
-    state = dict(model.state_dict())
-    keep_units(state, c, heads, neurons)  # heads and neurons, as pruning removes them
-    keep = torch.tensor(list(width))  # then the residual dims, in every tensor that has them
-    for key, value in state.items():
-        module, param = key.rsplit(".", 2)[-2:]  # "blocks.0.attn.qkv.weight" → "qkv", "weight"
-        if module in _READ_STREAM and param == "weight":
-            state[key] = value[:, keep]  # (out, C) → (out, C'); pos_emb (T, C) → (T, C')
-        elif module in _WRITE_STREAM:
-            state[key] = value[keep]  # (C, in) → (C', in), or a (C,) bias / LayerNorm
-    small = StudentNetwork(config)
-    small.load_state_dict({k: v.contiguous().clone() for k, v in state.items()}, strict=True)
-    return small
-
-
 def cut_from_teacher(
     teacher: Any,
     student_vocab: Sequence[str],
@@ -247,20 +174,22 @@ def cut_from_teacher(
             progress=progress,
         )
 
-    importance, width = scored(score_importance), scored(score_width)
-
     def top(scores: torch.Tensor, k: int) -> list[int]:
         return sorted(scores.topk(min(k, len(scores))).indices.tolist())
 
-    kept_width = top(width, config.width)
+    importance = scored(score_importance)
+    dim = full.config.dim
+    kept_width = (
+        list(range(dim)) if config.width is None else top(scored(score_width), config.width)
+    )
     student = shrink(
         full,
         [top(s, config.heads) for s in importance.heads],
         [top(s, config.ffn) for s in importance.neurons],
-        kept_width,
+        None if len(kept_width) == dim else kept_width,
     )
     for param in student.parameters():
         param.requires_grad_(True)
-    selection = torch.zeros(full.config.dim, len(kept_width))  # (C, C')
+    selection = torch.zeros(dim, len(kept_width))  # (C, C')
     selection[kept_width, torch.arange(len(kept_width))] = 1.0
     return student, selection

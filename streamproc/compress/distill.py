@@ -28,7 +28,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -80,9 +80,11 @@ class DistillConfig:
     drop_prob: float = 0.1  # per word: delete (augment_texts)
     neighbours: int = 12  # candidates per word
     seed: int = 0
-    # Start the student as a cut of the teacher (its layers, post-LN) instead of random layers;
-    # the shape fields above then do not apply (see streamproc.compress.cut).
-    cut: CutConfig | None = None
+    # The student starts as a cut of the teacher (its layers, post-LN; streamproc.compress.cut),
+    # which served 94.0% on TREC seed 0 against the from-scratch student's 92.4%. None: a pre-LN
+    # student whose layers start random, shaped by the fields above (dim … ffn, epochs, lr),
+    # which a cut student does not use.
+    cut: CutConfig | None = field(default_factory=CutConfig)
 
     def student_config(self, vocab_size: int, num_labels: int) -> StudentConfig:
         return StudentConfig(

@@ -171,8 +171,9 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
             (
                 f"{dc.num_layers}-layer post-LN transformer cut from the teacher (its layers "
                 f"{list(dcfg.cut.layers)}; per layer the {dcfg.cut.heads} heads and "
-                f"{dcfg.cut.ffn} FFN neurons, and the {dc.dim} of 384 residual dimensions, with "
-                "the highest gradient-of-gate importance), "
+                f"{dcfg.cut.ffn} FFN neurons, and {dc.dim} of its "
+                f"{teacher.encoder.config.hidden_size} residual dimensions, with the highest "
+                "gradient-of-gate importance), "
                 f"{dc.layer_heads[0]} heads × {dc.head_dim}, token table {dc.embed_dim} wide "
                 f"(the teacher's rows, PCA-projected) projected to {dc.dim}, vocab "
                 f"{dc.vocab_size}, window {dc.max_tokens}; {dcfg.cut.epochs} epochs "
@@ -190,7 +191,9 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
         ),
         "pruned": (
             f"heads per layer {list(dc.layer_heads)} → {list(pc.layer_heads)}, FFN neurons "
-            f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)} (gradient-of-gate importance on "
+            f"{list(dc.layer_ffn)} → {list(pc.layer_ffn)}"
+            + (f", residual width {dc.dim} → {pc.dim}" if pc.dim != dc.dim else "")
+            + " (gradient-of-gate importance on "
             f"{pcfg.score_batches} batches), then {pcfg.finetune_epochs} epochs of distillation "
             f"fine-tuning; FLOPs/seq {(rows['distilled'].flops or 0) / 1e6:.2f} M → "
             f"{(rows['pruned'].flops or 0) / 1e6:.2f} M at {avg_tokens:.1f} tokens."

@@ -33,7 +33,12 @@ from streamproc.compress.config import JobConfig, JobResult
 from streamproc.compress.cut import CutConfig, cut_from_teacher
 from streamproc.compress.data import LabelledData, load_dataset
 from streamproc.compress.evaluation import TrainedModels, evaluate_models, files_size
-from streamproc.compress.prune import PruneConfig, prune_network, score_importance
+from streamproc.compress.prune import (
+    PruneConfig,
+    prune_network,
+    score_importance,
+    score_width,
+)
 from streamproc.compress.report import write_report
 from streamproc.compress.runtimes import build_variants, compare_runtimes
 from streamproc.compress.scoring import score_artifact
@@ -58,6 +63,7 @@ from streamproc.settings import default_cache_dir
 __all__ = ["run_job"]
 
 QUICK_DISTILL: dict[str, Any] = dict(vocab_size=1500, epochs=2, augment_per_text=1, layers=2)
+QUICK_CUT: dict[str, Any] = dict(layers=(0,), heads=2, ffn=64, score_batches=2, epochs=1)
 QUICK_PRUNE = dict(score_batches=4, finetune_epochs=1)
 QUICK_TRANSFER_LIMIT = 64  # corpus texts in a --quick run
 
@@ -122,9 +128,12 @@ def _recipe(config: JobConfig) -> _Recipe:
     )
     if not config.quick:
         return recipe
+    distill = dataclasses.replace(recipe.distill, **QUICK_DISTILL)
+    if distill.cut is not None:
+        distill = dataclasses.replace(distill, cut=dataclasses.replace(distill.cut, **QUICK_CUT))
     return dataclasses.replace(
         recipe,
-        distill=dataclasses.replace(recipe.distill, **QUICK_DISTILL),
+        distill=distill,
         prune=dataclasses.replace(recipe.prune, **QUICK_PRUNE),
         transfer=dataclasses.replace(
             recipe.transfer,
@@ -328,7 +337,7 @@ def _cut_student(
     bar: tqdm,
 ) -> tuple[StudentTokenizer, StudentNetwork, list[float]]:
     """The student cut from the teacher (:mod:`streamproc.compress.cut`), then distilled."""
-    bar.reset(total=2 * cut.score_batches)
+    bar.reset(total=(1 if cut.width is None else 2) * cut.score_batches)
     student, selection = cut_from_teacher(
         teacher,
         student_vocab,
@@ -358,20 +367,22 @@ def _prune_student(
     transfer: TeacherLabelledSet,
     bar: tqdm,
 ) -> tuple[StudentNetwork, list[float]]:
-    """Structured pruning (whole heads and FFN neurons) and a brief distillation to recover."""
+    """Structured pruning (whole heads and FFN neurons, and residual width when the student is
+    post-LN and wider than ``PruneConfig.width``) and a brief distillation to recover."""
     dcfg, pcfg = recipe.distill, recipe.prune
-    bar.reset(total=pcfg.score_batches)
-    importance = score_importance(
-        student,
-        tokenizer,
-        transfer.texts,
-        transfer.soft,
+    narrow = pcfg.width is not None and pcfg.width < student.config.dim
+    bar.reset(total=(2 if narrow else 1) * pcfg.score_batches)
+    scoring: dict[str, Any] = dict(
         temperature=dcfg.temperature,
         batch_size=dcfg.batch_size,
         max_batches=pcfg.score_batches,
         seed=config.seed,
         progress=bar.update,
     )
+    importance = score_importance(student, tokenizer, transfer.texts, transfer.soft, **scoring)
+    if narrow:
+        width = score_width(student, tokenizer, transfer.texts, transfer.soft, **scoring)
+        importance = dataclasses.replace(importance, width=width)
     pruned = prune_network(student, importance, pcfg)
     history = _distil(
         pruned, tokenizer, transfer, dcfg, bar, epochs=pcfg.finetune_epochs, lr=pcfg.finetune_lr

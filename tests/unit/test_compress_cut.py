@@ -3,13 +3,15 @@ cut keeps the sizes asked for, with the teacher's weights in the kept units."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from streamproc.compress.cut import CutConfig, cut_from_teacher, shrink, teacher_network
+from streamproc.compress.cut import CutConfig, cut_from_teacher, teacher_network
+from streamproc.compress.prune import shrink
 from streamproc.model.tokenizer import SPECIAL_TOKENS, StudentTokenizer, train_wordpiece
 
 transformers = pytest.importorskip("transformers")
@@ -121,3 +123,10 @@ def test_cut_from_teacher_keeps_the_sizes_asked_for(teacher: SimpleNamespace) ->
     assert selection.shape == (32, 20) and torch.equal(selection.sum(0), torch.ones(20))
     assert all(p.requires_grad for p in student.parameters())
     assert torch.isfinite(student(ids, mask)).all()
+    # The default keeps the teacher's whole width (the job's pruning narrows it after distilling).
+    full, identity = cut_from_teacher(
+        teacher, _vocab(teacher), tok, TEXTS, soft, dataclasses.replace(config, width=None),
+        max_tokens=16, pad_id=SPECIAL_TOKENS.index("[PAD]"), temperature=2.0, batch_size=8,
+    )  # fmt: skip
+    assert full.config.dim == 32 and torch.equal(identity, torch.eye(32))
+    assert CutConfig().width is None

@@ -15,6 +15,7 @@ from streamproc.compress.augment import (
     question_word_positions,
     word_key,
 )
+from streamproc.compress.cut import CutConfig
 from streamproc.compress.distill import (
     DistillConfig,
     augment_texts,
@@ -180,7 +181,7 @@ def test_augmentation_settings_in_the_config() -> None:
     assert tcfg.keep_question_words and tcfg.corpus == "auto" and tcfg.limit is None
     # DistillConfig is numbers, plus the optional cut recipe (a frozen dataclass of its own).
     types = {f.name: str(f.type) for f in dataclasses.fields(DistillConfig)}
-    assert types.pop("cut") == "CutConfig | None" and cfg.cut is None  # off by default
+    assert types.pop("cut") == "CutConfig | None" and cfg.cut == CutConfig()  # on by default
     assert set(types.values()) <= {"int", "float"}
     with pytest.raises(ValueError, match="replace_prob"):
         augment_texts(["a b"], {}, per_text=1, replace_prob=1.5, drop_prob=0.0, seed=0)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
-from streamproc.compress.prune import Importance, PruneConfig, prune_network, score_importance
+from streamproc.compress.prune import (
+    Importance,
+    PruneConfig,
+    prune_network,
+    score_importance,
+    score_width,
+    shrink,
+)
 from streamproc.model.network import StudentConfig, StudentNetwork, count_flops, count_params
 from streamproc.model.tokenizer import StudentTokenizer, train_wordpiece
 
 
-def _net() -> StudentNetwork:
+def _net(norm: str = "pre") -> StudentNetwork:
     torch.manual_seed(0)
     cfg = StudentConfig(
+        norm=norm,
         vocab_size=60,
         num_labels=3,
         max_tokens=16,
@@ -84,3 +95,40 @@ def test_importance_scores_have_one_value_per_unit() -> None:
     assert [s.shape[0] for s in imp.neurons] == [64, 64]
     assert all(float(s.sum()) > 0 for s in imp.heads)
     assert all(b.attn.head_gate is None for b in net.blocks), "gates are removed after scoring"
+
+
+def _texts_and_tokenizer() -> tuple[list[str], StudentTokenizer]:
+    texts = [f"what is item {i} made of" for i in range(40)]
+    return texts, StudentTokenizer(train_wordpiece(texts, 60), 16)
+
+
+def test_a_post_ln_network_loses_the_residual_width_asked_for() -> None:
+    texts, tok = _texts_and_tokenizer()
+    net = _net("post")
+    soft = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    imp = score_importance(net, tok, texts, soft, temperature=2.0, batch_size=8, max_batches=3)
+    width = score_width(net, tok, texts, soft, temperature=2.0, batch_size=8, max_batches=3)
+    assert width.shape == (32,) and float(width.min()) > 0
+    scored = dataclasses.replace(imp, width=width)
+    pruned = prune_network(net, scored, PruneConfig(width=20))
+    kept = sorted(width.topk(20).indices.tolist())
+    assert pruned.config.dim == 20 and pruned.config.norm == "post"
+    # The kept dimensions carry their weights: layer 0's first LayerNorm, its FFN input columns.
+    torch.testing.assert_close(pruned.blocks[0].ln1.weight, net.blocks[0].ln1.weight[kept])
+    assert pruned.blocks[1].ffn.fc1.weight.shape[1] == 20
+    ids, mask = tok.encode_batch(texts[:4])
+    assert torch.isfinite(pruned(ids, mask)).all()
+    # Not scored, or asked for at least the network's width: the width stays.
+    assert prune_network(net, imp, PruneConfig(width=20)).config.dim == 32
+    assert prune_network(net, scored, PruneConfig(width=32)).config.dim == 32
+    assert prune_network(net, scored, PruneConfig(width=None)).config.dim == 32
+
+
+def test_a_pre_ln_network_keeps_its_width() -> None:
+    texts, tok = _texts_and_tokenizer()
+    net = _net("pre")
+    soft = np.zeros((40, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="post-LN"):
+        score_width(net, tok, texts, soft, temperature=2.0, batch_size=8, max_batches=1)
+    with pytest.raises(ValueError, match="post-LN"):
+        shrink(net, [range(4), range(4)], [range(64), range(64)], range(16))
