@@ -160,6 +160,7 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
         repeats=repeats,
         progress=bar.update,
     )["quantized"]
+    teacher_width = int(teacher.encoder.config.hidden_size)
     arch = {
         "teacher": (
             "all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, vocab 30,522) + mean pool + "
@@ -171,9 +172,13 @@ def evaluate_models(run: TrainedModels, bar: tqdm) -> Evaluation:
             (
                 f"{dc.num_layers}-layer post-LN transformer cut from the teacher (its layers "
                 f"{list(dcfg.cut.layers)}; per layer the {dcfg.cut.heads} heads and "
-                f"{dcfg.cut.ffn} FFN neurons, and {dc.dim} of its "
-                f"{teacher.encoder.config.hidden_size} residual dimensions, with the highest "
-                "gradient-of-gate importance), "
+                f"{dcfg.cut.ffn} FFN neurons"
+                + (
+                    f", and {dc.dim} of its {teacher_width} residual dimensions,"
+                    if dc.dim < teacher_width
+                    else ", all its residual dimensions,"
+                )
+                + " with the highest gradient-of-gate importance), "
                 f"{dc.layer_heads[0]} heads × {dc.head_dim}, token table {dc.embed_dim} wide "
                 f"(the teacher's rows, PCA-projected) projected to {dc.dim}, vocab "
                 f"{dc.vocab_size}, window {dc.max_tokens}; {dcfg.cut.epochs} epochs "

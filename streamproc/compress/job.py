@@ -367,10 +367,11 @@ def _prune_student(
     transfer: TeacherLabelledSet,
     bar: tqdm,
 ) -> tuple[StudentNetwork, list[float]]:
-    """Structured pruning (whole heads and FFN neurons, and residual width when the student is
-    post-LN and wider than ``PruneConfig.width``) and a brief distillation to recover."""
+    """Structured pruning (whole heads and FFN neurons, and the residual width of a post-LN
+    student wider than ``PruneConfig.width``) and a brief distillation to recover."""
     dcfg, pcfg = recipe.distill, recipe.prune
-    narrow = pcfg.width is not None and pcfg.width < student.config.dim
+    c = student.config  # a pre-LN student keeps its width (its stream is not LN outputs)
+    narrow = pcfg.width is not None and c.norm == "post" and pcfg.width < c.dim
     bar.reset(total=(2 if narrow else 1) * pcfg.score_batches)
     scoring: dict[str, Any] = dict(
         temperature=dcfg.temperature,

@@ -59,7 +59,7 @@ class PruneConfig:
     score_batches: int = 40  # batches of the transfer set used to score importance
     # Residual dimensions kept, post-LN networks only (a student cut from the teacher: its 384
     # after distillation → 256, measured on TREC seed 0: 94.8% distilled, 94.2% pruned, 94.0%
-    # served). A network this narrow or narrower keeps its width; None keeps every network's.
+    # served). Narrower networks, pre-LN ones (the from-scratch student) and None keep theirs.
     width: int | None = 256
     finetune_epochs: int = 3
     # 2e-4 suits a cut student (post-LN, from the teacher's weights); the from-scratch pre-LN
