@@ -120,30 +120,41 @@ def score_importance(
     gates_f = [torch.ones(b.ffn.fc1.out_features, requires_grad=True) for b in model.layers()]
     for block, gh, gf in zip(model.layers(), gates_h, gates_f, strict=True):
         block.attn.head_gate, block.ffn.neuron_gate = gh, gf
-    score_h = [torch.zeros_like(g) for g in gates_h]
-    score_f = [torch.zeros_like(g) for g in gates_f]
-    losses = kd_losses(
-        model,
-        tokenizer,
-        texts,
-        soft_logits,
-        temperature=temperature,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        seed=seed,
-    )
     try:
-        for loss in losses:
-            model.zero_grad(set_to_none=True)
-            grads = torch.autograd.grad(loss, [*gates_h, *gates_f])
-            for acc, g in zip([*score_h, *score_f], grads, strict=True):
-                acc += g.abs()
-            if progress:
-                progress(1)
+        scores = _gate_scores(
+            [*gates_h, *gates_f],
+            kd_losses(
+                model,
+                tokenizer,
+                texts,
+                soft_logits,
+                seed=seed,
+                temperature=temperature,
+                batch_size=batch_size,
+                max_batches=max_batches,
+            ),
+            progress,
+        )
     finally:
         for block in model.layers():
             block.attn.head_gate, block.ffn.neuron_gate = None, None
-    return Importance([s.detach() for s in score_h], [s.detach() for s in score_f])
+    return Importance(scores[: len(gates_h)], scores[len(gates_h) :])
+
+
+def _gate_scores(
+    gates: list[torch.Tensor],
+    losses: Iterator[torch.Tensor],
+    progress: Callable[[int], None] | None,
+) -> list[torch.Tensor]:
+    """For each gate, the accumulated |∂loss/∂gate| over ``losses`` (one scalar per batch)."""
+    scores = [torch.zeros_like(g) for g in gates]
+    for loss in losses:
+        grads = torch.autograd.grad(loss, gates)
+        for acc, grad in zip(scores, grads, strict=True):
+            acc += grad.abs()
+        if progress:
+            progress(1)
+    return [score.detach() for score in scores]
 
 
 def _select(scores: list[torch.Tensor], fraction: float, minimum: int) -> list[list[int]]:
@@ -229,23 +240,18 @@ def score_width(
         for m in model.modules()
         if isinstance(m, nn.LayerNorm)
     ]
-    score = torch.zeros(model.config.dim)
-    losses = kd_losses(
-        model,
-        tokenizer,
-        texts,
-        soft_logits,
-        temperature=temperature,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        seed=seed + 1,
-    )
-    try:
-        for loss in losses:
-            (grad,) = torch.autograd.grad(loss, [gate])
-            score += grad.abs()
-            if progress:
-                progress(1)
+    try:  # other batches than score_importance's with the same seed
+        losses = kd_losses(
+            model,
+            tokenizer,
+            texts,
+            soft_logits,
+            seed=seed + 1,
+            temperature=temperature,
+            batch_size=batch_size,
+            max_batches=max_batches,
+        )
+        (score,) = _gate_scores([gate], losses, progress)
     finally:
         for hook in hooks:
             hook.remove()
